@@ -1,0 +1,5 @@
+"""Backend registry and the built-in backends."""
+from .base import Backend, Kernel, OpContext
+from .registry import Registry, default_registry
+
+__all__ = ["Backend", "Kernel", "OpContext", "Registry", "default_registry"]

@@ -1,0 +1,71 @@
+"""Session configuration: a frozen dataclass checked on construction."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from jitconv.errors import ConfigError
+
+BACKENDS = ("cpu", "cuda", "auto")
+PRECISIONS = ("normal", "high", "low")
+MEMORY_MODES = ("normal", "high", "low")
+
+
+def _check_choice(field_name: str, value, allowed) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"Config.{field_name}={value!r} is not allowed; "
+                          f"choose one of: {', '.join(map(repr, allowed))}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """How a Session runs a graph.
+
+    Parameters
+    ----------
+    backend : {"cpu", "cuda", "auto"}
+        Backend that gets first pick of every op; "auto" takes the first available
+        of cuda, cpu.
+    backup : str
+        Backend that runs the ops the main backend declines. Default "cpu".
+    threads : int or None
+        Worker threads for parallel kernels; None uses all cores. The caller's global
+        Numba thread count is restored after every run.
+    precision : {"normal", "high", "low"}
+        high: no reduced-precision algorithms; normal: fastest fp32-accurate kernel;
+        low: may trade accuracy for speed.
+    memory : {"normal", "high", "low"}
+        What weights stay resident as (see docs/kernel_choice.md).
+
+    Examples
+    --------
+    >>> import jitconv as jc
+    >>> jc.Config(threads=1, memory="low").memory
+    'low'
+    """
+    backend: str = "cpu"
+    backup: str = "cpu"
+    threads: int | None = None
+    precision: str = "normal"
+    memory: str = "normal"
+
+    def __post_init__(self):
+        _check_choice("backend", self.backend, BACKENDS)
+        if not isinstance(self.backup, str) or not self.backup:
+            raise ConfigError(f"Config.backup={self.backup!r} must be a backend name such as 'cpu'")
+        if self.threads is not None:
+            if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+                raise ConfigError(f"Config.threads={self.threads!r} must be a positive int or None")
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("memory", self.memory, MEMORY_MODES)
+
+    def resolved_threads(self) -> int:
+        """The thread count a run will use, capped at what Numba allows."""
+        import numba
+        limit = numba.config.NUMBA_NUM_THREADS
+        want = self.threads if self.threads is not None else (os.cpu_count() or 1)
+        return max(1, min(want, limit))
+
+    def label(self) -> str:
+        return (f"{self.backend} t={self.threads or 'all'} precision={self.precision} "
+                f"memory={self.memory}")

@@ -1,0 +1,84 @@
+"""What a prepared session reports: per-op kernel choices and the memory split."""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+
+
+def op_flops(node, in_shapes, out_shapes) -> int:
+    """Floating-point operations of one node (a multiply-add counts as 2)."""
+    out = out_shapes[0] if out_shapes else ()
+    n_out = math.prod(out)
+    op = node.op_type
+    if op == "Conv":
+        w = in_shapes[1]
+        return 2 * n_out * w[1] * w[2] * w[3]
+    if op == "Gemm":
+        a = in_shapes[0]
+        k = a[0] if node.attr("transA", 0) else a[1]
+        return 2 * n_out * k
+    if op == "MatMul":
+        return 2 * n_out * in_shapes[0][-1]
+    if op in ("MaxPool", "AveragePool"):
+        kh, kw = node.attr("kernel_shape")
+        return n_out * kh * kw
+    if op == "GlobalAveragePool":
+        return math.prod(in_shapes[0])
+    if op in ("Softmax", "BatchNormalization"):
+        return 3 * n_out
+    if op in ("Relu", "Clip", "Add", "Mul"):
+        return n_out
+    return 0
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """One op's kernel choice: which backend and kernel run it, on what storage, and why."""
+    name: str
+    op_type: str
+    backend: str
+    kernel: str
+    storage: str
+    reason: str
+    out_shape: tuple
+    flops: int
+    scratch_bytes: int
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """Memory split (bytes), total FLOPs and the per-op table of a prepared session."""
+    config: object
+    weight_bytes: int
+    arena_bytes: int
+    scratch_bytes: int
+    flops: int
+    ops: tuple = field(default_factory=tuple)
+
+    _COLUMNS = ("name", "op_type", "backend", "kernel", "storage", "out_shape", "reason")
+
+    def _rows(self):
+        return [[str(getattr(op, c)) for c in self._COLUMNS] for op in self.ops]
+
+    def summary(self) -> str:
+        return (f"{self.config.label()}: weights {self.weight_bytes:,} B, "
+                f"arena {self.arena_bytes:,} B, scratch {self.scratch_bytes:,} B, "
+                f"{self.flops / 1e6:,.1f} MFLOP, {len(self.ops)} ops")
+
+    def __str__(self) -> str:
+        rows = [list(self._COLUMNS)] + self._rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self._COLUMNS))]
+        lines = [self.summary()]
+        for j, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            if j == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                       for r in self._rows())
+        return (f"<p>{html.escape(self.summary())}</p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")

@@ -1,0 +1,96 @@
+"""Graph rewrites run before a session prepares: they return a new Graph.
+
+- fold_batchnorm: Conv -> BatchNormalization becomes one Conv with scaled weights.
+- fuse_activations: Conv -> Relu / Clip becomes one Conv with a fused epilogue.
+Both fire only when the conv's output has no other reader and is not a graph output.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Constant, Graph, Node
+
+
+def _single_reader(graph, consumers, tensor):
+    readers = consumers.get(tensor, [])
+    is_output = any(o.name == tensor for o in graph.outputs)
+    return readers[0] if len(readers) == 1 and not is_output else None
+
+
+def _fresh_name(taken, base):
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    consumers = graph.consumers()
+    constants = dict(graph.constants)
+    taken = set(constants) | {t for n in graph.nodes for t in n.outputs}
+    taken |= {i.name for i in graph.inputs}
+    replace, drop = {}, set()
+    for node in graph.nodes:
+        if node.op_type != "Conv" or node.attr("activation", ""):
+            continue
+        bn = _single_reader(graph, consumers, node.outputs[0])
+        if bn is None or bn.op_type != "BatchNormalization" or bn.inputs[0] != node.outputs[0]:
+            continue
+        params = [constants.get(t) for t in bn.inputs[1:5]]
+        w = constants.get(node.inputs[1])
+        has_b = len(node.inputs) > 2 and node.inputs[2]
+        b = constants.get(node.inputs[2]) if has_b else None
+        if any(p is None for p in params) or w is None or (has_b and b is None):
+            continue
+        if any(c.storage != "fp32" for c in [w, *params] + ([b] if b is not None else [])):
+            continue
+        scale, shift, mean, var = (p.as_float32().astype(np.float64) for p in params)
+        k = scale / np.sqrt(var + float(bn.attr("epsilon", 1e-5)))
+        w_new = (w.as_float32() * k[:, None, None, None]).astype(np.float32)
+        b_old = b.as_float32().astype(np.float64) if b is not None else 0.0
+        b_new = ((b_old - mean) * k + shift).astype(np.float32)
+        wn, bnm = _fresh_name(taken, node.inputs[1] + "_bn"), _fresh_name(taken, node.name + "_bias_bn")
+        constants[wn] = Constant(wn, w_new)
+        constants[bnm] = Constant(bnm, b_new)
+        fused = list(node.attr("_fused", [])) + [bn.name]
+        replace[node.name] = Node("Conv", [node.inputs[0], wn, bnm], list(bn.outputs),
+                                  {**node.attrs, "_fused": fused}, node.name)
+        drop.add(bn.name)
+    return _rebuild(graph, replace, drop, constants)
+
+
+def fuse_activations(graph: Graph) -> Graph:
+    consumers = graph.consumers()
+    replace, drop = {}, set()
+    for node in graph.nodes:
+        if node.op_type != "Conv" or node.attr("activation", ""):
+            continue
+        act = _single_reader(graph, consumers, node.outputs[0])
+        if act is None or act.op_type not in ("Relu", "Clip"):
+            continue
+        attrs = dict(node.attrs)
+        if act.op_type == "Relu":
+            attrs["activation"] = "relu"
+        else:
+            attrs.update(activation="clip", activation_min=float(act.attr("min", -np.inf)),
+                         activation_max=float(act.attr("max", np.inf)))
+        attrs["_fused"] = list(node.attr("_fused", [])) + [act.name]
+        replace[node.name] = Node("Conv", list(node.inputs), list(act.outputs), attrs, node.name)
+        drop.add(act.name)
+    return _rebuild(graph, replace, drop, dict(graph.constants))
+
+
+def _rebuild(graph, replace, drop, constants):
+    if not replace:
+        return graph
+    nodes = [replace.get(n.name, n) for n in graph.nodes if n.name not in drop]
+    used = {t for n in nodes for t in n.inputs if t}
+    used |= {o.name for o in graph.outputs}
+    constants = {k: v for k, v in constants.items() if k in used}
+    return Graph(list(graph.inputs), list(graph.outputs), nodes, constants, graph.name)
+
+
+def optimize(graph: Graph) -> Graph:
+    """The default pass pipeline a Session runs."""
+    return fuse_activations(fold_batchnorm(graph))

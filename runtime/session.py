@@ -1,0 +1,266 @@
+"""Session: prepare a graph once (kernel choice, shapes, memory plan), then run it.
+
+Plan, then run: graph -> passes -> shape inference -> kernel choice per op -> memory plan.
+resize() re-infers shapes and re-plans memory; kernels keep their packed weights.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jitconv.backends import OpContext, default_registry
+from jitconv.errors import GraphError, InputError, InternalError, JitconvError
+
+from .config import Config
+from .info import OpInfo, SessionInfo, op_flops
+from .passes import optimize
+from .planner import Interval, allocate, plan
+from .shapes import infer_shapes
+from .threads import numba_threads
+
+
+def _base(arr):
+    while isinstance(arr.base, np.ndarray):
+        arr = arr.base
+    return arr
+
+
+class _Step:
+    __slots__ = ("node", "kernel", "backend", "reason", "inputs", "outputs", "scratch_bytes")
+
+
+class Session:
+    """Runs a Graph with a Config.
+
+    Parameters
+    ----------
+    graph : Graph
+        From GraphBuilder.build() (or an importer). It is not modified.
+    config : Config, optional
+        Backend, threads, precision and memory mode; defaults to Config().
+    registry : Registry, optional
+        Where backends are looked up; defaults to jitconv's default registry.
+
+    Examples
+    --------
+    >>> import numpy as np, jitconv as jc
+    >>> g = jc.GraphBuilder()
+    >>> x = g.input("x", (1, 2, 4, 4))
+    >>> g.output(g.relu(x), "y")
+    >>> sess = jc.Session(g.build(), jc.Config(threads=1))
+    >>> sess.run(-np.ones((1, 2, 4, 4), np.float32))["y"].max()
+    0.0
+    """
+
+    def __init__(self, graph, config: Config | None = None, *, registry=None):
+        if config is None:
+            config = Config()
+        if not isinstance(config, Config):
+            raise JitconvError(f"config must be a jitconv.Config, got {type(config).__name__}")
+        self.config = config
+        self._registry = registry or default_registry
+        self.graph = optimize(graph)
+        self._input_shapes = {s.name: tuple(s.shape) for s in self.graph.inputs}
+        self._main, self._backup = self._pick_backends()
+        shapes = infer_shapes(self.graph, self._input_shapes)
+        self._steps = [self._choose_kernel(node, shapes) for node in self.graph.nodes]
+        self._held = self._held_constants()
+        self._plan(shapes)
+
+    # -- preparation -------------------------------------------------------------------
+
+    def _pick_backends(self):
+        reg = self._registry
+        name = self.config.backend
+        if name == "auto":
+            name = next((n for n in ("cuda", "cpu") if n in reg and reg.get(n).is_available()),
+                        "cpu")
+        main = reg.get(name)
+        if not main.is_available():
+            raise JitconvError(f"backend {name!r} is registered but not available on this "
+                               f"machine; use Config(backend='cpu') or 'auto'")
+        backup = reg.get(self.config.backup)
+        return main, backup
+
+    def _context(self, node, shapes):
+        consts = {i: self.graph.constants[t] for i, t in enumerate(node.inputs)
+                  if t in self.graph.constants}
+        return OpContext(node, [shapes[t] if t else None for t in node.inputs],
+                         [shapes[t] for t in node.outputs], consts, self.config)
+
+    def _create(self, backend, ctx):
+        creator = backend.creator(ctx.node.op_type)
+        if creator is None:
+            return None
+        try:
+            return creator(ctx)
+        except JitconvError:
+            raise
+        except Exception as exc:
+            raise InternalError(f"{ctx.node.describe()}: backend {backend.name!r} failed to "
+                                f"create a kernel: {type(exc).__name__}: {exc}") from exc
+
+    def _choose_kernel(self, node, shapes):
+        ctx = self._context(node, shapes)
+        step = _Step()
+        step.node, step.backend = node, self._main.name
+        kernel = self._create(self._main, ctx)
+        note = ""
+        if kernel is None and self._backup is not self._main:
+            had = self._main.creator(node.op_type) is not None
+            note = (f"{self._main.name} declined; " if had else
+                    f"{self._main.name} has no {node.op_type} kernel; ") + f"ran on {self._backup.name}: "
+            kernel = self._create(self._backup, ctx)
+            step.backend = self._backup.name
+        if kernel is None:
+            raise GraphError(f"{node.describe()}: no registered backend runs op "
+                             f"{node.op_type!r} (tried {self._main.name!r} and backup "
+                             f"{self._backup.name!r})")
+        fused = node.attr("_fused", [])
+        if fused:
+            note += f"fused {', '.join(fused)}; "
+        step.kernel, step.reason = kernel, note + kernel.reason
+        # owned constants were captured by the kernel: they are not passed at run time
+        step.inputs = [t if i not in kernel.owned_inputs else ""
+                       for i, t in enumerate(node.inputs)]
+        step.outputs = list(node.outputs)
+        return step
+
+    def _held_constants(self):
+        """Constants passed to kernels at run time (those no kernel packed for itself)."""
+        held = {}
+        for step in self._steps:
+            for i, t in enumerate(step.node.inputs):
+                if t in self.graph.constants and i not in step.kernel.owned_inputs:
+                    if t not in held:
+                        held[t] = self.graph.constants[t].as_float32()
+        return held
+
+    def _plan(self, shapes):
+        graph_outputs = {o.name for o in self.graph.outputs}
+        last_use = {}
+        for i, node in enumerate(self.graph.nodes):
+            for t in node.inputs:
+                last_use[t] = i
+        intervals = []
+        for i, node in enumerate(self.graph.nodes):
+            for t in node.outputs:
+                if t not in graph_outputs:
+                    nbytes = 4 * math.prod(shapes[t])
+                    intervals.append(Interval(t, nbytes, i, max(i, last_use.get(t, i))))
+        offsets, arena_bytes = plan(intervals)
+        self._arena = allocate(arena_bytes)
+        self._views = {iv.name: self._arena[offsets[iv.name]:offsets[iv.name] + iv.nbytes]
+                       .view(np.float32).reshape(shapes[iv.name]) for iv in intervals}
+        scratch = 0
+        for step in self._steps:
+            ins = [shapes[t] if t else None for t in step.node.inputs]
+            outs = [shapes[t] for t in step.node.outputs]
+            step.scratch_bytes = int(step.kernel.resize(ins, outs))
+            self._check_scratch(step, outs)
+            scratch = max(scratch, step.scratch_bytes)
+        self._scratch = allocate(scratch)
+        self._shapes = shapes
+
+    @staticmethod
+    def _check_scratch(step, out_shapes):
+        produces = any(math.prod(s) > 0 for s in out_shapes)
+        if step.scratch_bytes < 0 or (produces and step.scratch_bytes == 0
+                                      and step.kernel.needs_scratch()):
+            raise InternalError(f"{step.node.describe()}: kernel {step.kernel.name!r} asked "
+                                f"for a scratch buffer of {step.scratch_bytes} bytes but must "
+                                f"produce outputs of shapes {out_shapes}")
+
+    def resize(self, input_shapes: dict) -> None:
+        """Change input shapes; shapes and the memory plan are redone, weights are kept."""
+        new = dict(self._input_shapes)
+        for name, shape in input_shapes.items():
+            if name not in new:
+                raise InputError(f"resize: unknown input {name!r}; inputs are "
+                                 f"{', '.join(map(repr, new))}")
+            shape = tuple(int(d) for d in shape)
+            if len(shape) != len(new[name]) or any(d < 0 for d in shape):
+                raise InputError(f"resize: input {name!r} needs a {len(new[name])}-D shape of "
+                                 f"non-negative sizes, got {shape}")
+            new[name] = shape
+        shapes = infer_shapes(self.graph, new)
+        self._input_shapes = new
+        self._plan(shapes)
+
+    # -- running -----------------------------------------------------------------------
+
+    def _check_feeds(self, feeds):
+        if isinstance(feeds, np.ndarray):
+            if len(self._input_shapes) != 1:
+                raise InputError(f"this graph has {len(self._input_shapes)} inputs "
+                                 f"({', '.join(map(repr, self._input_shapes))}); pass a dict")
+            feeds = {next(iter(self._input_shapes)): feeds}
+        if not isinstance(feeds, dict):
+            raise InputError(f"run() takes a dict of input name -> numpy array (or one array), "
+                             f"got {type(feeds).__name__}")
+        unknown = set(feeds) - set(self._input_shapes)
+        missing = set(self._input_shapes) - set(feeds)
+        if unknown or missing:
+            raise InputError(f"inputs do not match the graph: unknown {sorted(unknown)}, "
+                             f"missing {sorted(missing)}; expected "
+                             f"{', '.join(map(repr, self._input_shapes))}")
+        checked = {}
+        for name, arr in feeds.items():
+            want = self._input_shapes[name]
+            if not isinstance(arr, np.ndarray):
+                raise InputError(f"input {name!r} must be a numpy array, got {type(arr).__name__}")
+            if arr.dtype != np.float32:
+                raise InputError(f"input {name!r} has dtype {arr.dtype}, expected float32 "
+                                 f"(use arr.astype(np.float32))")
+            if tuple(arr.shape) != want:
+                raise InputError(f"input {name!r} has shape {tuple(arr.shape)}, expected {want} "
+                                 f"float32; call Session.resize({{{name!r}: shape}}) to change it")
+            checked[name] = np.ascontiguousarray(arr)
+        return checked
+
+    def run(self, feeds) -> dict:
+        """Run the graph; returns {output name: new float32 array}."""
+        buffers = dict(self._views)
+        buffers.update(self._held)
+        buffers.update(self._check_feeds(feeds))
+        results = {}
+        for spec in self.graph.outputs:
+            if spec.name in buffers:      # an input or constant returned as it is
+                results[spec.name] = np.array(buffers[spec.name], dtype=np.float32)
+            else:
+                results[spec.name] = buffers[spec.name] = np.empty(self._shapes[spec.name],
+                                                                   np.float32)
+        with numba_threads(self.config.resolved_threads()):
+            for step in self._steps:
+                ins = [buffers[t] if t else None for t in step.inputs]
+                outs = [buffers[t] for t in step.outputs]
+                step.kernel.run(ins, outs, self._scratch)
+        return results
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def info(self) -> SessionInfo:
+        """Memory split, FLOPs and per-op kernel choices (text via str(), HTML in Jupyter)."""
+        arrays = list(self._held.values())
+        for step in self._steps:
+            arrays.extend(step.kernel.held_arrays())
+        unique = {id(_base(a)): _base(a).nbytes for a in arrays}
+        ops, flops = [], 0
+        for step in self._steps:
+            node = step.node
+            ins = [self._shapes[t] if t else None for t in node.inputs]
+            outs = [self._shapes[t] for t in node.outputs]
+            f = op_flops(node, ins, outs)
+            flops += f
+            ops.append(OpInfo(node.name, node.op_type, step.backend, step.kernel.name,
+                              step.kernel.storage, step.reason, outs[0], f, step.scratch_bytes))
+        return SessionInfo(self.config, sum(unique.values()), int(self._arena.nbytes),
+                           int(self._scratch.nbytes), flops, tuple(ops))
+
+    @property
+    def input_shapes(self) -> dict:
+        return dict(self._input_shapes)
+
+    def __repr__(self) -> str:
+        return f"Session({self.graph.name!r}, {self.config.label()})"
