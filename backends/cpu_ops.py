@@ -104,8 +104,8 @@ def create_pool(ctx):
 
 def create_global_avg_pool(ctx):
     def run(i, o):
-        n, c = i[0].shape[:2]
-        global_avg_pool(i[0].reshape(n * c, -1), o[0].reshape(n * c))
+        n, c, h, w = i[0].shape
+        global_avg_pool(i[0].reshape(n * c, h * w), o[0].reshape(n * c))
     return Simple("global_avg_pool", "mean over H*W", run)
 
 
@@ -199,7 +199,7 @@ class BatchNorm(Kernel):
     def run(self, inputs, outputs, scratch):
         k, s = self.params or self._fold(*inputs[1:5], self.eps)
         x = inputs[0]
-        shape3 = (x.shape[0], x.shape[1], -1) if x.size else (x.shape[0], x.shape[1], 0)
+        shape3 = (x.shape[0], x.shape[1], math.prod(x.shape[2:]))
         ew.channel_affine(x.reshape(shape3), k, s, outputs[0].reshape(shape3))
 
     def held_arrays(self):

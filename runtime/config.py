@@ -23,11 +23,11 @@ class Config:
 
     Parameters
     ----------
-    backend : {"cpu", "cuda", "auto"}
+    backend : {"cpu", "cuda", "auto"} or a registered backend's name
         Backend that gets first pick of every op; "auto" takes the first available
         of cuda, cpu.
     backup : str
-        Backend that runs the ops the main backend declines. Default "cpu".
+        Registered backend that runs the ops the main backend declines. Default "cpu".
     threads : int or None
         Worker threads for parallel kernels; None uses all cores. The caller's global
         Numba thread count is restored after every run.
@@ -50,9 +50,10 @@ class Config:
     memory: str = "normal"
 
     def __post_init__(self):
-        _check_choice("backend", self.backend, BACKENDS)
-        if not isinstance(self.backup, str) or not self.backup:
-            raise ConfigError(f"Config.backup={self.backup!r} must be a backend name such as 'cpu'")
+        from jitconv.backends import default_registry  # backends register themselves there
+        known = tuple(dict.fromkeys(BACKENDS + tuple(default_registry.names())))
+        _check_choice("backend", self.backend, known)
+        _check_choice("backup", self.backup, tuple(b for b in known if b != "auto"))
         if self.threads is not None:
             if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
                 raise ConfigError(f"Config.threads={self.threads!r} must be a positive int or None")

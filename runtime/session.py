@@ -221,9 +221,20 @@ class Session:
 
     def run(self, feeds) -> dict:
         """Run the graph; returns {output name: new float32 array}."""
+        return self._execute(self._check_feeds(feeds), None)
+
+    def warmup(self, progress=None) -> None:
+        """Run once on zeros so every kernel compiles (or loads from Numba's cache).
+
+        ``progress(i, n, op_info)`` is called before each op; compile time shows up there.
+        """
+        feeds = {k: np.zeros(s, np.float32) for k, s in self._input_shapes.items()}
+        self._execute(feeds, progress)
+
+    def _execute(self, feeds, progress):
         buffers = dict(self._views)
         buffers.update(self._held)
-        buffers.update(self._check_feeds(feeds))
+        buffers.update(feeds)
         results = {}
         for spec in self.graph.outputs:
             if spec.name in buffers:      # an input or constant returned as it is
@@ -231,11 +242,16 @@ class Session:
             else:
                 results[spec.name] = buffers[spec.name] = np.empty(self._shapes[spec.name],
                                                                    np.float32)
+        ops = self.info().ops if progress else None
         with numba_threads(self.config.resolved_threads()):
-            for step in self._steps:
+            for i, step in enumerate(self._steps):
+                if progress:
+                    progress(i, len(self._steps), ops[i])
                 ins = [buffers[t] if t else None for t in step.inputs]
                 outs = [buffers[t] for t in step.outputs]
                 step.kernel.run(ins, outs, self._scratch)
+        if progress:
+            progress(len(self._steps), len(self._steps), None)
         return results
 
     # -- reporting ---------------------------------------------------------------------

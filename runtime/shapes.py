@@ -46,7 +46,7 @@ def window_geometry(node, in_hw, kernel_hw, *, ceil_mode=False):
             pads[i], pads[i + 2] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
         return pads, strides, dilations, out_hw
     if auto_pad == "VALID":
-        pads = [0, 0, 0, 0]
+        pads, ceil_mode = [0, 0, 0, 0], False     # ONNX: ceil_mode has no effect with auto_pad
     elif auto_pad != "NOTSET":
         _fail(node, f"auto_pad={auto_pad!r} not understood; use NOTSET, SAME_UPPER, "
                     f"SAME_LOWER or VALID")
@@ -147,10 +147,12 @@ def reshape_target(node, x, shape):
         _fail(node, f"shape {shape} may hold at most one -1 and no other negative value")
     total = math.prod(x)
     if -1 in out:
-        known = math.prod(v for v in out if v != -1)
-        if known == 0 or total % known:
+        # zero-sized dims count as 1 when inferring -1, so a batch-0 input reshapes
+        known = math.prod(max(v, 1) for v in out if v != -1)
+        size = math.prod(max(d, 1) for d in x) if total == 0 else total
+        if size % known:
             _fail(node, f"cannot reshape input of shape {tuple(x)} to {shape}")
-        out[out.index(-1)] = total // known
+        out[out.index(-1)] = size // known
     if math.prod(out) != total:
         _fail(node, f"cannot reshape input of shape {tuple(x)} ({total} elements) to {shape}")
     return tuple(out)

@@ -1,0 +1,5 @@
+import sys
+
+from jitconv.cli import main
+
+sys.exit(main())

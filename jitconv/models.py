@@ -1,0 +1,78 @@
+"""Built-in model graphs with seeded random weights (no downloads)."""
+from __future__ import annotations
+
+import numpy as np
+
+from jitconv.runtime.builder import GraphBuilder
+
+# MobileNetV2 (Sandler et al. 2018): expansion t, channels c, repeats n, first stride s
+MOBILENET_V2_BLOCKS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+
+
+def _make_divisible(v, divisor=8):
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+class _Weights:
+    """He-initialised conv weights and small BN-like biases from one seeded generator."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def conv(self, cout, cin_per_group, k):
+        fan_in = cin_per_group * k * k
+        w = self.rng.standard_normal((cout, cin_per_group, k, k)) * np.sqrt(2.0 / fan_in)
+        return w.astype(np.float32), (self.rng.standard_normal(cout) * 0.05).astype(np.float32)
+
+
+def mobilenet_v2(*, input_size=224, batch=1, width=1.0, num_classes=1000, seed=0,
+                 name="mobilenet_v2"):
+    """A MobileNetV2-style graph: inverted residual blocks (1x1 expand, 3x3 depthwise,
+    1x1 project), ReLU6, residual adds, global pool and a fully connected classifier."""
+    g = GraphBuilder(name)
+    wts = _Weights(seed)
+    x = g.input("input", (batch, 3, input_size, input_size))
+    cin = _make_divisible(32 * width)
+    w, b = wts.conv(cin, 3, 3)
+    x = g.conv2d(x, w, b, stride=2, padding=1, activation="relu6", name="stem")
+    for bi, (t, c, n, s) in enumerate(MOBILENET_V2_BLOCKS):
+        cout = _make_divisible(c * width)
+        for i in range(n):
+            stride = s if i == 0 else 1
+            hidden = cin * t
+            y = x
+            if t != 1:
+                w, b = wts.conv(hidden, cin, 1)
+                y = g.conv2d(y, w, b, activation="relu6", name=f"b{bi}_{i}_expand")
+            w, b = wts.conv(hidden, 1, 3)
+            y = g.conv2d(y, w, b, stride=stride, padding=1, groups=hidden, activation="relu6",
+                         name=f"b{bi}_{i}_dw")
+            w, b = wts.conv(cout, hidden, 1)
+            y = g.conv2d(y, w * 0.5, b, name=f"b{bi}_{i}_project")
+            x = g.add(x, y, name=f"b{bi}_{i}_add") if stride == 1 and cin == cout else y
+            cin = cout
+    last = _make_divisible(1280 * max(1.0, width))
+    w, b = wts.conv(last, cin, 1)
+    x = g.conv2d(x, w, b, activation="relu6", name="head")
+    x = g.flatten(g.global_average_pool(x, name="pool"), name="flatten")
+    fc = (wts.rng.standard_normal((num_classes, last)) * np.sqrt(1.0 / last)).astype(np.float32)
+    x = g.dense(x, fc, np.zeros(num_classes, np.float32), name="classifier")
+    g.output(g.softmax(x, name="softmax"), "probs")
+    return g.build()
+
+
+def conv_chain(*, layers=20, channels=16, size=32, seed=0, name="conv_chain"):
+    """A plain chain of 3x3 conv + ReLU layers (used to test the memory planner)."""
+    g = GraphBuilder(name)
+    wts = _Weights(seed)
+    x = g.input("x", (1, channels, size, size))
+    for i in range(layers):
+        w, b = wts.conv(channels, channels, 3)
+        x = g.conv2d(x, w * 0.7, b, padding=1, activation="relu", name=f"conv{i}")
+    g.output(x, "y")
+    return g.build()
+
+
+MODELS = {"mobilenet_v2": mobilenet_v2, "conv_chain": conv_chain}

@@ -1,0 +1,166 @@
+"""Session behaviour: resize, memory plan, info, config and input errors, threads."""
+import math
+
+import numba
+import numpy as np
+import pytest
+
+import jitconv as jc
+from helpers import assert_close, rand
+from jitconv.models import conv_chain, mobilenet_v2
+from jitconv.runtime.reference import evaluate
+from jitconv.runtime.shapes import infer_shapes
+
+
+def _small_net(rng):
+    g = jc.GraphBuilder("small")
+    x = g.input("x", (1, 3, 12, 12))
+    y = g.conv2d(x, rand(rng, 8, 3, 3, 3), rand(rng, 8), stride=2, padding=1, activation="relu")
+    y = g.max_pool(y, 2)
+    y = g.flatten(g.global_average_pool(y))
+    g.output(g.dense(y, rand(rng, 5, 8), rand(rng, 5)), "y")
+    return g.build()
+
+
+def test_resize_replans_and_stays_correct(rng):
+    graph = _small_net(rng)
+    sess = jc.Session(graph, jc.Config(threads=2))
+    arena_before = sess.info().arena_bytes
+    sess.resize({"x": (4, 3, 20, 17)})
+    x = rand(rng, 4, 3, 20, 17)
+    ref = evaluate(graph, {"x": x})["y"]
+    assert_close(sess.run({"x": x})["y"], ref)
+    assert sess.info().arena_bytes > arena_before
+    assert sess.input_shapes == {"x": (4, 3, 20, 17)}
+    with pytest.raises(jc.InputError, match="expected \\(4, 3, 20, 17\\)"):
+        sess.run(rand(rng, 1, 3, 12, 12))
+
+
+def test_resize_errors_name_the_input(rng):
+    sess = jc.Session(_small_net(rng))
+    with pytest.raises(jc.InputError, match="unknown input 'z'"):
+        sess.resize({"z": (1, 3, 8, 8)})
+    with pytest.raises(jc.InputError, match="'x' needs a 4-D shape"):
+        sess.resize({"x": (3, 8, 8)})
+    with pytest.raises(jc.GraphError, match="Conv node"):
+        sess.resize({"x": (1, 3, 0, 0)})
+
+
+def test_planner_reuses_memory_on_a_chain():
+    graph = conv_chain(layers=20, channels=16, size=32)
+    sess = jc.Session(graph, jc.Config(threads=2))
+    shapes = infer_shapes(sess.graph, sess.input_shapes)
+    total = sum(4 * math.prod(shapes[n.outputs[0]]) for n in sess.graph.nodes[:-1])
+    assert sess.info().arena_bytes < total / 2
+    x = np.random.default_rng(1).standard_normal((1, 16, 32, 32)).astype(np.float32)
+    assert_close(sess.run(x)["y"], evaluate(graph, {"x": x})["y"])
+
+
+def test_planner_never_overlaps_live_tensors():
+    from jitconv.runtime.planner import Interval, plan
+    rng = np.random.default_rng(3)
+    ivs = []
+    for i in range(60):
+        first = int(rng.integers(0, 40))
+        ivs.append(Interval(f"t{i}", int(rng.integers(0, 5000)), first,
+                            first + int(rng.integers(0, 6))))
+    offsets, total = plan(ivs)
+    for a in ivs:
+        assert offsets[a.name] + a.nbytes <= total
+        for b in ivs:
+            if a.name < b.name and a.nbytes and b.nbytes and a.first <= b.last and b.first <= a.last:
+                assert (offsets[a.name] + a.nbytes <= offsets[b.name]
+                        or offsets[b.name] + b.nbytes <= offsets[a.name]), (a, b)
+
+
+def test_outputs_are_fresh_arrays(rng):
+    sess = jc.Session(_small_net(rng))
+    x = rand(rng, 1, 3, 12, 12)
+    first = sess.run(x)["y"]
+    keep = first.copy()
+    sess.run(2 * x)
+    np.testing.assert_array_equal(first, keep)
+
+
+def test_zero_element_batch(rng):
+    graph = _small_net(rng)
+    sess = jc.Session(graph)
+    sess.resize({"x": (0, 3, 12, 12)})
+    assert sess.run(np.zeros((0, 3, 12, 12), np.float32))["y"].shape == (0, 5)
+
+
+def test_info_reports_real_bytes_and_kernels(rng):
+    graph = _small_net(rng)
+    info = jc.Session(graph).info()
+    assert info.weight_bytes == sum(c.data.nbytes for c in graph.constants.values())
+    assert [op.op_type for op in info.ops] == ["Conv", "MaxPool", "GlobalAveragePool",
+                                               "Flatten", "Gemm"]
+    assert all(op.backend == "cpu" and op.kernel and op.reason for op in info.ops)
+    assert info.flops == 2 * 8 * 6 * 6 * 27 + 8 * 3 * 3 * 4 + 8 * 9 + 2 * 5 * 8
+    text, page = str(info), info._repr_html_()
+    assert "conv2d_direct" in text and "<table>" in page and "conv2d_direct" in page
+
+
+def test_threads_restore_the_callers_setting(rng):
+    sess = jc.Session(_small_net(rng), jc.Config(threads=1))
+    before = numba.get_num_threads()
+    sess.run(rand(rng, 1, 3, 12, 12))
+    assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("field,value", [("backend", "gpu"), ("precision", "fp16"),
+                                         ("memory", "LOW"), ("memory", 1), ("threads", 0),
+                                         ("threads", "2"), ("backup", "")])
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(jc.ConfigError, match=f"Config.{field}"):
+        jc.Config(**{field: value})
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        jc.Config().memory = "low"
+
+
+def test_bad_inputs_name_the_input(rng):
+    sess = jc.Session(_small_net(rng))
+    with pytest.raises(jc.InputError, match="'x' has shape \\(1, 3, 12, 11\\), expected"):
+        sess.run({"x": rand(rng, 1, 3, 12, 11)})
+    with pytest.raises(jc.InputError, match="'x' has dtype float64"):
+        sess.run({"x": np.zeros((1, 3, 12, 12))})
+    with pytest.raises(jc.InputError, match="unknown \\['y'\\], missing \\['x'\\]"):
+        sess.run({"y": rand(rng, 1, 3, 12, 12)})
+    with pytest.raises(jc.InputError, match="'x' must be a numpy array"):
+        sess.run({"x": [[1.0]]})
+
+
+def test_builder_errors_name_the_op_and_shape(rng):
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, 3, 8, 8))
+    with pytest.raises(jc.GraphError, match="weight W shape \\(4, 2, 3, 3\\) expects 2 input"):
+        g.conv2d(x, rand(rng, 4, 2, 3, 3))
+    with pytest.raises(jc.GraphError, match="do not broadcast"):
+        g.add(x, rand(rng, 5))
+    with pytest.raises(jc.GraphError, match="larger than the padded input"):
+        g.conv2d(x, rand(rng, 4, 3, 9, 9))
+    with pytest.raises(jc.GraphError, match="activation='gelu'"):
+        g.conv2d(x, rand(rng, 4, 3, 3, 3), activation="gelu")
+    with pytest.raises(jc.GraphError, match="not supported"):
+        g.node("Erf", [x])
+    with pytest.raises(jc.GraphError, match="no outputs"):
+        g.build()
+
+
+def test_non_contiguous_input_is_accepted(rng):
+    graph = _small_net(rng)
+    x = rand(rng, 1, 3, 12, 24)[..., ::2]
+    got = jc.Session(graph).run(x)["y"]
+    assert_close(got, evaluate(graph, {"x": np.ascontiguousarray(x)})["y"])
+
+
+def test_mobilenet_v2_matches_reference():
+    graph = mobilenet_v2(input_size=64, num_classes=10)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    ref = evaluate(graph, {"input": x})["probs"]
+    for memory in ("normal", "low"):
+        got = jc.Session(graph, jc.Config(threads=2, memory=memory)).run(x)["probs"]
+        assert_close(got, ref, rtol=1e-5)
