@@ -58,8 +58,10 @@ def mobilenet_v2(*, input_size=224, batch=1, width=1.0, num_classes=1000, seed=0
     x = g.conv2d(x, w, b, activation="relu6", name="head")
     x = g.flatten(g.global_average_pool(x, name="pool"), name="flatten")
     fc = (wts.rng.standard_normal((num_classes, last)) * np.sqrt(1.0 / last)).astype(np.float32)
-    x = g.dense(x, fc, np.zeros(num_classes, np.float32), name="classifier")
-    g.output(g.softmax(x, name="softmax"), "probs")
+    logits = g.dense(x, fc, np.zeros(num_classes, np.float32), name="classifier")
+    probs = g.softmax(logits, name="softmax")
+    g.output(logits, "logits")
+    g.output(probs, "probs")
     return g.build()
 
 
