@@ -9,6 +9,11 @@ nine taps of one input channel in a single pass over the output row, for two out
 channels at once (sharing the input loads); 1x1 accumulates four input channels per pass,
 also two output channels at once. Everything else goes through the generic per-tap path.
 
+The per-output-channel(-pair) compute (``conv_pair``) takes fp32 weight panels (Cg,KH,KW)
+and is shared by every weight storage: here the panels are views of the fp32 weights; the
+low-memory kernels (kernels/conv_lowmem.py) fill a small panel buffer per channel pair from
+fp16 / int8 / int4 storage and call the same function.
+
 This is the "correct, reasonably fast" baseline; register-tiled kernels live elsewhere.
 """
 
@@ -81,24 +86,23 @@ def _epilogue(o, act, lo, hi):
 
 
 @njit(**_OPTS)
-def _conv_plane(xpad, w, m, c0, Cg, o, sh, sw, dh, dw):
-    """Accumulate into o (OH,OW) the conv of xpad[c0:c0+Cg] (C,Hp,Wp) with w[m] (Cg,KH,KW)."""
+def _conv_plane(xpad, wa, c0, o, sh, sw, dh, dw):
+    """Accumulate into o (OH,OW) the conv of xpad[c0:c0+Cg] (C,Hp,Wp) with the weight panel wa (Cg,KH,KW)."""
     OH, OW = o.shape
-    KH = w.shape[2]
-    KW = w.shape[3]
+    Cg, KH, KW = wa.shape
     if KH == 3 and KW == 3 and sw == 1:
         # all nine taps of one input channel per pass over an output row
         for ci in range(Cg):
             xp = xpad[c0 + ci]
-            w00 = w[m, ci, 0, 0]
-            w01 = w[m, ci, 0, 1]
-            w02 = w[m, ci, 0, 2]
-            w10 = w[m, ci, 1, 0]
-            w11 = w[m, ci, 1, 1]
-            w12 = w[m, ci, 1, 2]
-            w20 = w[m, ci, 2, 0]
-            w21 = w[m, ci, 2, 1]
-            w22 = w[m, ci, 2, 2]
+            w00 = wa[ci, 0, 0]
+            w01 = wa[ci, 0, 1]
+            w02 = wa[ci, 0, 2]
+            w10 = wa[ci, 1, 0]
+            w11 = wa[ci, 1, 1]
+            w12 = wa[ci, 1, 2]
+            w20 = wa[ci, 2, 0]
+            w21 = wa[ci, 2, 1]
+            w22 = wa[ci, 2, 2]
             for oh in range(OH):
                 orow = o[oh]
                 r0 = xp[oh * sh]
@@ -118,10 +122,10 @@ def _conv_plane(xpad, w, m, c0, Cg, o, sh, sw, dh, dw):
         # pointwise: four input channels per pass over an output row
         ci = 0
         while ci + 4 <= Cg:
-            w0 = w[m, ci, 0, 0]
-            w1 = w[m, ci + 1, 0, 0]
-            w2 = w[m, ci + 2, 0, 0]
-            w3 = w[m, ci + 3, 0, 0]
+            w0 = wa[ci, 0, 0]
+            w1 = wa[ci + 1, 0, 0]
+            w2 = wa[ci + 2, 0, 0]
+            w3 = wa[ci + 3, 0, 0]
             x0 = xpad[c0 + ci]
             x1 = xpad[c0 + ci + 1]
             x2 = xpad[c0 + ci + 2]
@@ -137,7 +141,7 @@ def _conv_plane(xpad, w, m, c0, Cg, o, sh, sw, dh, dw):
                     orow[ow] += w0 * r0[ow] + w1 * r1[ow] + w2 * r2[ow] + w3 * r3[ow]
             ci += 4
         while ci < Cg:
-            w0 = w[m, ci, 0, 0]
+            w0 = wa[ci, 0, 0]
             x0 = xpad[c0 + ci]
             for oh in range(OH):
                 orow = o[oh]
@@ -150,7 +154,7 @@ def _conv_plane(xpad, w, m, c0, Cg, o, sh, sw, dh, dw):
             xp = xpad[c0 + ci]
             for kh in range(KH):
                 for kw in range(KW):
-                    wv = w[m, ci, kh, kw]
+                    wv = wa[ci, kh, kw]
                     for oh in range(OH):
                         orow = o[oh]
                         xs = xp[oh * sh + kh * dh, kw * dw:]
@@ -161,7 +165,7 @@ def _conv_plane(xpad, w, m, c0, Cg, o, sh, sw, dh, dw):
             xp = xpad[c0 + ci]
             for kh in range(KH):
                 for kw in range(KW):
-                    wv = w[m, ci, kh, kw]
+                    wv = wa[ci, kh, kw]
                     for oh in range(OH):
                         orow = o[oh]
                         # strided view: index with the plain range variable (no wraparound)
@@ -171,29 +175,30 @@ def _conv_plane(xpad, w, m, c0, Cg, o, sh, sw, dh, dw):
 
 
 @njit(**_OPTS)
-def _conv3x3_pair(xpad, w, m, c0, Cg, o0, o1, sh, dh, dw):
-    """3x3, width-stride 1: accumulate output channels m, m+1 (planes o0, o1 (OH,OW)) from xpad[c0:c0+Cg] (C,Hp,Wp)."""
+def _conv3x3_pair(xpad, wa, wb, c0, o0, o1, sh, dh, dw):
+    """3x3, width-stride 1: accumulate two output channels (planes o0, o1 (OH,OW); panels wa, wb (Cg,3,3)) from xpad[c0:c0+Cg] (C,Hp,Wp)."""
     OH, OW = o0.shape
+    Cg = wa.shape[0]
     for ci in range(Cg):
         xp = xpad[c0 + ci]
-        a00 = w[m, ci, 0, 0]
-        a01 = w[m, ci, 0, 1]
-        a02 = w[m, ci, 0, 2]
-        a10 = w[m, ci, 1, 0]
-        a11 = w[m, ci, 1, 1]
-        a12 = w[m, ci, 1, 2]
-        a20 = w[m, ci, 2, 0]
-        a21 = w[m, ci, 2, 1]
-        a22 = w[m, ci, 2, 2]
-        b00 = w[m + 1, ci, 0, 0]
-        b01 = w[m + 1, ci, 0, 1]
-        b02 = w[m + 1, ci, 0, 2]
-        b10 = w[m + 1, ci, 1, 0]
-        b11 = w[m + 1, ci, 1, 1]
-        b12 = w[m + 1, ci, 1, 2]
-        b20 = w[m + 1, ci, 2, 0]
-        b21 = w[m + 1, ci, 2, 1]
-        b22 = w[m + 1, ci, 2, 2]
+        a00 = wa[ci, 0, 0]
+        a01 = wa[ci, 0, 1]
+        a02 = wa[ci, 0, 2]
+        a10 = wa[ci, 1, 0]
+        a11 = wa[ci, 1, 1]
+        a12 = wa[ci, 1, 2]
+        a20 = wa[ci, 2, 0]
+        a21 = wa[ci, 2, 1]
+        a22 = wa[ci, 2, 2]
+        b00 = wb[ci, 0, 0]
+        b01 = wb[ci, 0, 1]
+        b02 = wb[ci, 0, 2]
+        b10 = wb[ci, 1, 0]
+        b11 = wb[ci, 1, 1]
+        b12 = wb[ci, 1, 2]
+        b20 = wb[ci, 2, 0]
+        b21 = wb[ci, 2, 1]
+        b22 = wb[ci, 2, 2]
         for oh in range(OH):
             p0 = o0[oh]
             p1 = o1[oh]
@@ -223,19 +228,20 @@ def _conv3x3_pair(xpad, w, m, c0, Cg, o0, o1, sh, dh, dw):
 
 
 @njit(**_OPTS)
-def _conv1x1_pair(xpad, w, m, c0, Cg, o0, o1, sh):
-    """1x1, width-stride 1: accumulate output channels m, m+1 (planes o0, o1 (OH,OW)) from xpad[c0:c0+Cg] (C,Hp,Wp)."""
+def _conv1x1_pair(xpad, wa, wb, c0, o0, o1, sh):
+    """1x1, width-stride 1: accumulate two output channels (planes o0, o1 (OH,OW); panels wa, wb (Cg,1,1)) from xpad[c0:c0+Cg] (C,Hp,Wp)."""
     OH, OW = o0.shape
+    Cg = wa.shape[0]
     ci = 0
     while ci + 4 <= Cg:
-        a0 = w[m, ci, 0, 0]
-        a1 = w[m, ci + 1, 0, 0]
-        a2 = w[m, ci + 2, 0, 0]
-        a3 = w[m, ci + 3, 0, 0]
-        b0 = w[m + 1, ci, 0, 0]
-        b1 = w[m + 1, ci + 1, 0, 0]
-        b2 = w[m + 1, ci + 2, 0, 0]
-        b3 = w[m + 1, ci + 3, 0, 0]
+        a0 = wa[ci, 0, 0]
+        a1 = wa[ci + 1, 0, 0]
+        a2 = wa[ci + 2, 0, 0]
+        a3 = wa[ci + 3, 0, 0]
+        b0 = wb[ci, 0, 0]
+        b1 = wb[ci + 1, 0, 0]
+        b2 = wb[ci + 2, 0, 0]
+        b3 = wb[ci + 3, 0, 0]
         x0 = xpad[c0 + ci]
         x1 = xpad[c0 + ci + 1]
         x2 = xpad[c0 + ci + 2]
@@ -257,8 +263,8 @@ def _conv1x1_pair(xpad, w, m, c0, Cg, o0, o1, sh):
                 p1[ow] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
         ci += 4
     while ci < Cg:
-        a0 = w[m, ci, 0, 0]
-        b0 = w[m + 1, ci, 0, 0]
+        a0 = wa[ci, 0, 0]
+        b0 = wb[ci, 0, 0]
         x0 = xpad[c0 + ci]
         for oh in range(OH):
             p0 = o0[oh]
@@ -281,6 +287,32 @@ def _fill_bias(o, b):
             orow[ow] = b
 
 
+@njit(**_OPTS)
+def conv_pair(xpad, wa, wb, two, ca, cb, o0, o1, ba, bb, sh, sw, dh, dw, act, lo, hi):
+    """The shared compute of every direct-conv kernel, whatever the weight storage.
+
+    Output planes o0 (and o1 when ``two``) (OH,OW) <- bias + conv of xpad (C,Hp,Wp) with the
+    fp32 weight panels wa / wb (Cg,KH,KW), reading input channels [ca, ca+Cg) / [cb, cb+Cg),
+    then the activation epilogue. A pair in the same group (ca == cb) shares every input load
+    on the 3x3 / 1x1 width-stride-1 paths. When not ``two``, wb / o1 are ignored (pass wa / o0).
+    """
+    _fill_bias(o0, ba)
+    Cg, KH, KW = wa.shape
+    if two:
+        _fill_bias(o1, bb)
+        if ca == cb and sw == 1 and KH == 3 and KW == 3:
+            _conv3x3_pair(xpad, wa, wb, ca, o0, o1, sh, dh, dw)
+        elif ca == cb and sw == 1 and KH == 1 and KW == 1:
+            _conv1x1_pair(xpad, wa, wb, ca, o0, o1, sh)
+        else:
+            _conv_plane(xpad, wa, ca, o0, sh, sw, dh, dw)
+            _conv_plane(xpad, wb, cb, o1, sh, sw, dh, dw)
+        _epilogue(o1, act, lo, hi)
+    else:
+        _conv_plane(xpad, wa, ca, o0, sh, sw, dh, dw)
+    _epilogue(o0, act, lo, hi)
+
+
 @njit(parallel=True, **_OPTS)
 def conv2d_direct(x, w, bias, out, xpad, sh, sw, pt, pl, dh, dw, groups, act, act_lo, act_hi):
     """x (N,C,H,W), w (M,C/groups,KH,KW), bias (M,), out (N,M,OH,OW), xpad (C,Hp,Wp) scratch; all fp32 C-contiguous."""
@@ -294,31 +326,13 @@ def conv2d_direct(x, w, bias, out, xpad, sh, sw, pt, pl, dh, dw, groups, act, ac
     hi = np.float32(act_hi)
     if OH == 0 or OW == 0 or M == 0:
         return
-    KH = w.shape[2]
-    KW = w.shape[3]
-    pair_ok = sw == 1 and ((KH == 3 and KW == 3) or (KH == 1 and KW == 1))
     npairs = (M + 1) // 2
     for n in range(N):
         _fill_padded(x[n], xpad, pt, pl)
-        # output channels two at a time: a pair in the same group shares every input load
+        # output channels two at a time: a pair in the same group shares every input load;
+        # fp32 weights are their own panel (views, no copy)
         for mp in prange(npairs):
             m0 = 2 * mp
-            m1 = m0 + 1
-            o0 = out[n, m0]
-            _fill_bias(o0, bias[m0])
-            g0 = m0 // Mg
-            if m1 < M:
-                o1 = out[n, m1]
-                _fill_bias(o1, bias[m1])
-                if pair_ok and m1 // Mg == g0:
-                    if KH == 3:
-                        _conv3x3_pair(xpad, w, m0, g0 * Cg, Cg, o0, o1, sh, dh, dw)
-                    else:
-                        _conv1x1_pair(xpad, w, m0, g0 * Cg, Cg, o0, o1, sh)
-                else:
-                    _conv_plane(xpad, w, m0, g0 * Cg, Cg, o0, sh, sw, dh, dw)
-                    _conv_plane(xpad, w, m1, (m1 // Mg) * Cg, Cg, o1, sh, sw, dh, dw)
-                _epilogue(o1, act, lo, hi)
-            else:
-                _conv_plane(xpad, w, m0, g0 * Cg, Cg, o0, sh, sw, dh, dw)
-            _epilogue(o0, act, lo, hi)
+            m1 = min(m0 + 1, M - 1)
+            conv_pair(xpad, w[m0], w[m1], m0 + 1 < M, (m0 // Mg) * Cg, (m1 // Mg) * Cg,
+                      out[n, m0], out[n, m1], bias[m0], bias[m1], sh, sw, dh, dw, act, lo, hi)
