@@ -12,7 +12,8 @@ import numpy as np
 
 from jitconv.errors import GraphError
 
-STORAGES = ("fp32",)
+STORAGES = ("fp32", "fp16", "int8", "int4")
+QUANT_BITS = {"int8": 8, "int4": 4}
 
 
 @dataclass(frozen=True)
@@ -27,29 +28,104 @@ class TensorSpec:
 class Constant:
     """A weight tensor as the loader keeps it in memory.
 
-    ``data`` is the array actually held; ``storage`` says how to read it.
-    ``nbytes`` is the bytes really held, never a formula.
+    ``data`` is the array actually held; ``storage`` says how to read it:
+
+    - "fp32": float32 array of the logical shape.
+    - "fp16": float16 array of the logical shape (IEEE half, clamped to +-65504).
+    - "int8": int8 array (rows, K): row r is output channel r flattened in C order.
+    - "int4": uint8 array (rows, ceil(K/2)): value k of a row is the nibble k % 2 of
+      byte k // 2 (low nibble first), a 4-bit two's complement integer.
+
+    For int8/int4, ``scale`` (float32, shape (rows, nblocks)) and ``zero`` (float32 of
+    the same shape, or None when symmetric) give value = q * scale + zero, where block
+    b of a row covers K values [b * K/nblocks, (b+1) * K/nblocks). ``shape`` is the
+    logical shape; ``nbytes`` counts every array really held, never a formula.
     """
     name: str
     data: np.ndarray
     storage: str = "fp32"
+    scale: np.ndarray | None = None
+    zero: np.ndarray | None = None
+    logical_shape: tuple | None = None
 
     def __post_init__(self):
         if self.storage not in STORAGES:
             raise GraphError(f"constant {self.name!r}: unknown storage {self.storage!r}; "
                              f"known: {', '.join(STORAGES)}")
+        want = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8, "int4": np.uint8}
+        if self.data.dtype != want[self.storage]:
+            raise GraphError(f"constant {self.name!r}: storage {self.storage} needs "
+                             f"{np.dtype(want[self.storage])} data, got {self.data.dtype}")
+        if self.storage in QUANT_BITS:
+            if self.scale is None or self.logical_shape is None or self.data.ndim != 2:
+                raise GraphError(f"constant {self.name!r}: {self.storage} needs 2-D data, "
+                                 f"a scale array and its logical shape")
+            rows, k = self.rows_k
+            cols = k if self.storage == "int8" else (k + 1) // 2
+            if self.data.shape != (rows, cols):
+                raise GraphError(f"constant {self.name!r}: {self.storage} data shape "
+                                 f"{self.data.shape} should be {(rows, cols)} for logical "
+                                 f"shape {self.shape}")
+            if (self.scale.ndim != 2 or self.scale.shape[0] != rows or self.scale.shape[1] < 1
+                    or k % self.scale.shape[1]):
+                raise GraphError(f"constant {self.name!r}: scale shape {self.scale.shape} "
+                                 f"does not fit {rows} rows of {k} values")
+            if self.zero is not None and self.zero.shape != self.scale.shape:
+                raise GraphError(f"constant {self.name!r}: zero shape {self.zero.shape} "
+                                 f"!= scale shape {self.scale.shape}")
+        elif self.logical_shape is not None and tuple(self.logical_shape) != self.data.shape:
+            raise GraphError(f"constant {self.name!r}: logical shape {self.logical_shape} "
+                             f"!= data shape {self.data.shape}")
 
     @property
     def shape(self) -> tuple:
-        return tuple(self.data.shape)
+        return tuple(self.logical_shape) if self.logical_shape is not None else \
+            tuple(self.data.shape)
+
+    @property
+    def rows_k(self) -> tuple:
+        """(rows, values per row) of the quantized layout: (shape[0], prod(shape[1:]))."""
+        shape = self.shape
+        return shape[0], int(np.prod(shape[1:], dtype=np.int64))
+
+    @property
+    def block_k(self) -> int:
+        """Values per quantization block along a row (K for per-channel)."""
+        return self.rows_k[1] // self.scale.shape[1] if self.scale is not None else 0
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.nbytes)
+        extra = [a for a in (self.scale, self.zero) if a is not None]
+        return int(self.data.nbytes + sum(a.nbytes for a in extra))
+
+    def arrays(self) -> list:
+        """Every array this constant holds (for weight-byte accounting)."""
+        return [a for a in (self.data, self.scale, self.zero) if a is not None]
 
     def as_float32(self) -> np.ndarray:
-        """The constant's values as float32 (decoding if the storage needs it)."""
-        return np.ascontiguousarray(self.data, dtype=np.float32)
+        """The values as float32 of the logical shape (NumPy decoding, no copy for fp32).
+
+        This is the reference decoding: kernels dequantize on their own and are tested
+        against it.
+        """
+        if self.storage == "fp32":
+            return np.ascontiguousarray(self.data, dtype=np.float32)
+        if self.storage == "fp16":
+            return self.data.astype(np.float32)
+        rows, k = self.rows_k
+        if self.storage == "int8":
+            q = self.data.astype(np.float32)
+        else:
+            lo = (self.data & 0x0F).astype(np.int8)
+            hi = (self.data >> 4).astype(np.int8)
+            q = np.stack([lo, hi], axis=-1).reshape(rows, 2 * self.data.shape[1])[:, :k]
+            q = np.where(q > 7, q - 16, q).astype(np.float32)
+        nb = self.scale.shape[1]
+        q = q.reshape(rows, nb, k // nb)
+        vals = q * self.scale[:, :, None]
+        if self.zero is not None:
+            vals = vals + self.zero[:, :, None]
+        return vals.reshape(self.shape).astype(np.float32)
 
 
 @dataclass
@@ -112,6 +188,13 @@ class Graph:
     @property
     def weight_bytes(self) -> int:
         return sum(c.nbytes for c in self.constants.values())
+
+    def storages(self) -> dict:
+        """storage name -> number of constants kept that way."""
+        out: dict = {}
+        for c in self.constants.values():
+            out[c.storage] = out.get(c.storage, 0) + 1
+        return out
 
     def consumers(self) -> dict:
         """tensor name -> list of nodes reading it."""

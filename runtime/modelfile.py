@@ -1,0 +1,257 @@
+"""The ".jcm" model file: a Graph with its weights kept as stored, memory-mapped on load.
+
+Layout (all integers little-endian)::
+
+    b"JITCONV\\0" | uint32 version (1) | uint64 header length n | n bytes UTF-8 JSON header
+    | zero padding to a 64-byte boundary | data section: one blob per array
+
+The header holds the graph name, inputs/outputs, nodes (attrs as JSON; a non-finite
+float is written {"$float": "inf" | "-inf" | "nan"}) and constants. Each constant lists
+its arrays (data, and scale/zero for int8/int4) as {dtype, shape, offset, length}, the
+offset relative to the data section and a multiple of 64. Arrays are written as kept
+(fp16: 2 bytes a value, int4: the packed uint8 array). Nothing is ever pickled.
+"""
+from __future__ import annotations
+
+import json
+import math
+import mmap as _mmap
+import os
+import struct
+import tempfile
+
+import numpy as np
+
+from jitconv.errors import JitconvError
+
+from .ir import STORAGES, Constant, Graph, Node, TensorSpec
+
+MAGIC = b"JITCONV\0"
+VERSION = 1
+ALIGN = 64
+_PREFIX = struct.Struct("<8sIQ")                      # magic, version, header length
+DTYPES = {"float32": "<f4", "float16": "<f2", "int8": "i1", "uint8": "u1"}
+_ARRAYS = ("data", "scale", "zero")
+
+
+class ModelFileError(JitconvError, ValueError):
+    """A .jcm file is unreadable or malformed, or a graph cannot be written as one."""
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _enc(v, where):
+    if isinstance(v, (bool, str)) or v is None:
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return v if math.isfinite(v) else {"$float": repr(v)}   # 'inf', '-inf', 'nan'
+    if isinstance(v, (list, tuple)):
+        return [_enc(x, where) for x in v]
+    raise ModelFileError(f"{where}: value {v!r} of type {type(v).__name__} cannot be "
+                         f"saved; attrs hold ints, floats, strings and lists of them")
+
+
+def _dec(v):
+    if isinstance(v, list):
+        return [_dec(x) for x in v]
+    if isinstance(v, dict):
+        if set(v) == {"$float"} and v["$float"] in ("inf", "-inf", "nan"):
+            return float(v["$float"])
+        raise ValueError(f"attr value {v!r} is not an encoded float")
+    return v
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def save(graph: Graph, path) -> None:
+    """Write ``graph`` to ``path`` atomically (a temp file in the same folder, renamed)."""
+    path = os.fspath(path)
+    consts, blobs, pos = [], [], 0
+    for c in graph.constants.values():
+        entry = {"name": c.name, "storage": c.storage,
+                 "logical_shape": None if c.logical_shape is None else
+                 [int(d) for d in c.logical_shape], "arrays": {}}
+        for key in _ARRAYS:
+            a = getattr(c, key)
+            if a is None:
+                continue
+            if a.dtype.name not in DTYPES:
+                raise ModelFileError(f"{path}: constant {c.name!r}: {key} has dtype "
+                                     f"{a.dtype}; a model file holds {', '.join(DTYPES)}")
+            a = np.ascontiguousarray(a, dtype=np.dtype(DTYPES[a.dtype.name]))
+            entry["arrays"][key] = {"dtype": a.dtype.name, "shape": list(a.shape),
+                                    "offset": pos, "length": a.nbytes}
+            blobs.append((pos, a))
+            pos = _align(pos + a.nbytes)
+        consts.append(entry)
+    spec = lambda t: {"name": t.name, "shape": _enc(list(t.shape), t.name), "dtype": t.dtype}
+    header = {"name": graph.name, "inputs": [spec(t) for t in graph.inputs],
+              "outputs": [spec(t) for t in graph.outputs],
+              "nodes": [{"op_type": n.op_type, "name": n.name, "inputs": list(n.inputs),
+                         "outputs": list(n.outputs),
+                         "attrs": {str(k): _enc(v, f"{path}: {n.describe()} attr {k!r}")
+                                   for k, v in n.attrs.items()}} for n in graph.nodes],
+              "constants": consts}
+    head = json.dumps(header, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    start = _align(_PREFIX.size + len(head))
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_PREFIX.pack(MAGIC, VERSION, len(head)) + head)
+            for off, a in blobs:
+                f.write(b"\0" * (start + off - f.tell()))
+                f.write(memoryview(a.reshape(-1)).cast("B") if a.size else b"")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path, mmap: bool = True) -> Graph:
+    """Read a .jcm file; with ``mmap`` the constants are read-only views of the mapped file."""
+    path = os.fspath(path)
+
+    def fail(msg):
+        raise ModelFileError(f"{path}: {msg}")
+
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < _PREFIX.size:
+                fail(f"truncated: {size} bytes, shorter than the {_PREFIX.size}-byte prefix")
+            buf = (_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap
+                   else f.read())
+    except OSError as e:
+        fail(f"cannot read: {e}")
+    size = len(buf)
+    magic, version, hlen = _PREFIX.unpack_from(buf, 0)
+    if magic != MAGIC:
+        fail(f"not a jitconv model file (magic {magic!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        fail(f"format version {version} is not supported; this jitconv reads version "
+             f"{VERSION}" + (" (the file is from a newer jitconv)" if version > VERSION else ""))
+    if hlen > size - _PREFIX.size:
+        fail(f"truncated: header of {hlen} bytes does not fit in the {size}-byte file")
+    try:
+        header = json.loads(bytes(buf[_PREFIX.size:_PREFIX.size + hlen]).decode("utf-8"),
+                            parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:          # bad UTF-8 / JSON, 5000-digit ints
+        fail(f"header is not valid JSON: {e}")
+    if not isinstance(header, dict):
+        fail(f"header is a JSON {type(header).__name__}, not an object")
+    start = _align(_PREFIX.size + hlen)
+
+    def get(d, key, kind, where):
+        if not isinstance(d, dict) or key not in d:
+            fail(f"{where}: missing key {key!r}")
+        v = d[key]
+        ok = (isinstance(v, kind) and not isinstance(v, bool)) if kind is int else \
+            isinstance(v, kind)
+        if not ok:
+            fail(f"{where}: {key!r} is {type(v).__name__}, expected "
+                 f"{getattr(kind, '__name__', kind)}")
+        return v
+
+    def shape(v, where, allow_none=False):
+        if not isinstance(v, list) or not all(
+                (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+                or (allow_none and d is None) for d in v):
+            fail(f"{where}: shape {v!r} is not a list of non-negative ints")
+        return tuple(v)
+
+    def strs(v, where):
+        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+            fail(f"{where}: expected a list of strings, got {v!r}")
+        return list(v)
+
+    def array(c, key, where):
+        a = get(c, key, dict, where)
+        where = f"{where} array {key!r}"
+        dt = get(a, "dtype", str, where)
+        if dt not in DTYPES:
+            fail(f"{where}: dtype {dt!r} not allowed; allowed: {', '.join(DTYPES)}")
+        shp = shape(get(a, "shape", list, where), where)
+        off, length = get(a, "offset", int, where), get(a, "length", int, where)
+        dtype = np.dtype(DTYPES[dt])
+        count = math.prod(shp)
+        if length != count * dtype.itemsize:
+            fail(f"{where}: length {length} bytes != {count} values of {dt}")
+        if off < 0 or off % ALIGN:
+            fail(f"{where}: offset {off} is not a non-negative multiple of {ALIGN}")
+        if start + off + length > size:
+            fail(f"{where}: bytes [{start + off}, {start + off + length}) lie past the end "
+                 f"of the {size}-byte file (truncated?)")
+        try:
+            return np.frombuffer(buf, dtype, count, start + off).reshape(shp)
+        except ValueError as e:
+            fail(f"{where}: shape {list(shp)} is unusable: {e}")
+
+    specs = {}
+    for side in ("inputs", "outputs"):
+        specs[side] = []
+        for i, t in enumerate(get(header, side, list, "header")):
+            w = f"{side}[{i}]"
+            specs[side].append(TensorSpec(get(t, "name", str, w), shape(get(
+                t, "shape", list, w), w, True), get(t, "dtype", str, w)))
+    nodes = []
+    for i, n in enumerate(get(header, "nodes", list, "header")):
+        w = f"nodes[{i}]"
+        try:
+            attrs = {k: _dec(v) for k, v in get(n, "attrs", dict, w).items()}
+        except (ValueError, RecursionError) as e:
+            fail(f"{w}: {e}")
+        nodes.append(Node(get(n, "op_type", str, w), strs(get(n, "inputs", list, w), w),
+                          strs(get(n, "outputs", list, w), w), attrs, get(n, "name", str, w)))
+    constants = {}
+    for i, c in enumerate(get(header, "constants", list, "header")):
+        name = get(c, "name", str, f"constants[{i}]")
+        w = f"constant {name!r}"
+        if name in constants:
+            fail(f"{w} is defined twice")
+        storage = get(c, "storage", str, w)
+        if storage not in STORAGES:
+            fail(f"{w}: unknown storage {storage!r}; known: {', '.join(STORAGES)}")
+        ls = c.get("logical_shape")
+        ls = None if ls is None else shape(ls, w)
+        arrs = get(c, "arrays", dict, w)
+        extra = set(arrs) - set(_ARRAYS)
+        quant = storage in ("int8", "int4")
+        if extra or (not quant and len(arrs) > 1) or (quant and "scale" not in arrs):
+            fail(f"{w}: storage {storage} cannot hold arrays {sorted(arrs)}")
+        got = {k: array(arrs, k, w) for k in _ARRAYS if k in arrs}
+        if quant:
+            for k in ("scale", "zero"):
+                if k in got and got[k].dtype != np.float32:
+                    fail(f"{w}: {k} must be float32, got {got[k].dtype}")
+            if ls is None or len(ls) < 1:
+                fail(f"{w}: {storage} needs a logical_shape")
+            rows, k = ls[0], math.prod(ls[1:])
+            want = (rows, k if storage == "int8" else (k + 1) // 2)
+            if got["data"].shape != want:
+                fail(f"{w}: {storage} data shape {got['data'].shape} != {want} "
+                     f"for logical shape {ls}")
+            sc = got["scale"].shape
+            if len(sc) != 2 or sc[1] == 0:
+                fail(f"{w}: scale shape {sc} has no blocks")
+        try:
+            constants[name] = Constant(name, got["data"], storage, got.get("scale"),
+                                       got.get("zero"), ls)
+        except (JitconvError, ValueError, TypeError, ArithmeticError) as e:
+            fail(f"{w}: {e}")
+    try:
+        return Graph(specs["inputs"], specs["outputs"], nodes, constants,
+                     get(header, "name", str, "header"))
+    except (JitconvError, ValueError, TypeError) as e:
+        fail(f"invalid graph: {e}")
