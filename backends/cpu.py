@@ -1,7 +1,7 @@
 """The CPU backend: Numba-compiled kernels, registered in the default registry on import."""
 from __future__ import annotations
 
-from . import cpu_conv, cpu_ops
+from . import cpu_conv, cpu_gemm, cpu_ops
 from .base import Backend
 from .registry import default_registry
 
@@ -18,7 +18,7 @@ CREATORS = {
     "Flatten": cpu_ops.create_reshape,
     "Reshape": cpu_ops.create_reshape,
     "Transpose": cpu_ops.create_transpose,
-    "Gemm": cpu_ops.create_gemm,
+    "Gemm": cpu_gemm.create_gemm,
     "MatMul": cpu_ops.create_matmul,
     "Softmax": cpu_ops.create_softmax,
     "BatchNormalization": cpu_ops.create_batchnorm,

@@ -1,16 +1,19 @@
-"""CPU kernel objects for Conv (fp32 weights)."""
+"""CPU kernel objects for Conv: fp32 direct conv, and fp16/int8/int4 weights kept as stored."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
+from jitconv.kernels import conv_lowmem
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
 from jitconv.runtime.shapes import window_geometry
 
 from .base import Kernel, scratch_view
+from .choice import choose_conv, keep_weights
 
 ACT_NONE, ACT_RELU, ACT_CLIP = 0, 1, 2
+NO_ZERO = np.zeros((0, 0), np.float32)
 
 
 def activation_code(node):
@@ -24,24 +27,52 @@ def activation_code(node):
     return ACT_NONE, 0.0, 0.0
 
 
-class ConvDirect(Kernel):
-    """General direct convolution: any stride, padding, dilation and groups."""
-    name = "conv2d_direct"
+def weight_args(kernel: str, kept):
+    """The kernel's weight arguments, views of the kept arrays (no copies)."""
+    if kernel == "conv2d_direct":
+        return (kept.data,)
+    if kernel == "conv2d_fp16w":
+        return (kept.data.view(np.uint16),)
+    _, _, kh, kw = kept.shape
+    zero = kept.zero if kept.zero is not None else NO_ZERO
+    return (kept.data, kept.scale, zero, kh, kw)
+
+
+KERNELS = {
+    "conv2d_direct": conv2d_direct,
+    "conv2d_fp16w": conv_lowmem.conv2d_fp16w,
+    "conv2d_int8w": conv_lowmem.conv2d_int8w,
+    "conv2d_int4w": conv_lowmem.conv2d_int4w,
+}
+
+
+class Conv(Kernel):
+    """Conv with the kernel picked by choose_conv from the weights the loader kept."""
 
     def __init__(self, ctx):
         self.node = ctx.node
         w, b = ctx.constant(1), ctx.constant(2)
-        self.weight = w.as_float32() if w is not None else None
-        self.storage = w.storage if w is not None else "computed"
+        cfg = ctx.config
         m = ctx.in_shapes[1][0]
-        has_b = len(ctx.node.inputs) > 2 and ctx.node.inputs[2]
+        if w is None:
+            self.kept, self.name, self.storage = None, "conv2d_direct", "computed"
+            self.reason = "weights computed at run time; direct conv"
+        else:
+            self.kept = keep_weights(w, cfg.memory)
+            choice = choose_conv(ctx.node.describe(), ctx.node.attrs, self.kept,
+                                 decoded_from=w.storage, precision=cfg.precision,
+                                 memory=cfg.memory)
+            self.name, self.reason = choice.kernel, choice.reason
+            self.storage = self.kept.storage if self.kept.storage == w.storage else \
+                f"{self.kept.storage} (from {w.storage})"
+            self.weights = weight_args(self.name, self.kept)
+        has_b = len(ctx.node.inputs) > 2 and bool(ctx.node.inputs[2])
         self.bias_const = b is not None
         self.bias = b.as_float32() if b is not None else np.zeros(m, np.float32)
         self.has_runtime_bias = has_b and b is None
         self.owned_inputs = tuple(i for i, c in ((1, w), (2, b)) if c is not None)
         self.act = activation_code(ctx.node)
-        self.reason = ("general direct conv, fp32 weights used as stored; "
-                       "correct for any stride/padding/dilation/groups")
+        self.fn = KERNELS[self.name]
 
     def resize(self, in_shapes, out_shapes):
         x, w, out = in_shapes[0], in_shapes[1], out_shapes[0]
@@ -56,16 +87,16 @@ class ConvDirect(Kernel):
         return True
 
     def run(self, inputs, outputs, scratch):
-        w = self.weight if self.weight is not None else inputs[1]
+        weights = self.weights if self.kept is not None else (inputs[1],)
         b = inputs[2] if self.has_runtime_bias else self.bias
-        sh, sw, pt, pl, dh, dw = self.geom
-        conv2d_direct(inputs[0], w, b, outputs[0], scratch_view(scratch, self.scratch_shape),
-                      sh, sw, pt, pl, dh, dw, int(self.node.attr("group", 1)), *self.act)
+        xpad = scratch_view(scratch, self.scratch_shape)
+        self.fn(inputs[0], *weights, b, outputs[0], xpad, *self.geom,
+                int(self.node.attr("group", 1)), *self.act)
 
     def held_arrays(self):
-        held = [self.weight] if self.weight is not None else []
+        held = self.kept.arrays() if self.kept is not None else []
         return held + ([self.bias] if self.bias_const else [])
 
 
 def create_conv(ctx):
-    return ConvDirect(ctx)
+    return Conv(ctx)

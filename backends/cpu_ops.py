@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from jitconv.kernels import elementwise as ew
-from jitconv.kernels.gemm import gemm_nt, matmul_batched
+from jitconv.kernels.gemm import matmul_batched
 from jitconv.kernels.pooling import avg_pool2d, global_avg_pool, max_pool2d
 from jitconv.kernels.softmax import softmax
 from jitconv.runtime.shapes import window_geometry
@@ -107,46 +107,6 @@ def create_global_avg_pool(ctx):
         n, c, h, w = i[0].shape
         global_avg_pool(i[0].reshape(n * c, h * w), o[0].reshape(n * c))
     return Simple("global_avg_pool", "mean over H*W", run)
-
-
-class Gemm(Kernel):
-    """Y = alpha * A' B' + beta * C, with constant B packed once as (N, K)."""
-    name = "gemm_nt"
-
-    def __init__(self, ctx):
-        node = ctx.node
-        self.alpha = float(node.attr("alpha", 1.0))
-        self.beta = float(node.attr("beta", 1.0))
-        self.trans_a = bool(node.attr("transA", 0))
-        self.trans_b = bool(node.attr("transB", 0))
-        b = ctx.constant(1)
-        self.bt = None
-        if b is not None:
-            w = b.as_float32()
-            self.bt = np.ascontiguousarray(w if self.trans_b else w.T)
-            self.owned_inputs = (1,)
-            self.storage = b.storage
-        self.has_c = len(node.inputs) > 2 and bool(node.inputs[2])
-        self.reason = "row-by-row dot products, B packed as (N, K)" if b is not None else \
-            "row-by-row dot products, B transposed per run"
-
-    def run(self, inputs, outputs, scratch):
-        a = inputs[0].T if self.trans_a else inputs[0]
-        a = np.ascontiguousarray(a)
-        if self.bt is not None:
-            bt = self.bt
-        else:
-            bt = np.ascontiguousarray(inputs[1] if self.trans_b else inputs[1].T)
-        out = outputs[0]
-        c = np.broadcast_to(inputs[2], out.shape) if self.has_c else out
-        gemm_nt(a, bt, c, out, self.alpha, self.beta, self.has_c)
-
-    def held_arrays(self):
-        return [self.bt] if self.bt is not None else []
-
-
-def create_gemm(ctx):
-    return Gemm(ctx)
 
 
 def create_matmul(ctx):

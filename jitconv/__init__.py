@@ -14,6 +14,7 @@ from jitconv.backends import cpu as _cpu  # noqa: F401  registers the CPU backen
 from jitconv.errors import (ConfigError, GraphError, InputError, InternalError,
                             JitconvError, RegistryError)
 from jitconv.runtime.builder import GraphBuilder, Tensor
+from jitconv.runtime.compare import CompareReport, compare
 from jitconv.runtime.config import Config
 from jitconv.runtime.info import OpInfo, SessionInfo
 from jitconv.runtime.ir import Constant, Graph, Node, TensorSpec
@@ -37,15 +38,57 @@ def unregister_backend(name: str) -> None:
     default_registry.unregister_backend(name)
 
 
+def quantize(graph, weights, *, block=None, symmetric=True, overrides=None, feeds=None,
+             print_report=False):
+    """Return a copy of ``graph`` whose Conv and Gemm/MatMul weights are stored as
+    ``weights`` ("fp16", "int8" or "int4"); see jitconv.runtime.quantize.
+
+    With ``feeds`` (input name -> array), also print the per-layer error of the quantized
+    graph against the original (``compare``), so you see which layer the storage hurts.
+
+    Examples
+    --------
+    >>> import jitconv as jc
+    >>> from jitconv.models import conv_chain
+    >>> q = jc.quantize(conv_chain(layers=2), "int4", overrides={"conv0": "fp16"})
+    >>> sorted(q.storages().items())
+    [('fp16', 1), ('fp32', 2), ('int4', 1)]
+    """
+    from jitconv.runtime.quantize import quantize_with_report
+    qgraph, report = quantize_with_report(graph, weights, block=block, symmetric=symmetric,
+                                          overrides=overrides)
+    if print_report:
+        print(report)
+    if feeds is not None:
+        print(compare(graph, qgraph, feeds))
+    return qgraph
+
+
+def save(graph, path) -> None:
+    """Write ``graph`` to a .jcm file, weights stored as kept (fp16 2 B, int4 half a byte)."""
+    from jitconv.runtime.modelfile import save as _save
+    _save(graph, path)
+
+
+def load(path, *, mmap=True):
+    """Read a model file: .jcm (memory-mapped: weights page in from the file as used)."""
+    import os
+    from jitconv.runtime.modelfile import load as _load
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext != ".jcm":
+        raise JitconvError(f"{path}: unknown model file type {ext!r}; jitconv reads .jcm")
+    return _load(path, mmap=mmap)
+
+
 def backends() -> list:
     """Names of the registered backends."""
     return default_registry.names()
 
 
 __all__ = [
-    "Backend", "Config", "ConfigError", "Constant", "Graph", "GraphBuilder", "GraphError",
+    "Backend", "CompareReport", "Config", "ConfigError", "Constant", "Graph", "GraphBuilder", "GraphError",
     "InputError", "InternalError", "JitconvError", "Kernel", "Node", "OpContext", "OpInfo",
     "Registry", "RegistryError", "Session", "SessionInfo", "Tensor", "TensorSpec",
-    "backends", "default_registry", "register_backend", "register_kernel",
-    "unregister_backend",
+    "backends", "compare", "default_registry", "load", "quantize", "register_backend",
+    "register_kernel", "save", "unregister_backend",
 ]

@@ -12,12 +12,18 @@ from jitconv.runtime.config import Config
 from jitconv.runtime.reference import evaluate
 from jitconv.runtime.session import Session
 
+STORAGES = ("fp32", "fp16", "int8", "int4")
+MEMORY_MODES = ("normal", "high", "low")
 
-def demo_configs(threads=(1, 2)):
-    """The configs the demo runs: every memory mode, every precision, 1 and 2 threads."""
-    configs = [Config(threads=t, memory=m) for t in threads for m in ("normal", "high", "low")]
-    configs += [Config(threads=max(threads), precision=p) for p in ("high", "low")]
-    return configs
+
+def demo_rows(threads=(1, 2)):
+    """(storage, Config) pairs the demo runs: every storage x memory mode at the most
+    threads, fp32 at the other thread counts, and fp32 at precision high and low."""
+    top = max(threads)
+    rows = [(s, Config(threads=top, memory=m)) for s in STORAGES for m in MEMORY_MODES]
+    rows += [("fp32", Config(threads=t)) for t in threads if t != top]
+    rows += [("fp32", Config(threads=top, precision=p)) for p in ("high", "low")]
+    return rows
 
 
 def median_latency(sess, x, repeat):
@@ -29,36 +35,43 @@ def median_latency(sess, x, repeat):
     return statistics.median(times), min(times)
 
 
-def run_demo(*, input_size=224, repeat=10, threads=(1, 2), seed=0, out=print):
-    """Build the model, run each config, print and return the table rows.
-
-    The error columns compare the logits with the fp32 NumPy reference (max abs, and
-    max abs relative to max |reference|).
-    """
-    graph = mobilenet_v2(input_size=input_size, seed=seed)
-    x = np.random.default_rng(seed).standard_normal((1, 3, input_size, input_size)) \
-        .astype(np.float32)
-    out(f"model: {graph.name}, {len(graph.nodes)} nodes, input {x.shape}, "
-        f"fp32 weights {graph.weight_bytes:,} B")
-    t0 = time.perf_counter()
-    ref = evaluate(graph, {"input": x})["logits"]
-    out(f"NumPy reference computed in {time.perf_counter() - t0:.1f}s")
-    rows = []
-    header = ("config", "median ms", "min ms", "weight B", "arena B", "scratch B",
-              "max abs err", "rel err")
-    for cfg in demo_configs(threads):
-        sess = Session(graph, cfg)
-        sess.warmup(progress=ProgressLine(f"compiling/warming {cfg.label()}"))
-        med, best = median_latency(sess, x, repeat)
-        err = float(np.max(np.abs(sess.run(x)["logits"] - ref)))
-        info = sess.info()
-        rows.append((cfg.label(), f"{med * 1e3:.2f}", f"{best * 1e3:.2f}",
-                     f"{info.weight_bytes:,}", f"{info.arena_bytes:,}",
-                     f"{info.scratch_bytes:,}", f"{err:.2e}",
-                     f"{err / float(np.max(np.abs(ref))):.1e}"))
+def _table(header, rows, out):
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     out("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     out("  ".join("-" * w for w in widths))
     for r in rows:
         out("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def run_demo(*, input_size=224, repeat=10, threads=(1, 2), seed=0, out=print):
+    """Build the model, run each (storage, config), print and return the table rows.
+
+    Error columns compare the logits: "kernel err" against the NumPy reference computed
+    with the same (dequantized) weights, "vs fp32" against the fp32 model's reference,
+    both as max abs error relative to max |reference|.
+    """
+    from jitconv import quantize
+    graph = mobilenet_v2(input_size=input_size, seed=seed)
+    x = np.random.default_rng(seed).standard_normal((1, 3, input_size, input_size)) \
+        .astype(np.float32)
+    out(f"model: {graph.name}, {len(graph.nodes)} nodes, input {x.shape}, "
+        f"fp32 weights {graph.weight_bytes:,} B")
+    graphs = {s: graph if s == "fp32" else quantize(graph, s) for s in STORAGES}
+    t0 = time.perf_counter()
+    refs = {s: evaluate(g, {"input": x})["logits"] for s, g in graphs.items()}
+    out(f"NumPy references computed in {time.perf_counter() - t0:.1f}s")
+    rows = []
+    for storage, cfg in demo_rows(threads):
+        sess = Session(graphs[storage], cfg)
+        sess.warmup(progress=ProgressLine(f"compiling/warming {storage} {cfg.label()}"))
+        med, best = median_latency(sess, x, repeat)
+        got = sess.run(x)["logits"]
+        info = sess.info()
+        rel = [float(np.max(np.abs(got - refs[s]))) / float(np.max(np.abs(refs[s])))
+               for s in (storage, "fp32")]
+        rows.append((storage, cfg.label(), f"{med * 1e3:.2f}", f"{best * 1e3:.2f}",
+                     f"{info.weight_bytes:,}", f"{info.arena_bytes:,}",
+                     f"{info.scratch_bytes:,}", f"{rel[0]:.1e}", f"{rel[1]:.1e}"))
+    _table(("weights", "config", "median ms", "min ms", "weight B", "arena B", "scratch B",
+            "kernel err", "vs fp32"), rows, out)
     return rows

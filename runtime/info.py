@@ -44,6 +44,7 @@ class OpInfo:
     out_shape: tuple
     flops: int
     scratch_bytes: int
+    weight_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class SessionInfo:
     flops: int
     ops: tuple = field(default_factory=tuple)
 
-    _COLUMNS = ("name", "op_type", "backend", "kernel", "storage", "out_shape", "reason")
+    _COLUMNS = ("name", "op_type", "backend", "kernel", "storage", "weight_bytes", "out_shape",
+                "reason")
 
     def _rows(self):
         return [[str(getattr(op, c)) for c in self._COLUMNS] for op in self.ops]

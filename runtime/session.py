@@ -6,6 +6,7 @@ resize() re-infers shapes and re-plans memory; kernels keep their packed weights
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -60,12 +61,17 @@ class Session:
             raise JitconvError(f"config must be a jitconv.Config, got {type(config).__name__}")
         self.config = config
         self._registry = registry or default_registry
-        self.graph = optimize(graph)
-        self._input_shapes = {s.name: tuple(s.shape) for s in self.graph.inputs}
+        graph = optimize(graph)
+        self._input_shapes = {s.name: tuple(s.shape) for s in graph.inputs}
         self._main, self._backup = self._pick_backends()
-        shapes = infer_shapes(self.graph, self._input_shapes)
-        self._steps = [self._choose_kernel(node, shapes) for node in self.graph.nodes]
-        self._held = self._held_constants()
+        shapes = infer_shapes(graph, self._input_shapes)
+        self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
+        self._held = self._held_constants(graph)
+        # NOTE: keep the structure, not the constants: weights live only in what the
+        # kernels kept (weight_bytes counts exactly those arrays)
+        self.graph = SimpleNamespace(
+            name=graph.name, inputs=graph.inputs, outputs=graph.outputs, nodes=graph.nodes,
+            constants={k: SimpleNamespace(shape=c.shape) for k, c in graph.constants.items()})
         self._plan(shapes)
 
     # -- preparation -------------------------------------------------------------------
@@ -83,9 +89,9 @@ class Session:
         backup = reg.get(self.config.backup)
         return main, backup
 
-    def _context(self, node, shapes):
-        consts = {i: self.graph.constants[t] for i, t in enumerate(node.inputs)
-                  if t in self.graph.constants}
+    def _context(self, graph, node, shapes):
+        consts = {i: graph.constants[t] for i, t in enumerate(node.inputs)
+                  if t in graph.constants}
         return OpContext(node, [shapes[t] if t else None for t in node.inputs],
                          [shapes[t] for t in node.outputs], consts, self.config)
 
@@ -101,8 +107,8 @@ class Session:
             raise InternalError(f"{ctx.node.describe()}: backend {backend.name!r} failed to "
                                 f"create a kernel: {type(exc).__name__}: {exc}") from exc
 
-    def _choose_kernel(self, node, shapes):
-        ctx = self._context(node, shapes)
+    def _choose_kernel(self, graph, node, shapes):
+        ctx = self._context(graph, node, shapes)
         step = _Step()
         step.node, step.backend = node, self._main.name
         kernel = self._create(self._main, ctx)
@@ -127,14 +133,14 @@ class Session:
         step.outputs = list(node.outputs)
         return step
 
-    def _held_constants(self):
+    def _held_constants(self, graph):
         """Constants passed to kernels at run time (those no kernel packed for itself)."""
         held = {}
         for step in self._steps:
             for i, t in enumerate(step.node.inputs):
-                if t in self.graph.constants and i not in step.kernel.owned_inputs:
+                if t in graph.constants and i not in step.kernel.owned_inputs:
                     if t not in held:
-                        held[t] = self.graph.constants[t].as_float32()
+                        held[t] = graph.constants[t].as_float32()
         return held
 
     def _plan(self, shapes):
@@ -269,8 +275,10 @@ class Session:
             outs = [self._shapes[t] for t in node.outputs]
             f = op_flops(node, ins, outs)
             flops += f
+            held = {id(_base(a)): _base(a).nbytes for a in step.kernel.held_arrays()}
             ops.append(OpInfo(node.name, node.op_type, step.backend, step.kernel.name,
-                              step.kernel.storage, step.reason, outs[0], f, step.scratch_bytes))
+                              step.kernel.storage, step.reason, outs[0], f, step.scratch_bytes,
+                              sum(held.values())))
         return SessionInfo(self.config, sum(unique.values()), int(self._arena.nbytes),
                            int(self._scratch.nbytes), flops, tuple(ops))
 

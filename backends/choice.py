@@ -1,0 +1,77 @@
+"""Kernel choice for weight-carrying ops: one pure function of what is really in memory.
+
+Two steps, kept apart on purpose (MNN's "Acquire buffer size = 0" came from mixing them):
+
+1. ``keep_weights(constant, memory)`` is the loader: it decides what stays resident.
+   memory normal/high: fp16 and quantized weights are decoded to fp32 once, here.
+   memory low: weights stay exactly as stored (fp16 stays fp16, int8/int4 stay quantized).
+2. ``choose_conv`` / ``choose_gemm`` look only at the *kept* constant (its storage and the
+   bytes its arrays really hold), the op's attributes, precision, memory mode and backend.
+   They never look at the stored model's quantization metadata. The table is in
+   docs/kernel_choice.md; tests/test_storage_matrix.py runs every row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitconv.errors import InternalError
+from jitconv.runtime.ir import Constant
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The kernel to build and why (the reason is shown per op in Session.info())."""
+    kernel: str
+    reason: str
+
+
+def keep_weights(const: Constant, memory: str) -> Constant:
+    """What the session keeps resident for a weight constant under a memory mode."""
+    if const.storage == "fp32" or memory == "low":
+        return const
+    return Constant(const.name, const.as_float32(), "fp32")
+
+
+def _check_kept(node_desc: str, kept: Constant) -> None:
+    rows_values = 1
+    for d in kept.shape:
+        rows_values *= d
+    if rows_values and kept.data.nbytes == 0:
+        raise InternalError(f"{node_desc}: the loader kept 0 bytes of {kept.storage} weights "
+                            f"for a weight of shape {kept.shape}")
+
+
+_LOW_KERNELS = {"fp16": "fp16w", "int8": "int8w", "int4": "int4w"}
+
+
+def _storage_reason(kept: Constant, memory: str, decoded_from: str) -> str:
+    if kept.storage == "fp32":
+        if decoded_from != "fp32":
+            return f"{decoded_from} weights decoded to fp32 at prepare (memory={memory})"
+        return "fp32 weights"
+    how = "converted" if kept.storage == "fp16" else "dequantized"
+    return (f"{kept.storage} weights kept as stored (memory=low, {kept.nbytes:,} B), "
+            f"{how} one panel at a time")
+
+
+def choose_conv(node_desc: str, attrs: dict, kept: Constant, *, decoded_from: str,
+                precision: str, memory: str, backend: str = "cpu") -> Choice:
+    """Pick the conv kernel. ``kept`` is what keep_weights() returned."""
+    _check_kept(node_desc, kept)
+    why = _storage_reason(kept, memory, decoded_from)
+    if kept.storage == "fp32":
+        return Choice("conv2d_direct", f"{why}; direct conv (any stride/pad/dilation/groups)")
+    name = "conv2d_" + _LOW_KERNELS[kept.storage]
+    if precision == "low" and kept.storage == "int8":
+        why += "; precision=low: no int8-dot kernel yet, dequantized fp32 math"
+    return Choice(name, why)
+
+
+def choose_gemm(node_desc: str, kept: Constant, *, decoded_from: str, precision: str,
+                memory: str, backend: str = "cpu") -> Choice:
+    """Pick the Gemm kernel (B packed as (N, K) rows)."""
+    _check_kept(node_desc, kept)
+    why = _storage_reason(kept, memory, decoded_from)
+    if kept.storage == "fp32":
+        return Choice("gemm_nt", f"{why}; row dot products")
+    return Choice("gemm_nt_" + _LOW_KERNELS[kept.storage], why)

@@ -1,0 +1,122 @@
+"""Every weight storage x memory mode x precision x conv kind prepares, runs and matches
+the reference computed with the dequantized weights. MNN broke exactly here."""
+import itertools
+
+import numpy as np
+import pytest
+
+import jitconv as jc
+from helpers import assert_close, rand
+from jitconv.runtime.reference import evaluate
+
+# (weights, block, symmetric)
+STORAGES = [("fp32", None, True), ("fp16", None, True)] + [
+    (w, blk, sym) for w in ("int8", "int4") for blk in (None, 16) for sym in (True, False)]
+MEMORY = ("normal", "high", "low")
+PRECISION = ("normal", "high", "low")
+# name -> (C, M, k, stride, padding, dilation, groups)
+CONV_KINDS = {
+    "1x1": (32, 24, 1, 1, 0, 1, 1),
+    "3x3": (32, 16, 3, 1, 1, 1, 1),
+    "depthwise": (32, 32, 3, 1, 1, 1, 32),
+    "grouped": (32, 32, 3, 1, 1, 1, 2),
+    "strided": (32, 16, 3, 2, 1, 1, 1),
+    "dilated": (32, 16, 3, 1, 2, 2, 1),
+    "1x1_stride2": (32, 16, 1, 2, 0, 1, 1),
+}
+
+
+def _graph(kind, seed=0):
+    c, m, k, stride, pad, dil, groups = CONV_KINDS[kind]
+    rng = np.random.default_rng(seed)
+    g = jc.GraphBuilder(kind)
+    x = g.input("x", (1, c, 9, 11))
+    y = g.conv2d(x, rand(rng, m, c // groups, k, k, scale=0.3), rand(rng, m), stride=stride,
+                 padding=pad, dilation=dil, groups=groups, activation="relu6", name="conv")
+    y = g.flatten(g.global_average_pool(y))
+    g.output(g.dense(y, rand(rng, 10, m, scale=0.3), rand(rng, 10), name="fc"), "y")
+    return g.build()
+
+
+_QUANTIZED = {}
+
+
+def _quantized(kind, weights, block, symmetric):
+    key = (kind, weights, block, symmetric)
+    if key not in _QUANTIZED:
+        g = _graph(kind)
+        _QUANTIZED[key] = g if weights == "fp32" else jc.quantize(g, weights, block=block,
+                                                                  symmetric=symmetric)
+    return _QUANTIZED[key]
+
+
+@pytest.mark.parametrize("kind", sorted(CONV_KINDS))
+@pytest.mark.parametrize("storage", STORAGES, ids=lambda s: f"{s[0]}-b{s[1]}-{'sym' if s[2] else 'asym'}")
+def test_every_combination_runs_and_matches(kind, storage):
+    graph = _quantized(kind, *storage)
+    x = np.random.default_rng(1).standard_normal((1, 32, 9, 11)).astype(np.float32)
+    ref = evaluate(graph, {"x": x})["y"]
+    stored = graph.constants[graph.nodes[0].inputs[1]].storage
+    for memory, precision in itertools.product(MEMORY, PRECISION):
+        sess = jc.Session(graph, jc.Config(threads=2, memory=memory, precision=precision))
+        got = sess.run(x)["y"]
+        assert_close(got, ref, rtol=1e-4, what=f"{kind} {storage} {memory} {precision}")
+        conv = next(op for op in sess.info().ops if op.name == "conv")
+        if memory == "low" or stored == "fp32":
+            assert conv.storage == stored
+        else:
+            assert conv.storage == f"fp32 (from {stored})"
+        assert conv.weight_bytes > 0
+
+
+def _model_m(seed=0):
+    """4 x (3x3 conv 128->128 + ReLU) at 56x56 (the issue's model M)."""
+    rng = np.random.default_rng(seed)
+    g = jc.GraphBuilder("model_m")
+    x = g.input("x", (1, 128, 56, 56))
+    for i in range(4):
+        x = g.conv2d(x, rand(rng, 128, 128, 3, 3, scale=0.03), rand(rng, 128), padding=1,
+                     activation="relu", name=f"conv{i}")
+    g.output(x, "y")
+    return g.build()
+
+
+@pytest.mark.parametrize("weights,limit", [("fp16", 0.52), ("int8", 0.27), ("int4", 0.15)])
+def test_low_memory_weight_bytes(weights, limit):
+    graph = _model_m()
+    fp32 = jc.Session(graph, jc.Config(memory="low")).info().weight_bytes
+    q = jc.quantize(graph, weights)
+    low = jc.Session(q, jc.Config(memory="low")).info()
+    normal = jc.Session(q, jc.Config(memory="normal")).info()
+    # bytes really held: the arrays of the kept constants, counted from the arrays
+    assert low.weight_bytes == sum(a.nbytes for c in q.constants.values() for a in c.arrays())
+    assert normal.weight_bytes == sum(c.as_float32().nbytes for c in q.constants.values())
+    assert normal.weight_bytes == fp32
+    assert low.weight_bytes / fp32 <= limit
+    assert sum(op.weight_bytes for op in low.ops) == low.weight_bytes
+
+
+def test_zero_byte_kept_weights_is_an_internal_error():
+    from jitconv.backends.choice import choose_conv
+    from jitconv.runtime.ir import Constant
+    empty = Constant("w", np.zeros((0, 4), np.int8), "int8", scale=np.zeros((0, 1), np.float32),
+                     logical_shape=(0, 4, 1, 1))
+    assert choose_conv("Conv node 'c'", {}, empty, decoded_from="int8", precision="normal",
+                       memory="low").kernel == "conv2d_int8w"     # no elements: fine
+    # a kept weight claiming elements but holding no bytes (what MNN's loader produced)
+    from types import SimpleNamespace
+    bogus = SimpleNamespace(shape=(8, 4, 3, 3), data=np.zeros(0, np.int8), storage="int8",
+                            nbytes=0)
+    with pytest.raises(jc.InternalError, match="Conv node 'c'.*kept 0 bytes"):
+        choose_conv("Conv node 'c'", {}, bogus, decoded_from="int8", precision="normal",
+                    memory="low")
+
+
+def test_constant_rejects_data_that_does_not_fit_its_shape():
+    from jitconv.runtime.ir import Constant
+    with pytest.raises(jc.GraphError, match="constant 'w'.*int8 data shape"):
+        Constant("w", np.zeros((8, 35), np.int8), "int8", scale=np.ones((8, 1), np.float32),
+                 logical_shape=(8, 4, 3, 3))
+    with pytest.raises(jc.GraphError, match="constant 'w'.*int4 data shape"):
+        Constant("w", np.zeros((8, 17), np.uint8), "int4", scale=np.ones((8, 1), np.float32),
+                 logical_shape=(8, 4, 3, 3))
