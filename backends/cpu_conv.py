@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from jitconv.kernels import conv_lowmem
+from jitconv.kernels import elementwise as ew
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
 from jitconv.runtime.shapes import window_geometry
 
@@ -46,6 +47,16 @@ KERNELS = {
 }
 
 
+def apply_residual(out, res, act):
+    """out = act(out + res), for kernels without a fused residual epilogue."""
+    flat = out.reshape(-1)
+    ew.add_same(flat, res.reshape(-1), flat)
+    if act[0] == ACT_RELU:
+        ew.relu(flat, flat)
+    elif act[0] == ACT_CLIP:
+        ew.clip(flat, flat, act[1], act[2])
+
+
 class Conv(Kernel):
     """Conv with the kernel picked by choose_conv from the weights the loader kept."""
 
@@ -70,6 +81,7 @@ class Conv(Kernel):
         self.bias_const = b is not None
         self.bias = b.as_float32() if b is not None else np.zeros(m, np.float32)
         self.has_runtime_bias = has_b and b is None
+        self.has_res = len(ctx.node.inputs) > 3 and bool(ctx.node.inputs[3])
         self.owned_inputs = tuple(i for i, c in ((1, w), (2, b)) if c is not None)
         self.act = activation_code(ctx.node)
         self.fn = KERNELS[self.name]
@@ -90,8 +102,11 @@ class Conv(Kernel):
         weights = self.weights if self.kept is not None else (inputs[1],)
         b = inputs[2] if self.has_runtime_bias else self.bias
         xpad = scratch_view(scratch, self.scratch_shape)
+        act = (ACT_NONE, 0.0, 0.0) if self.has_res else self.act
         self.fn(inputs[0], *weights, b, outputs[0], xpad, *self.geom,
-                int(self.node.attr("group", 1)), *self.act)
+                int(self.node.attr("group", 1)), *act)
+        if self.has_res:
+            apply_residual(outputs[0], inputs[3], self.act)
 
     def held_arrays(self):
         held = self.kept.arrays() if self.kept is not None else []

@@ -1,8 +1,11 @@
 """Graph rewrites run before a session prepares: they return a new Graph.
 
 - fold_batchnorm: Conv -> BatchNormalization becomes one Conv with scaled weights.
+- fuse_residual: Conv -> Add(conv, t) becomes one Conv with t as a 4th (residual) input,
+  added before the activation; t must have the conv output's shape and be produced
+  before the conv runs.
 - fuse_activations: Conv -> Relu / Clip becomes one Conv with a fused epilogue.
-Both fire only when the conv's output has no other reader and is not a graph output.
+All fire only when the conv's output has no other reader and is not a graph output.
 """
 from __future__ import annotations
 
@@ -60,6 +63,26 @@ def fold_batchnorm(graph: Graph) -> Graph:
     return _rebuild(graph, replace, drop, constants)
 
 
+def fuse_residual(graph: Graph) -> Graph:
+    consumers = graph.consumers()
+    ready = {i.name for i in graph.inputs} | set(graph.constants)
+    replace, drop = {}, set()
+    for node in graph.nodes:
+        fusable = node.op_type == "Conv" and not node.attr("activation", "") and \
+            len(node.inputs) <= 3
+        add = _single_reader(graph, consumers, node.outputs[0]) if fusable else None
+        if add is not None and add.op_type == "Add" and add.name not in drop:
+            other = [t for t in add.inputs if t != node.outputs[0]]
+            if len(other) == 1 and other[0] in ready and other[0] not in graph.constants:
+                inputs = list(node.inputs) + [""] * (3 - len(node.inputs)) + [other[0]]
+                fused = list(node.attr("_fused", [])) + [add.name]
+                replace[node.name] = Node("Conv", inputs, list(add.outputs),
+                                          {**node.attrs, "_fused": fused}, node.name)
+                drop.add(add.name)
+        ready.update(node.outputs)
+    return _rebuild(graph, replace, drop, dict(graph.constants))
+
+
 def fuse_activations(graph: Graph) -> Graph:
     consumers = graph.consumers()
     replace, drop = {}, set()
@@ -93,4 +116,4 @@ def _rebuild(graph, replace, drop, constants):
 
 def optimize(graph: Graph) -> Graph:
     """The default pass pipeline a Session runs."""
-    return fuse_activations(fold_batchnorm(graph))
+    return fuse_activations(fuse_residual(fold_batchnorm(graph)))

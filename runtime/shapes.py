@@ -80,7 +80,11 @@ def _conv(node, shapes):
     if ks is not None and list(ks) != list(w[2:]):
         _fail(node, f"kernel_shape {list(ks)} disagrees with weight shape {tuple(w)}")
     _, _, _, out_hw = window_geometry(node, x[2:], w[2:])
-    return [(x[0], w[0], *out_hw)]
+    out = (x[0], w[0], *out_hw)
+    # a 4th input is a residual fused in by runtime/passes.py: added before the activation
+    if len(shapes) > 3 and shapes[3] is not None and tuple(shapes[3]) != out:
+        _fail(node, f"residual input shape {tuple(shapes[3])} must equal the output {out}")
+    return [out]
 
 
 def _pool(node, shapes):
@@ -220,7 +224,7 @@ def _binary(node, shapes):
 
 
 SHAPE_RULES = {
-    "Conv": (_conv, 2, 3), "Relu": (_same, 1, 1), "Clip": (_same, 1, 1),
+    "Conv": (_conv, 2, 4), "Relu": (_same, 1, 1), "Clip": (_same, 1, 1),
     "Add": (_binary, 2, 2), "Mul": (_binary, 2, 2),
     "MaxPool": (_pool, 1, 1), "AveragePool": (_pool, 1, 1),
     "GlobalAveragePool": (_global_pool, 1, 1), "Concat": (_concat, 1, None),

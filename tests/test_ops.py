@@ -143,3 +143,25 @@ def test_batchnorm_standalone_and_folded(rng):
     kinds = {op.name: op for op in sess.info().ops}
     assert "bn" not in kinds and "fused bn" in kinds["conv"].reason
     assert kinds["bn2"].kernel == "channel_affine"
+
+
+@pytest.mark.parametrize("act", [None, "relu", "relu6"])
+def test_conv_residual_add_is_fused_before_the_activation(rng, act):
+    g = jc.GraphBuilder()
+    x = g.input("x", (2, 8, 7, 9))
+    skip = g.relu(x, name="skip")
+    y = g.conv2d(skip, rand(rng, 8, 8, 3, 3), rand(rng, 8), padding=1, name="conv")
+    y = g.add(skip, y, name="residual")
+    if act == "relu":
+        y = g.relu(y, name="act")
+    elif act == "relu6":
+        y = g.relu6(y, name="act")
+    g.output(y, "y")
+    graph = g.build()
+    sess = jc.Session(graph, jc.Config(threads=2))
+    x_val = rand(rng, 2, 8, 7, 9)
+    from jitconv.runtime.reference import evaluate
+    assert_close(sess.run(x_val)["y"], evaluate(graph, {"x": x_val})["y"])
+    ops = {op.name: op for op in sess.info().ops}
+    assert "residual" not in ops and "act" not in ops
+    assert "fused residual" in ops["conv"].reason
