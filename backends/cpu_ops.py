@@ -11,6 +11,7 @@ import numpy as np
 
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.gemm import matmul_batched
+from jitconv.kernels.pool_dilated import avg_pool2d_dilated
 from jitconv.kernels.pooling import avg_pool2d, global_avg_pool, max_pool2d
 from jitconv.kernels.softmax import softmax
 from jitconv.runtime.shapes import window_geometry
@@ -85,17 +86,18 @@ class Pool(Kernel):
                                         ceil_mode=bool(self.node.attr("ceil_mode", 0)))
         if self.is_max:
             self.args = (kh, kw, s[0], s[1], pads[0], pads[1], d[0], d[1])
+        elif d != [1, 1]:
+            self.fn, self.name = avg_pool2d_dilated, "avg_pool2d_dilated"
+            self.args = (kh, kw, s[0], s[1], d[0], d[1], pads[0], pads[1], pads[2], pads[3],
+                         int(self.node.attr("count_include_pad", 0)))
         else:
-            if d != [1, 1]:
-                from jitconv.errors import GraphError
-                raise GraphError(f"{self.node.describe()}: dilations are not supported by "
-                                 f"AveragePool")
             self.args = (kh, kw, s[0], s[1], pads[0], pads[1], pads[2], pads[3],
                          int(self.node.attr("count_include_pad", 0)))
         return 0
 
     def run(self, inputs, outputs, scratch):
-        (max_pool2d if self.is_max else avg_pool2d)(inputs[0], outputs[0], *self.args)
+        fn = getattr(self, "fn", None) or (max_pool2d if self.is_max else avg_pool2d)
+        fn(inputs[0], outputs[0], *self.args)
 
 
 def create_pool(ctx):
@@ -185,3 +187,230 @@ def create_transpose(ctx):
     perm = list(ctx.node.attr("perm", list(range(len(ctx.in_shapes[0])))[::-1]))
     return Simple("transpose_copy", "numpy copy",
                   lambda i, o: np.copyto(o[0], i[0].transpose(perm)))
+
+
+# --------------------------------------------------------------------------- ops of ONNX CNNs
+# Compute ops run Numba kernels (kernels/activations.py, reduce.py, resize_nearest.py);
+# layout ops (Pad, Slice, Split, Squeeze, Unsqueeze, Gather, Identity) are numpy copies.
+
+from jitconv.kernels import activations as act  # noqa: E402
+from jitconv.kernels.reduce import mean_middle  # noqa: E402
+from jitconv.kernels.resize_nearest import gather4  # noqa: E402
+from jitconv.runtime.reference import resize_source_index, slice_bounds  # noqa: E402
+
+
+class Planned(Kernel):
+    """A weightless kernel whose work depends on the shapes: ``plan(in_shapes, out_shapes)``
+    returns the ``fn(inputs, outputs)`` to run, and is called again on every resize."""
+
+    def __init__(self, name, reason, plan):
+        self.name, self.reason, self._plan = name, reason, plan
+        self._fn = None
+
+    def resize(self, in_shapes, out_shapes):
+        self._fn = self._plan([tuple(s) if s is not None else None for s in in_shapes],
+                              [tuple(s) for s in out_shapes])
+        return 0
+
+    def run(self, inputs, outputs, scratch):
+        self._fn(inputs, outputs)
+
+
+def _unary(name, fn, *args):
+    return Simple(name, "elementwise", lambda i, o: fn(_flat(i[0]), _flat(o[0]), *args))
+
+
+def create_sigmoid(ctx):
+    return _unary("sigmoid", act.sigmoid)
+
+
+def create_hard_sigmoid(ctx):
+    return _unary("hard_sigmoid", act.hard_sigmoid, float(ctx.node.attr("alpha", 0.2)),
+                  float(ctx.node.attr("beta", 0.5)))
+
+
+def create_hard_swish(ctx):
+    return _unary("hard_swish", act.hard_swish)
+
+
+def create_leaky_relu(ctx):
+    return _unary("leaky_relu", act.leaky_relu, float(ctx.node.attr("alpha", 0.01)))
+
+
+def _broadcast_fn(op_code, same_fn, shape_a, shape_b, out):
+    """fn(a, b, out_array) for one binary op at these shapes (same-shape loop or 6-D)."""
+    if same_fn is not None and shape_a == shape_b == out:
+        return lambda a, b, y: same_fn(_flat(a), _flat(b), _flat(y))
+    shape6 = (1,) * (6 - len(out)) + out
+    return lambda a, b, y: act.binary_broadcast(_pad6(a, shape6), _pad6(b, shape6),
+                                                y.reshape(shape6), op_code)
+
+
+def _binary_any(ctx, op_code, same_fn, name):
+    """Sub/Div/PRelu: same-shape loop or the 6-D broadcast kernel."""
+    a, b = (tuple(s) for s in ctx.in_shapes[:2])
+    if len(ctx.out_shapes[0]) > 6:
+        return None
+    kind = "same" if same_fn is not None and a == b else "broadcast"
+
+    def plan(ins, outs):
+        fn = _broadcast_fn(op_code, same_fn, ins[0], ins[1], outs[0])
+        return lambda i, o: fn(i[0], i[1], o[0])
+    return Planned(f"{name}_{kind}", "same shapes" if kind == "same" else
+                   f"broadcast {a} with {b}", plan)
+
+
+def create_sub(ctx):
+    return _binary_any(ctx, act.OP_SUB, act.sub_same, "sub")
+
+
+def create_div(ctx):
+    return _binary_any(ctx, act.OP_DIV, act.div_same, "div")
+
+
+def create_prelu(ctx):
+    return _binary_any(ctx, act.OP_PRELU, None, "prelu")
+
+
+def create_sum(ctx):
+    if len(ctx.out_shapes[0]) > 6:
+        return None
+
+    def plan(ins, outs):
+        shape6 = (1,) * (6 - len(outs[0])) + outs[0]
+
+        def run(i, o):
+            y = o[0].reshape(shape6)
+            if len(i) == 1:
+                np.copyto(y, _pad6(i[0], shape6))
+                return
+            act.binary_broadcast(_pad6(i[0], shape6), _pad6(i[1], shape6), y, act.OP_ADD)
+            for t in i[2:]:
+                act.binary_broadcast(y, _pad6(t, shape6), y, act.OP_ADD)
+        return run
+    return Planned("sum_broadcast", f"{len(ctx.in_shapes)} inputs added in turn", plan)
+
+
+def create_identity(ctx):
+    return Simple("copy", "numpy copy", lambda i, o: np.copyto(o[0], i[0]))
+
+
+def create_pad(ctx):
+    mode = ctx.node.attr("mode", "constant")
+    value = float(ctx.node.attr("value", 0.0))
+
+    def plan(ins, outs):
+        x = ins[0]
+        r = len(x)
+        pads = [int(p) for p in ctx.node.attr("pads", [0] * (2 * r))]
+        crop = tuple(slice(max(0, -pads[k]), x[k] - max(0, -pads[k + r])) for k in range(r))
+        widths = [(max(0, pads[k]), max(0, pads[k + r])) for k in range(r)]
+        inner = tuple(slice(b, b + (sl.stop - sl.start)) for (b, _), sl in zip(widths, crop))
+
+        def run_constant(i, o):
+            o[0].fill(value)
+            o[0][inner] = i[0][crop]
+
+        def run_other(i, o):
+            np.copyto(o[0], np.pad(i[0][crop], widths, mode=mode))
+        return run_constant if mode == "constant" else run_other
+    return Planned(f"pad_{mode}", "numpy copy", plan)
+
+
+def create_lrn(ctx):
+    node = ctx.node
+    args = (int(node.attr("size")), float(node.attr("alpha", 1e-4)),
+            float(node.attr("beta", 0.75)), float(node.attr("bias", 1.0)))
+
+    def plan(ins, outs):
+        x = ins[0]
+        s3 = (x[0], x[1], math.prod(x[2:]))
+        return lambda i, o: act.lrn(i[0].reshape(s3), o[0].reshape(s3), *args)
+    return Planned("lrn", "channel window, float64 sum", plan)
+
+
+def create_gather(ctx):
+    idx = np.asarray(ctx.node.attr("indices"), dtype=np.int64)
+
+    def plan(ins, outs):
+        axis = int(ctx.node.attr("axis", 0)) % len(ins[0])
+        n = ins[0][axis]
+        fixed = np.where(idx < 0, idx + n, idx)
+        return lambda i, o: np.take(i[0], fixed, axis=axis, out=o[0])
+    return Planned("gather_copy", "numpy take", plan)
+
+
+def create_slice(ctx):
+    attrs = ctx.node.attrs
+
+    def plan(ins, outs):
+        x = ins[0]
+        starts = attrs["starts"]
+        axes = attrs.get("axes", range(len(starts)))
+        steps = attrs.get("steps", [1] * len(starts))
+        index = [slice(None)] * len(x)
+        for a, s, e, st in zip(axes, starts, attrs["ends"], steps):
+            a = int(a) % len(x)
+            index[a] = slice_bounds(x[a], int(s), int(e), int(st))
+        index = tuple(index)
+        return lambda i, o: np.copyto(o[0], i[0][index])
+    return Planned("slice_copy", "numpy copy", plan)
+
+
+def create_split(ctx):
+    def plan(ins, outs):
+        axis = int(ctx.node.attr("axis", 0)) % len(ins[0])
+        bounds = np.cumsum([0] + [int(s) for s in ctx.node.attr("split")]).tolist()
+        pieces = [(slice(None),) * axis + (slice(bounds[k], bounds[k + 1]),)
+                  for k in range(len(bounds) - 1)]
+
+        def run(i, o):
+            for out, sl in zip(o, pieces):
+                np.copyto(out, i[0][sl])
+        return run
+    return Planned("split_copy", "numpy copy", plan)
+
+
+def create_reduce_mean(ctx):
+    def axes_of(x):
+        axes = ctx.node.attr("axes")
+        return list(range(len(x))) if axes is None else sorted(int(a) % len(x) for a in axes)
+
+    def plan(ins, outs):
+        x = ins[0]
+        axes = axes_of(x)
+        if not axes:
+            return lambda i, o: np.copyto(o[0], i[0].reshape(o[0].shape))
+        if axes == list(range(axes[0], axes[-1] + 1)):
+            o3 = (math.prod(x[:axes[0]]), math.prod(x[a] for a in axes),
+                  math.prod(x[axes[-1] + 1:]))
+            return lambda i, o: mean_middle(i[0].reshape(o3), o[0].reshape(o3[0], o3[2]))
+        kept = [a for a in range(len(x)) if a not in axes]
+        o3 = (math.prod(x[a] for a in kept), math.prod(x[a] for a in axes), 1)
+
+        def run(i, o):
+            moved = np.ascontiguousarray(i[0].transpose(kept + axes)).reshape(o3)
+            mean_middle(moved, o[0].reshape(o3[0], 1))
+        return run
+    axes = axes_of(ctx.in_shapes[0])
+    contiguous = not axes or axes == list(range(axes[0], axes[-1] + 1))
+    return Planned("mean_middle", f"mean over axes {axes}" + (
+        "" if contiguous else " (moved last by a numpy copy first)"), plan)
+
+
+def create_resize(ctx):
+    if len(ctx.in_shapes[0]) > 4:
+        return None
+    node = ctx.node
+    coord = node.attr("coordinate_transformation_mode", "half_pixel")
+    nearest = node.attr("nearest_mode", "round_prefer_floor")
+
+    def plan(ins, outs):
+        x, out = ins[0], outs[0]
+        idx = [resize_source_index(d, o, float(s), coord, nearest)
+               for d, o, s in zip(x, out, node.attr("scales"))]
+        pad = 4 - len(x)
+        idx = [np.zeros(1, np.int64)] * pad + idx
+        x4, out4 = (1,) * pad + x, (1,) * pad + out
+        return lambda i, o: gather4(i[0].reshape(x4), o[0].reshape(out4), *idx)
+    return Planned("resize_nearest", f"nearest, {coord}, {nearest}", plan)

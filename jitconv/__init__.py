@@ -70,13 +70,23 @@ def save(graph, path) -> None:
     _save(graph, path)
 
 
-def load(path, *, mmap=True):
-    """Read a model file: .jcm (memory-mapped: weights page in from the file as used)."""
+def load(path, *, mmap=True, input_shapes=None):
+    """Read a model file by extension.
+
+    - .jcm: jitconv's model file (memory-mapped: weights page in from the file as used).
+    - .onnx: an ONNX model (needs ``pip install "jitconv[onnx]"``), opsets 9 to 21;
+      ``input_shapes`` (name -> shape) overrides the declared input shapes. See
+      jitconv.runtime.onnx_import.
+    """
     import os
-    from jitconv.runtime.modelfile import load as _load
     ext = os.path.splitext(str(path))[1].lower()
+    if ext == ".onnx":
+        from jitconv.runtime.onnx_import import load_onnx
+        return load_onnx(path, input_shapes=input_shapes)
+    from jitconv.runtime.modelfile import load as _load
     if ext != ".jcm":
-        raise JitconvError(f"{path}: unknown model file type {ext!r}; jitconv reads .jcm")
+        raise JitconvError(f"{path}: unknown model file type {ext!r}; jitconv reads .jcm "
+                           f"and .onnx")
     return _load(path, mmap=mmap)
 
 

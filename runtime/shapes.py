@@ -259,3 +259,159 @@ def infer_shapes(graph, input_shapes):
         for name, s in zip(node.outputs, outs):
             shapes[name] = s
     return shapes
+
+
+# --------------------------------------------------------------------------- ops of ONNX CNNs
+# (added with the ONNX importer; attribute conventions in docs/ops.md)
+
+
+def _prelu(node, shapes):
+    x, slope = tuple(shapes[0]), tuple(shapes[1])
+    if broadcast_shape(node, x, slope) != x:
+        _fail(node, f"slope of shape {slope} does not broadcast to the input shape {x}")
+    return [x]
+
+
+def _sum(node, shapes):
+    out = tuple(shapes[0])
+    for s in shapes[1:]:
+        out = broadcast_shape(node, out, s)
+    return [out]
+
+
+def _pad(node, shapes):
+    x = tuple(shapes[0])
+    pads = [int(p) for p in node.attr("pads", [0] * (2 * len(x)))]
+    if len(pads) != 2 * len(x):
+        _fail(node, f"pads {pads} must have {2 * len(x)} values (begins, then ends) for "
+                    f"input shape {x}")
+    if node.attr("mode", "constant") not in ("constant", "reflect", "edge", "wrap"):
+        _fail(node, f"mode={node.attr('mode')!r} not understood; use constant, reflect, "
+                    f"edge or wrap")
+    out = tuple(d + pads[i] + pads[i + len(x)] for i, d in enumerate(x))
+    if any(d < 0 for d in out):
+        _fail(node, f"pads {pads} crop more than the input shape {x} holds")
+    if node.attr("mode", "constant") == "reflect" and any(
+            d < 2 and (pads[i] > 0 or pads[i + len(x)] > 0) for i, d in enumerate(x)):
+        _fail(node, f"reflect padding needs at least 2 values on each padded axis; input {x}")
+    return [out]
+
+
+def _lrn(node, shapes):
+    x = tuple(shapes[0])
+    if len(x) < 3:
+        _fail(node, f"input X must be at least 3-D (N, C, ...), got shape {x}")
+    if int(node.attr("size", 0)) < 1:
+        _fail(node, f"size={node.attr('size')} must be a positive int")
+    return [x]
+
+
+def _axes_list(node, axes, rank):
+    out = [_axis(node, int(a), rank, "axes entry") for a in axes]
+    if len(set(out)) != len(out):
+        _fail(node, f"axes {list(axes)} repeat an axis")
+    return sorted(out)
+
+
+def _unsqueeze(node, shapes):
+    x = list(shapes[0])
+    axes = list(node.attr("axes", []))
+    if not axes:
+        _fail(node, "attribute axes is required")
+    for a in _axes_list(node, axes, len(x) + len(axes)):
+        x.insert(a, 1)
+    return [tuple(x)]
+
+
+def _squeeze(node, shapes):
+    x = tuple(shapes[0])
+    axes = node.attr("axes")
+    axes = [i for i, d in enumerate(x) if d == 1] if axes is None else \
+        _axes_list(node, axes, len(x))
+    if any(x[a] != 1 for a in axes):
+        _fail(node, f"axes {list(node.attr('axes'))} are not all of size 1 in shape {x}")
+    return [tuple(d for i, d in enumerate(x) if i not in axes)]
+
+
+def _gather(node, shapes):
+    x = tuple(shapes[0])
+    if not x:
+        _fail(node, "input data must be at least 1-D")
+    axis = _axis(node, int(node.attr("axis", 0)), len(x))
+    if node.attr("indices") is None:
+        _fail(node, "attribute indices (integers) is required")
+    idx = np.asarray(node.attr("indices"))
+    idx = idx.astype(np.int64) if idx.size == 0 else idx
+    if idx.dtype.kind not in "iu":
+        _fail(node, f"indices must be integers, got {idx.dtype}")
+    if idx.size and (idx.min() < -x[axis] or idx.max() >= x[axis]):
+        _fail(node, f"indices {idx.tolist()} out of range for axis {axis} of size {x[axis]}")
+    return [x[:axis] + idx.shape + x[axis + 1:]]
+
+
+def _reduce_mean(node, shapes):
+    x = tuple(shapes[0])
+    axes = node.attr("axes")
+    axes = list(range(len(x))) if axes is None else _axes_list(node, axes, len(x))
+    if int(node.attr("keepdims", 1)):
+        return [tuple(1 if i in axes else d for i, d in enumerate(x))]
+    return [tuple(d for i, d in enumerate(x) if i not in axes)]
+
+
+def _resize(node, shapes):
+    x = tuple(shapes[0])
+    if node.attr("mode", "nearest") != "nearest":
+        _fail(node, f"mode={node.attr('mode')!r}: only 'nearest' is supported")
+    scales = node.attr("scales")
+    sizes = node.attr("sizes")
+    if scales is None or len(scales) != len(x) or any(float(s) <= 0 for s in scales):
+        _fail(node, f"scales {scales} must give one positive value per axis of shape {x}")
+    if sizes is not None:
+        if len(sizes) != len(x) or any(int(s) < 0 for s in sizes):
+            _fail(node, f"sizes {list(sizes)} must give one size per axis of shape {x}")
+        return [tuple(int(s) for s in sizes)]
+    return [resize_output_shape(x, scales)]
+
+
+def resize_output_shape(x, scales):
+    """floor(in * scale) per axis, the product taken in float32 as onnxruntime does."""
+    return tuple(int(math.floor(np.float32(d) * np.float32(s))) for d, s in zip(x, scales))
+
+
+def _split(node, shapes):
+    x = tuple(shapes[0])
+    axis = _axis(node, int(node.attr("axis", 0)), len(x))
+    sizes = [int(s) for s in node.attr("split", [])]
+    if len(sizes) != len(node.outputs) or sum(sizes) != x[axis] or any(s < 0 for s in sizes):
+        _fail(node, f"split sizes {sizes} must be {len(node.outputs)} non-negative values "
+                    f"adding up to {x[axis]} (axis {axis} of shape {x})")
+    return [x[:axis] + (s,) + x[axis + 1:] for s in sizes]
+
+
+def _slice(node, shapes):
+    from .reference import slice_bounds
+    x = list(shapes[0])
+    starts, ends = list(node.attr("starts", [])), list(node.attr("ends", []))
+    axes = list(node.attr("axes", range(len(starts))))
+    steps = list(node.attr("steps", [1] * len(starts)))
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        _fail(node, f"starts {starts}, ends {ends}, axes {axes} and steps {steps} must have "
+                    f"the same length")
+    _axes_list(node, axes, len(x))
+    out = list(x)
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        a = _axis(node, int(a), len(x), "axes entry")
+        if int(st) == 0:
+            _fail(node, "steps must not be 0")
+        out[a] = len(range(x[a])[slice_bounds(x[a], int(s), int(e), int(st))])
+    return [tuple(out)]
+
+
+SHAPE_RULES.update({
+    "Sub": (_binary, 2, 2), "Div": (_binary, 2, 2), "Sum": (_sum, 1, None),
+    "Sigmoid": (_same, 1, 1), "HardSigmoid": (_same, 1, 1), "HardSwish": (_same, 1, 1),
+    "LeakyRelu": (_same, 1, 1), "PRelu": (_prelu, 2, 2), "Identity": (_same, 1, 1),
+    "Pad": (_pad, 1, 1), "LRN": (_lrn, 1, 1), "Unsqueeze": (_unsqueeze, 1, 1),
+    "Squeeze": (_squeeze, 1, 1), "Gather": (_gather, 1, 1), "ReduceMean": (_reduce_mean, 1, 1),
+    "Resize": (_resize, 1, 1), "Split": (_split, 1, 1), "Slice": (_slice, 1, 1),
+})

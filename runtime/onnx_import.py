@@ -1,0 +1,897 @@
+"""Import an ONNX model (opsets 9-21, and newer where an op only gained types) as a Graph.
+
+``load_onnx(path)`` / ``import_model(model)`` turn an ONNX ModelProto into a jitconv
+Graph whose nodes use the op semantics of docs/ops.md:
+
+- Initializers become constants: float ones as fp32 ``Constant``s, integer ones stay
+  NumPy values the importer folds with.
+- Every node whose inputs are all known at load (initializers, Constant nodes, shapes of
+  runtime tensors) is folded with the NumPy reference (``reference.run_op``), so the
+  Shape -> Gather -> Unsqueeze -> Concat chains exporters emit around Reshape disappear.
+- Opset differences are mapped to one form: parameters that later opsets moved from
+  attributes to inputs (Clip min/max, Reshape shape, Squeeze/Unsqueeze axes, Split
+  sizes, Slice starts/ends/axes/steps, Pad pads/value, Resize scales/sizes, ReduceMean
+  axes, Gather indices) must be constant and become attributes; Softmax before opset 13
+  (softmax of the input flattened to 2-D at ``axis``) becomes Flatten -> Softmax ->
+  Reshape; 1-D Conv and pools are lifted to 2-D between Unsqueeze and Squeeze;
+  Upsample and Resize-10 become a nearest Resize with onnxruntime's legacy rounding.
+- Dropout (inference), Identity and Cast-to-float are removed (kept as a copy when their
+  output is a graph output). BatchNormalization stays a node: the Session folds it.
+- Runtime tensors are float32. An integer tensor that cannot be folded at load, an
+  unsupported op, op version or attribute is a ``GraphError`` naming the node, its op
+  type and the opset, raised before anything runs.
+
+Shape computations are folded for the input shapes the model declares (symbolic
+dimensions count as 1 unless ``input_shapes`` says otherwise): import again with other
+``input_shapes`` rather than ``Session.resize`` when a model computes shapes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jitconv.errors import GraphError, JitconvError
+
+from .ir import Constant, Graph, Node, TensorSpec
+from .modelfile import ModelFileError
+from .reference import run_op
+from .shapes import infer_node
+
+MIN_OPSET = 9
+TARGET_MAX_OPSET = 21     # what the importer is written against; later opsets are
+                          # accepted per op when the op's definition is one listed below
+
+# op type -> the ONNX since_versions of its definitions the importer maps
+# (after 21 only type additions: bfloat16, float8, int4, ...).
+KNOWN_VERSIONS = {
+    "Conv": (1, 11, 22), "Relu": (6, 13, 14), "Clip": (6, 11, 12, 13),
+    "Add": (7, 13, 14), "Sub": (7, 13, 14), "Mul": (7, 13, 14), "Div": (7, 13, 14),
+    "Sum": (8, 13), "Sigmoid": (6, 13), "HardSigmoid": (6, 22), "HardSwish": (14, 22),
+    "LeakyRelu": (6, 16), "PRelu": (9, 16),
+    "Pad": (2, 11, 13, 18, 19, 21, 23, 24, 25), "Dropout": (7, 10, 12, 13, 22),
+    "Identity": (1, 13, 14, 16, 19, 21, 23, 24, 25), "LRN": (1, 13),
+    "Unsqueeze": (1, 11, 13, 21, 23, 24, 25), "Squeeze": (1, 11, 13, 21, 23, 24, 25),
+    "Shape": (1, 13, 15, 19, 21, 23, 24, 25), "Gather": (1, 11, 13),
+    "Constant": (9, 11, 12, 13, 19, 21, 23, 24, 25),
+    "ConstantOfShape": (9, 20, 21, 23, 24, 25), "Cast": (9, 13, 19, 21, 23, 24, 25),
+    "ReduceMean": (1, 11, 13, 18), "Resize": (10, 11, 13, 18, 19), "Upsample": (9,),
+    "Split": (2, 11, 13, 18), "Slice": (1, 10, 11, 13),
+    "MaxPool": (8, 10, 11, 12, 22), "AveragePool": (7, 10, 11, 19, 22),
+    "GlobalAveragePool": (1, 22), "Concat": (4, 11, 13),
+    "Flatten": (9, 11, 13, 21, 23, 24, 25), "Reshape": (5, 13, 14, 19, 21, 23, 24, 25),
+    "Transpose": (1, 13, 21, 23, 24, 25), "Gemm": (9, 11, 13), "MatMul": (9, 13),
+    "Softmax": (1, 11, 13), "BatchNormalization": (9, 14, 15),
+}
+
+# attributes each op may carry (anything else is reported as unsupported)
+_WINDOW = {"auto_pad", "pads", "strides", "kernel_shape"}
+ATTRS = {
+    "Conv": _WINDOW | {"dilations", "group"},
+    "MaxPool": _WINDOW | {"dilations", "ceil_mode", "storage_order"},
+    "AveragePool": _WINDOW | {"dilations", "ceil_mode", "count_include_pad"},
+    "Clip": {"min", "max"}, "HardSigmoid": {"alpha", "beta"}, "LeakyRelu": {"alpha"},
+    "Pad": {"mode", "pads", "value"}, "Dropout": {"ratio", "seed"},
+    "LRN": {"alpha", "beta", "bias", "size"}, "Unsqueeze": {"axes"}, "Squeeze": {"axes"},
+    "Shape": {"start", "end"}, "Gather": {"axis"}, "ConstantOfShape": {"value"},
+    "Constant": {"value", "value_float", "value_floats", "value_int", "value_ints"},
+    "Cast": {"to", "saturate", "round_mode"},
+    "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"},
+    "Resize": {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
+               "exclude_outside", "extrapolation_value", "antialias", "axes",
+               "keep_aspect_ratio_policy"},
+    "Upsample": {"mode", "scales"}, "Split": {"axis", "split", "num_outputs"},
+    "Slice": {"starts", "ends", "axes"}, "Concat": {"axis"}, "Flatten": {"axis"},
+    "Reshape": {"allowzero"}, "Transpose": {"perm"},
+    "Gemm": {"alpha", "beta", "transA", "transB"}, "Softmax": {"axis"},
+    "BatchNormalization": {"epsilon", "momentum", "training_mode"},
+}
+
+# op type -> (first version, input indices that must be known at load): the "parameter"
+# inputs of later opsets. The ONNX backend binds graph inputs feeding these.
+PARAM_INPUTS = {
+    "Clip": (11, (1, 2)), "Reshape": (5, (1,)), "Pad": (11, (1, 2, 3)),
+    "Dropout": (12, (1, 2)), "Unsqueeze": (13, (1,)), "Squeeze": (13, (1,)),
+    "Gather": (1, (1,)), "ConstantOfShape": (9, (0,)), "ReduceMean": (18, (1,)),
+    "Resize": (10, (1, 2, 3)), "Upsample": (9, (1,)), "Split": (13, (1,)),
+    "Slice": (10, (1, 2, 3, 4)),
+}
+
+def _onnx():
+    try:
+        import onnx  # noqa: PLC0415
+        import onnx.numpy_helper  # noqa: F401, PLC0415
+        import onnx.version_converter  # noqa: F401, PLC0415
+    except ImportError:
+        raise JitconvError("reading ONNX models needs the onnx package: "
+                           "pip install \"jitconv[onnx]\"") from None
+    return onnx
+
+
+@dataclass
+class OnnxImport:
+    """What import_model produced: the Graph, plus what only an ONNX caller needs.
+
+    ``folded_outputs`` maps graph outputs that were computed at load to their values in
+    the ONNX dtype (the Graph holds them as fp32 constants); ``opset`` is the model's
+    default-domain opset.
+    """
+    graph: Graph
+    opset: int
+    folded_outputs: dict = field(default_factory=dict)
+
+
+def load_onnx(path, *, input_shapes=None, bind=None, name=None) -> Graph:
+    """Read an .onnx file and return the Graph (see the module docstring)."""
+    onnx = _onnx()
+    try:
+        model = onnx.load(str(path))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a readable ONNX model ({type(exc).__name__}: "
+                             f"{exc})") from exc
+    name = name or os.path.splitext(os.path.basename(str(path)))[0]
+    return import_model(model, input_shapes=input_shapes, bind=bind, name=name).graph
+
+
+def upgrade(model):
+    """The model itself, or for opsets 7-8 (old exporters) a copy converted to opset 9 by
+    onnx.version_converter; a GraphError when that is impossible."""
+    opset = _declared_opset(model)
+    if opset is not None and opset < MIN_OPSET:
+        try:
+            return _onnx().version_converter.convert_version(model, MIN_OPSET)
+        except Exception as exc:
+            raise GraphError(f"ONNX model uses opset {opset}; converting it to opset "
+                             f"{MIN_OPSET} failed: {exc}") from None
+    return model
+
+
+def _declared_opset(model):
+    opset = None
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            opset = int(imp.version)
+    return opset
+
+
+def model_opset(model) -> int:
+    """The model's default-domain (ai.onnx) opset; a GraphError if outside what we read."""
+    opset = _declared_opset(model)
+    if opset is None:
+        raise GraphError("ONNX model imports no default-domain (ai.onnx) opset")
+    newest = _onnx().defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise GraphError(f"ONNX model uses opset {opset}; jitconv reads opsets {MIN_OPSET} "
+                         f"to {newest} (written for {MIN_OPSET}-{TARGET_MAX_OPSET}); "
+                         f"convert it with onnx.version_converter first")
+    return opset
+
+
+def _node_label(node, index):
+    return node.name or f"{node.op_type}_{index}"
+
+
+def check_supported(model) -> None:
+    """GraphError listing every node whose op, op version or attribute jitconv lacks."""
+    onnx = _onnx()
+    model = upgrade(model)
+    opset = model_opset(model)
+    problems = []
+    for i, node in enumerate(model.graph.node):
+        where = f"{node.op_type} node {_node_label(node, i)!r} (opset {opset})"
+        if node.domain not in ("", "ai.onnx"):
+            problems.append(f"{where}: domain {node.domain!r} is not supported")
+            continue
+        if node.op_type not in KNOWN_VERSIONS:
+            problems.append(f"{where}: op type {node.op_type!r} is not supported")
+            continue
+        try:
+            since = onnx.defs.get_schema(node.op_type, opset, "").since_version
+        except Exception:
+            problems.append(f"{where}: ONNX defines no {node.op_type} at this opset")
+            continue
+        if since not in KNOWN_VERSIONS[node.op_type]:
+            problems.append(f"{where}: version {since} of {node.op_type} is not supported "
+                            f"(known: {', '.join(map(str, KNOWN_VERSIONS[node.op_type]))})")
+            continue
+        extra = sorted(a.name for a in node.attribute
+                       if a.name not in ATTRS.get(node.op_type, set()))
+        if extra:
+            problems.append(f"{where}: attribute {', '.join(extra)} is not supported")
+    if problems:
+        raise GraphError("ONNX model has unsupported nodes:\n  " + "\n  ".join(problems))
+
+
+def inputs_needing_values(model) -> set:
+    """Graph inputs whose values must be known at load: non-float inputs, and inputs that
+    feed (through any chain of ops) a parameter input of PARAM_INPUTS."""
+    onnx = _onnx()
+    model = upgrade(model)
+    opset = model_opset(model)
+    inits = {t.name for t in model.graph.initializer}
+    producer = {}
+    for node in model.graph.node:
+        for t in node.output:
+            producer[t] = node
+    need, stack = set(), []
+    for node in model.graph.node:
+        rule = PARAM_INPUTS.get(node.op_type)
+        if rule is None:
+            continue
+        try:
+            since = onnx.defs.get_schema(node.op_type, opset, "").since_version
+        except Exception:
+            continue
+        if since >= rule[0]:
+            stack.extend(node.input[i] for i in rule[1] if i < len(node.input) and node.input[i])
+    while stack:
+        t = stack.pop()
+        if t in need or t in inits:
+            continue
+        need.add(t)
+        node = producer.get(t)
+        if node is not None and node.op_type != "Shape":
+            stack.extend(x for x in node.input if x)
+    out = set()
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        elem = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+        if vi.name in need or elem != 1:
+            out.add(vi.name)
+    return out
+
+
+def import_model(model, *, input_shapes=None, bind=None, name=None) -> OnnxImport:
+    """Convert an ONNX ModelProto to a Graph.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+    input_shapes : dict, optional
+        Graph input name -> shape, overriding the declared shapes (symbolic dims are 1).
+    bind : dict, optional
+        Graph input name -> array: treat that input as a constant of this value (for
+        integer inputs, or inputs that feed a shape or other load-time parameter).
+    """
+    model = upgrade(model)
+    check_supported(model)
+    return _Importer(model, input_shapes or {}, bind or {}, name).run()
+
+
+class _Importer:
+    def __init__(self, model, input_shapes, bind, name):
+        self.onnx = _onnx()
+        self.model = model
+        self.opset = model_opset(model)
+        self.name = name or model.graph.name or "onnx_model"
+        self.input_shapes = {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
+        self.bind = {k: np.asarray(v) for k, v in bind.items()}
+        self.values = {}        # tensor -> np.ndarray known at load (ONNX dtype)
+        self.shapes = {}        # runtime tensor -> shape
+        self.alias = {}         # removed Identity/Dropout/Cast output -> its input
+        self.nodes = []         # runtime IR nodes
+        self.node_names = set()
+        self.taken = set()
+        self.inputs = []
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def fail(self, msg):
+        raise GraphError(f"{self.where}: {msg}")
+
+    def fresh(self, base):
+        name, i = base, 1
+        while name in self.taken:
+            name, i = f"{base}_{i}", i + 1
+        self.taken.add(name)
+        return name
+
+    def resolve(self, t):
+        while t in self.alias:
+            t = self.alias[t]
+        return t
+
+    def known(self, t):
+        return t == "" or t in self.values
+
+    def shape_of(self, t):
+        if t in self.values:
+            return tuple(self.values[t].shape)
+        if t in self.shapes:
+            return self.shapes[t]
+        self.fail(f"input tensor {t!r} is not defined before this node")
+
+    def const(self, i, what, *, optional=False):
+        """The value of input i, which must be known at load (None if absent+optional)."""
+        ins = self.cur.input
+        t = self.resolve(ins[i]) if i < len(ins) else ""
+        if t == "":
+            if optional:
+                return None
+            self.fail(f"input {i} ({what}) is required")
+        if t not in self.values:
+            self.fail(f"input {i} ({what}) {t!r} must be a constant (an initializer, a "
+                      f"Constant or computable from them at load); here it is computed at "
+                      f"run time")
+        return self.values[t]
+
+    def attr(self, key, default=None):
+        for a in self.cur.attribute:
+            if a.name == key:
+                return self.onnx.helper.get_attribute_value(a)
+        return default
+
+    def attr_str(self, key, default):
+        v = self.attr(key, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+    def in_name(self, i):
+        ins = self.cur.input
+        return self.resolve(ins[i]) if i < len(ins) and ins[i] else ""
+
+    def emit(self, op, inputs, outputs, attrs=None, suffix=""):
+        """Add one IR node; fold it if every input is known at load."""
+        attrs = dict(attrs or {})
+        inputs = [self.resolve(t) if t else "" for t in inputs]
+        label = self.label + suffix
+        if all(self.known(t) for t in inputs):
+            args = [self.values[t] if t else None for t in inputs]
+            while args and args[-1] is None:
+                args.pop()
+            try:
+                result = run_op(op, args, attrs)
+            except Exception as exc:
+                self.fail(f"folding at load failed: {type(exc).__name__}: {exc}")
+            for t, v in zip(outputs, result if isinstance(result, list) else [result]):
+                if t:
+                    self.values[t] = np.asarray(v)
+            return
+        for t in inputs:
+            if t in self.values and self.values[t].dtype.kind not in "f":
+                self.fail(f"input {t!r} is a {self.values[t].dtype} tensor; jitconv runs "
+                          f"float32 tensors only (integer tensors must fold away at load)")
+        name = label
+        i = 1
+        while name in self.node_names:
+            name, i = f"{label}_{i}", i + 1
+        self.node_names.add(name)
+        node = Node(op, inputs, list(outputs), attrs, name)
+        in_shapes = [self.shape_of(t) if t else None for t in inputs]
+        out_shapes = infer_node(node, in_shapes)
+        for t, s in zip(outputs, out_shapes):
+            if t:
+                self.shapes[t] = s
+        self.nodes.append(node)
+
+    def passthrough(self, out, src):
+        """Output ``out`` equals tensor ``src``: alias it, or copy when it is a graph output."""
+        src = self.resolve(src)
+        if src in self.values:
+            self.values[out] = self.values[src]
+        elif out in self.graph_outputs:
+            self.emit("Identity", [src], [out])
+        else:
+            self.alias[out] = src
+
+    # -- driver ----------------------------------------------------------------------
+
+    def run(self) -> OnnxImport:
+        g = self.model.graph
+        np_helper = self.onnx.numpy_helper
+        for init in g.initializer:
+            self.values[init.name] = np_helper.to_array(init)
+        for init in getattr(g, "sparse_initializer", []):
+            raise GraphError(f"ONNX model: sparse initializer {init.values.name!r} is not "
+                             f"supported")
+        for vi in g.input:
+            if vi.name not in self.values and not vi.type.HasField("tensor_type"):
+                raise GraphError(f"ONNX graph input {vi.name!r} is not a tensor (sequence, "
+                                 f"optional or map types are not supported); jitconv takes "
+                                 f"float32 tensors")
+        for k, v in self.bind.items():
+            if v.dtype.kind not in "fiub":
+                raise GraphError(f"bind[{k!r}]: a {v.dtype} array cannot be a constant")
+            self.values[k] = v
+        self.taken |= set(self.values)
+        self.graph_outputs = {o.name for o in g.output}
+        for vi in g.input:
+            if vi.name in self.values:
+                continue
+            self.taken.add(vi.name)
+            tt = vi.type.tensor_type
+            if tt.elem_type != 1:
+                raise GraphError(
+                    f"ONNX graph input {vi.name!r} has element type "
+                    f"{self.onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)}; jitconv "
+                    f"runs float32 tensors: pass its value at load (bind={{{vi.name!r}: "
+                    f"array}}) to fold it")
+            if vi.name in self.input_shapes:
+                shape = self.input_shapes[vi.name]
+            else:
+                shape = tuple(int(d.dim_value) if d.HasField("dim_value") else 1
+                              for d in tt.shape.dim)
+            self.shapes[vi.name] = shape
+            self.inputs.append(TensorSpec(vi.name, shape))
+        unknown = set(self.input_shapes) - {s.name for s in self.inputs}
+        if unknown:
+            raise GraphError(f"input_shapes names {sorted(unknown)}, which are not runtime "
+                             f"inputs of the ONNX graph; inputs: "
+                             f"{[s.name for s in self.inputs]}")
+        for node in g.node:
+            self.taken.update(t for t in node.output if t)
+        for i, node in enumerate(g.node):
+            self.cur = node
+            self.label = _node_label(node, i)
+            self.since = self.onnx.defs.get_schema(node.op_type, self.opset, "").since_version
+            self.where = f"{node.op_type} node {self.label!r} (opset {self.opset})"
+            for t in node.input:
+                if t and self.resolve(t) not in self.values and self.resolve(t) not in self.shapes:
+                    self.fail(f"input tensor {t!r} is not defined before this node (ONNX "
+                              f"nodes must be in topological order)")
+            getattr(self, "op_" + node.op_type)()
+        return self.finish()
+
+    def finish(self) -> OnnxImport:
+        g = self.model.graph
+        outputs, folded, extra_nodes = [], {}, []
+        for vi in g.output:
+            t = vi.name
+            src = self.resolve(t)
+            if t in self.values or src in self.values:
+                value = self.values[t] if t in self.values else self.values[src]
+                folded[t] = value
+                self.values[t] = value
+                outputs.append(TensorSpec(t, tuple(value.shape)))
+            elif src in self.shapes:
+                if src != t:
+                    self.cur, self.label = None, f"output_{t}"
+                    self.where = f"graph output {t!r}"
+                    self.emit("Identity", [src], [t])
+                outputs.append(TensorSpec(t, self.shapes[t]))
+            else:
+                raise GraphError(f"ONNX graph output {t!r} is never produced")
+        # drop runtime nodes none of whose outputs is read (dead after folding)
+        used = {o.name for o in outputs}
+        kept = []
+        for node in reversed(self.nodes):
+            if any(t in used for t in node.outputs):
+                kept.append(node)
+                used.update(t for t in node.inputs if t)
+        kept.reverse()
+        constants = {}
+        for t in sorted(used):
+            if t in self.values:
+                value = self.values[t]
+                if value.dtype.kind not in "fiub":
+                    raise GraphError(f"ONNX tensor {t!r} of dtype {value.dtype} is not "
+                                     f"supported")
+                constants[t] = Constant(t, np.ascontiguousarray(value, dtype=np.float32))
+        inputs = [s for s in self.inputs]
+        graph = Graph(inputs, outputs, kept, constants, self.name)
+        return OnnxImport(graph, self.opset, folded)
+
+    # -- converters ------------------------------------------------------------------
+
+    def _simple(self, op, attrs=None):
+        self.emit(op, [self.in_name(i) for i in range(len(self.cur.input))],
+                  list(self.cur.output[:1]), attrs)
+
+    def _attrs(self, *keys):
+        return {k: self._plain(self.attr(k)) for k in keys if self.attr(k) is not None}
+
+    @staticmethod
+    def _plain(v):
+        if isinstance(v, bytes):
+            return v.decode()
+        if isinstance(v, (list, tuple)):
+            return [x.decode() if isinstance(x, bytes) else x for x in v]
+        return v
+
+    def op_Relu(self):
+        self._simple("Relu")
+
+    def op_Sigmoid(self):
+        self._simple("Sigmoid")
+
+    def op_HardSwish(self):
+        self._simple("HardSwish")
+
+    def op_HardSigmoid(self):
+        self._simple("HardSigmoid", self._attrs("alpha", "beta"))
+
+    def op_LeakyRelu(self):
+        self._simple("LeakyRelu", self._attrs("alpha"))
+
+    def op_PRelu(self):
+        x, slope = self.in_name(0), self.in_name(1)
+        xs, ss = self.shape_of(x), self.shape_of(slope)
+        try:
+            ok = np.broadcast_shapes(tuple(xs), tuple(ss)) == tuple(xs)
+        except ValueError:
+            ok = False
+        if not ok:
+            self.fail(f"slope of shape {ss} does not broadcast to the input shape {xs} "
+                      f"(ONNX PRelu broadcasts the slope numpy-style, from the last axis)")
+        self._simple("PRelu")
+
+    def op_Add(self):
+        self._simple("Add")
+
+    def op_Sub(self):
+        self._simple("Sub")
+
+    def op_Mul(self):
+        self._simple("Mul")
+
+    def op_Div(self):
+        self._simple("Div")
+
+    def op_Sum(self):
+        self._simple("Sum")
+
+    def op_MatMul(self):
+        self._simple("MatMul")
+
+    def op_Concat(self):
+        self._simple("Concat", {"axis": int(self.attr("axis"))})
+
+    def op_Flatten(self):
+        self._simple("Flatten", {"axis": int(self.attr("axis", 1))})
+
+    def op_Transpose(self):
+        self._simple("Transpose", self._attrs("perm"))
+
+    def op_LRN(self):
+        self._simple("LRN", self._attrs("alpha", "beta", "bias", "size"))
+
+    def op_Gemm(self):
+        self._simple("Gemm", self._attrs("alpha", "beta", "transA", "transB"))
+
+    def op_Clip(self):
+        if self.since < 11:
+            attrs = self._attrs("min", "max")
+        else:
+            attrs = {}
+            for i, key in ((1, "min"), (2, "max")):
+                v = self.const(i, key, optional=True)
+                if v is not None:
+                    if v.size != 1:
+                        self.fail(f"{key} must be a scalar, got shape {v.shape}")
+                    attrs[key] = float(v.reshape(-1)[0])
+        self.emit("Clip", [self.in_name(0)], self.cur.output[:1], attrs)
+
+    def op_Identity(self):
+        self.passthrough(self.cur.output[0], self.in_name(0))
+
+    def op_Dropout(self):
+        if self.since >= 12:
+            training = self.const(2, "training_mode", optional=True)
+            if training is not None and bool(np.asarray(training).reshape(-1)[0]):
+                self.fail("training_mode=True is not supported (inference only)")
+        out = list(self.cur.output)
+        x = self.in_name(0)
+        self.passthrough(out[0], x)
+        if len(out) > 1 and out[1]:
+            self.values[out[1]] = np.ones(self.shape_of(x), dtype=bool)
+
+    def op_Cast(self):
+        to = int(self.attr("to"))
+        x = self.in_name(0)
+        if x in self.values:
+            self.emit("Cast", [x], self.cur.output[:1], {"to": to})
+        elif to == 1:
+            self.passthrough(self.cur.output[0], x)
+        else:
+            self.fail(f"casts a run-time tensor to ONNX type {to}; jitconv runs float32 "
+                      f"tensors only (integer tensors must fold away at load)")
+
+    def op_Constant(self):
+        v = None
+        for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+            a = self.attr(key)
+            if a is None:
+                continue
+            if key == "value":
+                v = self.onnx.numpy_helper.to_array(a)
+            elif key.startswith("value_float"):
+                v = np.asarray(a, dtype=np.float32)
+            else:
+                v = np.asarray(a, dtype=np.int64)
+        if v is None:
+            self.fail("needs one of value, value_float(s), value_int(s) (sparse and string "
+                      "constants are not supported)")
+        self.values[self.cur.output[0]] = v
+
+    def op_ConstantOfShape(self):
+        shape = self.const(0, "shape")
+        value = self.attr("value")
+        value = self.onnx.numpy_helper.to_array(value) if value is not None else \
+            np.zeros(1, np.float32)
+        self.values[self.cur.output[0]] = run_op("ConstantOfShape", [shape], {"value": value})
+
+    def op_Shape(self):
+        attrs = self._attrs("start", "end") if self.since >= 15 else {}
+        x = self.in_name(0)
+        dummy = self.values[x] if x in self.values else \
+            np.broadcast_to(np.uint8(0), self.shape_of(x))
+        self.values[self.cur.output[0]] = run_op("Shape", [dummy], attrs)
+
+    def op_Gather(self):
+        idx = self.const(1, "indices")
+        if idx.dtype.kind not in "iu":
+            self.fail(f"indices must be integers, got {idx.dtype}")
+        data = self.in_name(0)
+        axis = int(self.attr("axis", 0))
+        if data in self.values:
+            self.emit("Gather", [data], self.cur.output[:1], {"axis": axis, "indices": idx})
+        else:
+            self.emit("Gather", [data], self.cur.output[:1],
+                      {"axis": axis, "indices": idx.tolist()})
+
+    def op_Reshape(self):
+        shape = [int(v) for v in self.const(1, "shape").reshape(-1)]
+        if int(self.attr("allowzero", 0)) and 0 in shape:
+            self.fail("allowzero=1 with a 0 in shape is not supported")
+        self.emit("Reshape", [self.in_name(0)], self.cur.output[:1], {"shape": shape})
+
+    def _axes_input(self, i, what="axes"):
+        v = self.const(i, what, optional=True)
+        return None if v is None else [int(a) for a in v.reshape(-1)]
+
+    def op_Unsqueeze(self):
+        axes = self._axes_input(1) if self.since >= 13 else list(self.attr("axes") or [])
+        if not axes:
+            self.fail("axes are required")
+        self.emit("Unsqueeze", [self.in_name(0)], self.cur.output[:1], {"axes": axes})
+
+    def op_Squeeze(self):
+        axes = self._axes_input(1) if self.since >= 13 else self.attr("axes")
+        attrs = {} if axes is None else {"axes": [int(a) for a in axes]}
+        self.emit("Squeeze", [self.in_name(0)], self.cur.output[:1], attrs)
+
+    def op_Pad(self):
+        x = self.in_name(0)
+        rank = len(self.shape_of(x))
+        mode = self.attr_str("mode", "constant")
+        if self.since < 11:
+            pads = [int(p) for p in self.attr("pads")]
+            value = float(self.attr("value", 0.0))
+        else:
+            pads = [int(p) for p in self.const(1, "pads").reshape(-1)]
+            v = self.const(2, "constant_value", optional=True)
+            value = 0.0 if v is None or v.size == 0 else float(v.reshape(-1)[0])
+            axes = self._axes_input(3) if self.since >= 18 else None
+            if axes is not None:
+                if len(pads) != 2 * len(axes):
+                    self.fail(f"pads {pads} must have 2 values per axis of {axes}")
+                full = [0] * (2 * rank)
+                for k, a in enumerate(axes):
+                    a = a % rank
+                    full[a], full[a + rank] = pads[k], pads[k + len(axes)]
+                pads = full
+        if len(pads) != 2 * rank:
+            self.fail(f"pads {pads} must have {2 * rank} values for a {rank}-D input")
+        attrs = {"pads": pads, "mode": mode}
+        if mode == "constant":
+            attrs["value"] = value
+        self.emit("Pad", [x], self.cur.output[:1], attrs)
+
+    def op_ReduceMean(self):
+        keepdims = int(self.attr("keepdims", 1))
+        if self.since >= 18:
+            axes = self._axes_input(1)
+            if not axes:
+                if int(self.attr("noop_with_empty_axes", 0)):
+                    self.passthrough(self.cur.output[0], self.in_name(0))
+                    return
+                axes = None
+        else:
+            axes = self.attr("axes")
+            axes = None if axes is None else [int(a) for a in axes]
+        attrs = {"keepdims": keepdims}
+        if axes is not None:
+            attrs["axes"] = axes
+        self.emit("ReduceMean", [self.in_name(0)], self.cur.output[:1], attrs)
+
+    def op_Split(self):
+        x = self.in_name(0)
+        shape = self.shape_of(x)
+        axis = int(self.attr("axis", 0))
+        if not -len(shape) <= axis < len(shape):
+            self.fail(f"axis={axis} is out of range for input shape {shape}")
+        dim = shape[axis % len(shape)]
+        outs = list(self.cur.output)
+        sizes = self._axes_input(1, "split") if self.since >= 13 else self.attr("split")
+        if sizes is None or len(sizes) == 0:
+            n = int(self.attr("num_outputs", len(outs))) if self.since >= 18 else len(outs)
+            if n != len(outs):
+                self.fail(f"num_outputs={n} but the node has {len(outs)} outputs")
+            if self.since >= 18:
+                chunk = -(-dim // n)
+                sizes = [min(chunk, max(dim - k * chunk, 0)) for k in range(n)]
+            else:
+                if dim % n:
+                    self.fail(f"cannot split axis {axis} of size {dim} into {n} equal parts")
+                sizes = [dim // n] * n
+        self.emit("Split", [x], outs, {"axis": axis, "split": [int(s) for s in sizes]})
+
+    def op_Slice(self):
+        if self.since < 10:
+            starts, ends = list(self.attr("starts")), list(self.attr("ends"))
+            axes = self.attr("axes")
+            steps = None
+        else:
+            starts = [int(v) for v in self.const(1, "starts").reshape(-1)]
+            ends = [int(v) for v in self.const(2, "ends").reshape(-1)]
+            axes = self._axes_input(3)
+            steps = self._axes_input(4, "steps")
+        attrs = {"starts": [int(v) for v in starts], "ends": [int(v) for v in ends]}
+        if axes is not None:
+            attrs["axes"] = [int(a) for a in axes]
+        if steps is not None:
+            attrs["steps"] = steps
+        # clamp huge sentinels (INT64_MAX) so attributes stay small Python ints
+        big = 2 ** 62
+        attrs["starts"] = [max(min(v, big), -big) for v in attrs["starts"]]
+        attrs["ends"] = [max(min(v, big), -big) for v in attrs["ends"]]
+        self.emit("Slice", [self.in_name(0)], self.cur.output[:1], attrs)
+
+    def op_Softmax(self):
+        x = self.in_name(0)
+        shape = self.shape_of(x)
+        rank = len(shape)
+        default = -1 if self.since >= 13 else 1
+        axis = int(self.attr("axis", default))
+        if not -rank <= axis < max(rank, 1):
+            self.fail(f"axis={axis} is out of range for input shape {shape}")
+        axis %= max(rank, 1)
+        out = self.cur.output[0]
+        if self.since >= 13 or axis == rank - 1:
+            self.emit("Softmax", [x], [out], {"axis": axis if self.since >= 13 else -1})
+            return
+        # opset < 13: softmax over the input flattened to 2-D at axis
+        flat, soft = self.fresh(out + "_flat"), self.fresh(out + "_2d")
+        self.emit("Flatten", [x], [flat], {"axis": axis}, "_flatten")
+        self.emit("Softmax", [flat], [soft], {"axis": 1})
+        self.emit("Reshape", [soft], [out], {"shape": list(shape)}, "_reshape")
+
+    def op_BatchNormalization(self):
+        if int(self.attr("training_mode", 0)):
+            self.fail("training_mode=1 is not supported (inference only)")
+        if any(t for t in self.cur.output[1:]):
+            self.fail("running mean/var outputs (training) are not supported")
+        self._simple("BatchNormalization", self._attrs("epsilon"))
+
+    def op_GlobalAveragePool(self):
+        x = self.in_name(0)
+        shape = self.shape_of(x)
+        out = self.cur.output[0]
+        if len(shape) == 4:
+            self.emit("GlobalAveragePool", [x], [out])
+            return
+        if len(shape) < 3:
+            self.fail(f"input must be at least 3-D (N, C, ...), got shape {shape}")
+        flat, pooled = self.fresh(out + "_4d"), self.fresh(out + "_pooled")
+        self.emit("Reshape", [x], [flat], {"shape": [shape[0], shape[1], 1, -1]}, "_to4d")
+        self.emit("GlobalAveragePool", [flat], [pooled])
+        self.emit("Reshape", [pooled], [out],
+                  {"shape": [shape[0], shape[1]] + [1] * (len(shape) - 2)}, "_back")
+
+    def _windowed(self, op, keys):
+        """Conv/MaxPool/AveragePool: 2-D as is, 1-D lifted to 2-D (H = 1)."""
+        x = self.in_name(0)
+        rank = len(self.shape_of(x))
+        attrs = self._attrs(*keys)
+        if "auto_pad" in attrs and attrs["auto_pad"] == "NOTSET":
+            del attrs["auto_pad"]
+        out = self.cur.output[0]
+        if rank == 4:
+            self.emit(op, [x] + [self.in_name(i) for i in range(1, len(self.cur.input))],
+                      [out], attrs)
+            return
+        if rank != 3:
+            self.fail(f"only 1-D and 2-D {op} are supported; input has shape "
+                      f"{self.shape_of(x)}")
+        for key in ("kernel_shape", "strides", "dilations"):
+            if key in attrs:
+                attrs[key] = [1] + [int(v) for v in attrs[key]]
+        if "pads" in attrs:
+            p = [int(v) for v in attrs["pads"]]
+            attrs["pads"] = [0, p[0], 0, p[1]]
+        x4 = self.fresh(out + "_2d_in")
+        self.emit("Unsqueeze", [x], [x4], {"axes": [2]}, "_lift")
+        ins = [x4]
+        if op == "Conv":
+            w = self.in_name(1)
+            w4 = self.fresh(w + "_2d")
+            self.emit("Unsqueeze", [w], [w4], {"axes": [2]}, "_lift_w")
+            ins += [w4] + [self.in_name(i) for i in range(2, len(self.cur.input))]
+        y4 = self.fresh(out + "_2d")
+        self.emit(op, ins, [y4], attrs)
+        self.emit("Squeeze", [y4], [out], {"axes": [2]}, "_drop")
+
+    def op_Conv(self):
+        self._windowed("Conv", ("auto_pad", "pads", "strides", "kernel_shape", "dilations",
+                                "group"))
+
+    def op_MaxPool(self):
+        if len(self.cur.output) > 1 and self.cur.output[1]:
+            self.fail("the Indices output is not supported")
+        if int(self.attr("storage_order", 0)):
+            self.fail("storage_order=1 is not supported")
+        self._windowed("MaxPool", ("auto_pad", "pads", "strides", "kernel_shape",
+                                   "dilations", "ceil_mode"))
+
+    def op_AveragePool(self):
+        self._windowed("AveragePool", ("auto_pad", "pads", "strides", "kernel_shape",
+                                       "dilations", "ceil_mode", "count_include_pad"))
+
+    def _resize(self, x, scales, sizes, coord, nearest, axes=None, policy="stretch"):
+        shape = self.shape_of(x)
+        rank = len(shape)
+        out = self.cur.output[0]
+        if axes is None:
+            axes = list(range(rank))
+        axes = [int(a) % rank for a in axes]
+        if scales is not None and scales.size:
+            if scales.size != len(axes):
+                self.fail(f"scales {scales.tolist()} must have one value per axis {axes}")
+            full = [1.0] * rank
+            for a, s in zip(axes, scales.reshape(-1).tolist()):
+                full[a] = float(s)
+            if any(s <= 0 for s in full):
+                self.fail(f"scales {full} must be positive")
+            attrs = {"scales": full}
+        elif sizes is not None and sizes.size:
+            if sizes.size != len(axes):
+                self.fail(f"sizes {sizes.tolist()} must have one value per axis {axes}")
+            want = list(shape)
+            for a, s in zip(axes, sizes.reshape(-1).tolist()):
+                want[a] = int(s)
+            ratio = [want[a] / shape[a] for a in range(rank)]
+            if policy != "stretch":
+                pick = min if policy == "not_larger" else max
+                s = pick(ratio[a] for a in axes)
+                ratio = [s if a in axes else 1.0 for a in range(rank)]
+                want = [int(s * shape[a] + 0.5) if a in axes else shape[a]
+                        for a in range(rank)]
+            attrs = {"scales": ratio, "sizes": want}
+        else:
+            self.fail("needs scales or sizes")
+        attrs.update(mode="nearest", coordinate_transformation_mode=coord,
+                     nearest_mode=nearest)
+        self.emit("Resize", [x], [out], attrs)
+
+    def op_Upsample(self):
+        mode = self.attr_str("mode", "nearest")
+        if mode != "nearest":
+            self.fail(f"mode={mode!r} is not supported (only 'nearest')")
+        self._resize(self.in_name(0), self.const(1, "scales"), None, "asymmetric", "simple")
+
+    def op_Resize(self):
+        mode = self.attr_str("mode", "nearest")
+        if mode != "nearest":
+            self.fail(f"mode={mode!r} is not supported (only 'nearest')")
+        x = self.in_name(0)
+        if self.since < 11:
+            self._resize(x, self.const(1, "scales"), None, "asymmetric", "simple")
+            return
+        coord = self.attr_str("coordinate_transformation_mode", "half_pixel")
+        if coord == "tf_crop_and_resize":
+            self.fail("coordinate_transformation_mode='tf_crop_and_resize' is not supported")
+        nearest = self.attr_str("nearest_mode", "round_prefer_floor")
+        scales = self.const(2, "scales", optional=True)
+        sizes = self.const(3, "sizes", optional=True)
+        if scales is not None and scales.size and sizes is not None and sizes.size:
+            self.fail("give scales or sizes, not both")
+        axes = self.attr("axes") if self.since >= 18 else None
+        policy = self.attr_str("keep_aspect_ratio_policy", "stretch") \
+            if self.since >= 18 else "stretch"
+        if policy not in ("stretch", "not_larger", "not_smaller"):
+            self.fail(f"keep_aspect_ratio_policy={policy!r} not understood")
+        self._resize(x, scales, sizes, coord, nearest, axes, policy)
+
