@@ -87,6 +87,9 @@ def load(path, *, mmap=True, input_shapes=None):
     if ext != ".jcm":
         raise JitconvError(f"{path}: unknown model file type {ext!r}; jitconv reads .jcm "
                            f"and .onnx")
+    if input_shapes is not None:
+        raise JitconvError(f"{path}: input_shapes applies to .onnx files; for a .jcm "
+                           f"model use Session.resize()")
     return _load(path, mmap=mmap)
 
 

@@ -56,7 +56,7 @@ KNOWN_VERSIONS = {
     "Shape": (1, 13, 15, 19, 21, 23, 24, 25), "Gather": (1, 11, 13),
     "Constant": (9, 11, 12, 13, 19, 21, 23, 24, 25),
     "ConstantOfShape": (9, 20, 21, 23, 24, 25), "Cast": (9, 13, 19, 21, 23, 24, 25),
-    "ReduceMean": (1, 11, 13, 18), "Resize": (10, 11, 13, 18, 19), "Upsample": (9,),
+    "ReduceMean": (1, 11, 13, 18), "Resize": (10, 11, 13, 18, 19), "Upsample": (9, 10),
     "Split": (2, 11, 13, 18), "Slice": (1, 10, 11, 13),
     "MaxPool": (8, 10, 11, 12, 22), "AveragePool": (7, 10, 11, 19, 22),
     "GlobalAveragePool": (1, 22), "Concat": (4, 11, 13),
@@ -411,6 +411,9 @@ class _Importer:
                     f"array}}) to fold it")
             if vi.name in self.input_shapes:
                 shape = self.input_shapes[vi.name]
+            elif not tt.HasField("shape"):
+                raise GraphError(f"ONNX graph input {vi.name!r} declares no shape; give one "
+                                 f"with input_shapes={{{vi.name!r}: shape}}")
             else:
                 shape = tuple(int(d.dim_value) if d.HasField("dim_value") else 1
                               for d in tt.shape.dim)

@@ -478,3 +478,49 @@ def test_unreadable_file_is_a_model_file_error(tmp_path):
         jc.load(bad)
     with pytest.raises(JitconvError, match="no such file"):
         jc.load(tmp_path / "missing.onnx")
+
+
+def test_input_without_shape_needs_input_shapes(rng):
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", F, None)],
+                              [helper.make_tensor_value_info("y", F, None)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(GraphError, match="input_shapes"):
+        import_model(m)
+    assert import_model(m, input_shapes={"x": (2, 5)}).graph.inputs[0].shape == (2, 5)
+
+
+def test_session_resize_replans_the_new_ops(rng):
+    """Pad, Slice, Resize, ReduceMean, Split, Gather, PRelu and LRN plan per shape."""
+    nodes = [helper.make_node("Pad", ["x", "p"], ["a"], mode="reflect"),
+             helper.make_node("Slice", ["a", "st", "en", "ax"], ["b"]),
+             helper.make_node("Resize", ["b", "", "sc"], ["c"], mode="nearest"),
+             helper.make_node("PRelu", ["c", "slope"], ["d"]),
+             helper.make_node("LRN", ["d"], ["e"], size=3),
+             helper.make_node("Split", ["e"], ["f", "g"], axis=1),
+             helper.make_node("Gather", ["f", "gi"], ["h"], axis=3),
+             helper.make_node("ReduceMean", ["g"], ["y"], axes=[2, 3]),
+             helper.make_node("Sub", ["h", "y"], ["z"])]
+    inits = {"p": i64(0, 0, 1, 1, 0, 0, 1, 1), "st": i64(1), "en": i64(-1), "ax": i64(2),
+             "sc": np.array([1, 1, 2, 1], np.float32), "slope": rnd(rng, 4, 1, 1),
+             "gi": i64(0, -1)}
+    m = model(nodes, {"x": ("N", 4, "H", "W")}, {"z": None}, 13, inits)
+    g = import_model(m, input_shapes={"x": (1, 4, 6, 5)}).graph
+    sess = jc.Session(g, jc.Config(threads=2))
+    for shape in [(1, 4, 6, 5), (3, 4, 9, 7), (2, 4, 3, 3)]:
+        x = rnd(rng, *shape)
+        if shape != sess.input_shapes["x"]:
+            sess.resize({"x": shape})
+        got = sess.run(x)["z"]
+        want = ort_run(m, {"x": x})["z"]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_backend_run_node_and_folded_int_outputs(rng):
+    from jitconv.runtime.onnx_backend import JitconvBackend
+    x = rnd(rng, 2, 3, 4)
+    (y,) = JitconvBackend.run_node(helper.make_node("HardSwish", ["x"], ["y"]), [x])
+    np.testing.assert_allclose(y, x * np.clip(x / 6 + 0.5, 0, 1), rtol=1e-6, atol=1e-7)
+    (s,) = JitconvBackend.run_node(helper.make_node("Shape", ["x"], ["s"], start=1), [x])
+    assert s.dtype == np.int64 and s.tolist() == [3, 4]
+    assert not JitconvBackend.supports_device("CUDA")
