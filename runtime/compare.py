@@ -55,7 +55,8 @@ def _expose_all(graph: Graph, feeds) -> Graph:
     """The same graph with every node output made a graph output."""
     shapes = infer_shapes(graph, {k: np.shape(v) for k, v in feeds.items()})
     outs = [TensorSpec(t, shapes[t]) for n in graph.nodes for t in n.outputs]
-    return Graph(list(graph.inputs), outs, list(graph.nodes), dict(graph.constants), graph.name)
+    return Graph(list(graph.inputs), outs, list(graph.nodes), dict(graph.constants), graph.name,
+                 graph.fixed_input_shapes)
 
 
 def compare(graph_a: Graph, graph_b: Graph, feeds: dict, config: Config | None = None):

@@ -152,6 +152,9 @@ class Graph:
     nodes: list
     constants: dict
     name: str = "graph"
+    # True when shape computations were folded for the declared input shapes (ONNX
+    # Shape -> Reshape chains): the graph is then only valid for exactly those shapes
+    fixed_input_shapes: bool = False
 
     def __post_init__(self):
         self.validate()

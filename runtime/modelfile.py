@@ -92,7 +92,8 @@ def save(graph: Graph, path) -> None:
             pos = _align(pos + a.nbytes)
         consts.append(entry)
     spec = lambda t: {"name": t.name, "shape": _enc(list(t.shape), t.name), "dtype": t.dtype}
-    header = {"name": graph.name, "inputs": [spec(t) for t in graph.inputs],
+    header = {"name": graph.name, "fixed_input_shapes": bool(graph.fixed_input_shapes),
+              "inputs": [spec(t) for t in graph.inputs],
               "outputs": [spec(t) for t in graph.outputs],
               "nodes": [{"op_type": n.op_type, "name": n.name, "inputs": list(n.inputs),
                          "outputs": list(n.outputs),
@@ -252,6 +253,7 @@ def load(path, mmap: bool = True) -> Graph:
             fail(f"{w}: {e}")
     try:
         return Graph(specs["inputs"], specs["outputs"], nodes, constants,
-                     get(header, "name", str, "header"))
+                     get(header, "name", str, "header"),
+                     fixed_input_shapes=header.get("fixed_input_shapes", False) is True)
     except (JitconvError, ValueError, TypeError) as e:
         fail(f"invalid graph: {e}")

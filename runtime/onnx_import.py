@@ -268,6 +268,7 @@ class _Importer:
         self.model = model
         self.opset = model_opset(model)
         self.name = name or model.graph.name or "onnx_model"
+        self.fixed_input_shapes = False
         self.input_shapes = {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
         self.bind = {k: np.asarray(v) for k, v in bind.items()}
         self.values = {}        # tensor -> np.ndarray known at load (ONNX dtype)
@@ -474,7 +475,8 @@ class _Importer:
                                      f"supported")
                 constants[t] = Constant(t, np.ascontiguousarray(value, dtype=np.float32))
         inputs = [s for s in self.inputs]
-        graph = Graph(inputs, outputs, kept, constants, self.name)
+        graph = Graph(inputs, outputs, kept, constants, self.name,
+                      fixed_input_shapes=self.fixed_input_shapes)
         return OnnxImport(graph, self.opset, folded)
 
     # -- converters ------------------------------------------------------------------
@@ -619,6 +621,8 @@ class _Importer:
     def op_Shape(self):
         attrs = self._attrs("start", "end") if self.since >= 15 else {}
         x = self.in_name(0)
+        if x not in self.values:
+            self.fixed_input_shapes = True     # folded for the declared input shapes
         dummy = self.values[x] if x in self.values else \
             np.broadcast_to(np.uint8(0), self.shape_of(x))
         self.values[self.cur.output[0]] = run_op("Shape", [dummy], attrs)

@@ -111,7 +111,8 @@ def _rebuild(graph, replace, drop, constants):
     used = {t for n in nodes for t in n.inputs if t}
     used |= {o.name for o in graph.outputs}
     constants = {k: v for k, v in constants.items() if k in used}
-    return Graph(list(graph.inputs), list(graph.outputs), nodes, constants, graph.name)
+    return Graph(list(graph.inputs), list(graph.outputs), nodes, constants, graph.name,
+                 graph.fixed_input_shapes)
 
 
 def optimize(graph: Graph) -> Graph:

@@ -247,7 +247,8 @@ def quantize_with_report(graph: Graph, weights: str, block: int | None = None,
                                         shared))
     used_names = {t for n in nodes for t in n.inputs if t} | {o.name for o in graph.outputs}
     new_consts = {k: v for k, v in new_consts.items() if k in used_names}
-    out = Graph(list(graph.inputs), list(graph.outputs), nodes, new_consts, graph.name)
+    out = Graph(list(graph.inputs), list(graph.outputs), nodes, new_consts, graph.name,
+                graph.fixed_input_shapes)
     if print_report:
         print(report)
     return out, report

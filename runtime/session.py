@@ -71,6 +71,7 @@ class Session:
         # kernels kept (weight_bytes counts exactly those arrays)
         self.graph = SimpleNamespace(
             name=graph.name, inputs=graph.inputs, outputs=graph.outputs, nodes=graph.nodes,
+            fixed_input_shapes=graph.fixed_input_shapes,
             constants={k: SimpleNamespace(shape=c.shape) for k, c in graph.constants.items()})
         self._plan(shapes)
 
@@ -190,6 +191,10 @@ class Session:
                 raise InputError(f"resize: input {name!r} needs a {len(new[name])}-D shape of "
                                  f"non-negative sizes, got {shape}")
             new[name] = shape
+        if self.graph.fixed_input_shapes and new != self._input_shapes:
+            raise InputError(f"resize: graph {self.graph.name!r} computes shapes that were "
+                             f"folded for input shapes {self._input_shapes} at import; "
+                             f"re-import it with jc.load(path, input_shapes={new})")
         shapes = infer_shapes(self.graph, new)
         self._input_shapes = new
         self._plan(shapes)

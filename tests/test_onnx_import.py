@@ -524,3 +524,19 @@ def test_backend_run_node_and_folded_int_outputs(rng):
     (s,) = JitconvBackend.run_node(helper.make_node("Shape", ["x"], ["s"], start=1), [x])
     assert s.dtype == np.int64 and s.tolist() == [3, 4]
     assert not JitconvBackend.supports_device("CUDA")
+
+
+def test_resize_refuses_a_graph_whose_shape_math_was_folded(rng):
+    """Shape -> Reshape folded for (1, 4, 6, 5): resizing would silently mis-reshape."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Reshape", ["x", "s"], ["y"]),
+             helper.make_node("Relu", ["y"], ["z"])]
+    m = model(nodes, {"x": ("N", 4, "H", "W")}, {"z": None}, 13, {})
+    g = import_model(m, input_shapes={"x": (1, 4, 6, 5)}).graph
+    assert g.fixed_input_shapes
+    sess = jc.Session(g, jc.Config(threads=1))
+    with pytest.raises(jc.InputError, match="re-import it with jc.load"):
+        sess.resize({"x": (2, 4, 6, 5)})
+    sess.resize({"x": (1, 4, 6, 5)})           # the same shapes are fine
+    x = rnd(rng, 1, 4, 6, 5)
+    np.testing.assert_array_equal(sess.run(x)["z"], np.maximum(x, 0))
