@@ -1,0 +1,532 @@
+"""Register-tiled implicit-GEMM fp32 convolution, NCHW, with fused bias + residual + activation.
+
+The conv is a GEMM out[m, p] = sum_k w[m, k] * x[k-th tap of pixel p], computed one tile of
+MR output channels x NR pixels at a time; the MR*NR accumulators live on the stack
+(kernels/stack.py) so LLVM keeps them in zmm registers for the whole K loop. Per k: one
+row of MR packed weights (broadcast) times NR contiguous input values.
+
+No im2col buffer. The input is copied once per image into a zero-padded, *phase-split*
+scratch: for strides (sh, sw) the padded image of each channel is split into sh*sw phase
+planes, plane (a, b) holding padded pixels (i*sh + a, j*sw + b) at (i, j), each Hq x Wq.
+Tap (c, kh, kw) then reads plane ((kh*dh) % sh, (kw*dw) % sw) shifted by
+((kh*dh) // sh, (kw*dw) // sw), so every conv, strided or dilated, becomes a stride-1 walk
+over a "padded-width grid" of OH x Wq pixels: pixel p of that grid is ``xf[koff[k] + p]``.
+Grid columns ow >= OW are computed and thrown away (a Wq/OW overhead: 2/16 for 14x14 pad 1).
+The tail tile reads up to NR + Wq values past the last plane: the scratch has that slack.
+
+1x1 stride-1 unpadded convs skip the copy: the image itself is the grid (H*W pixels), and
+only the last partial pixel tile is copied (C x NR values) so no read runs past the input.
+
+Weights are packed once (``pack_weights``) as (ceil(M/MR), K, MR), K = Cg*KH*KW in the
+(c, kh, kw) order of w, zero rows padding M up to a multiple of MR. Packing does not know
+the group count: a tile whose MR channels straddle a group boundary is computed once per
+group it touches and each pass keeps only its group's channels (only costs time when
+M/groups is not a multiple of MR; depthwise convs belong to another kernel).
+
+Parallel: ``prange`` over (channel tile, pixel tile) work items of one image.
+"""
+
+import numpy as np
+import numba
+from numba import njit, prange
+
+from .stack import copy_masked16, stack_f32
+
+ACT_NONE = 0
+ACT_RELU = 1
+ACT_CLIP = 2
+
+MR = 8  # output channels per register tile (innermost, unrolled)
+NR = 32  # grid pixels per register tile (vectorized: NR/16 zmm per channel)
+_ACC = MR * NR
+_L2_BLOCK = 384 * 1024  # input bytes of one pixel block (L2 is 1 MiB a core here)
+_F32 = 4
+_ALIGN = 64
+
+_OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
+
+
+# ----------------------------------------------------------------------------- weights
+
+def pack_weights(w_f32):
+    """Pack fp32 weights w (M, Cg, KH, KW) as (ceil(M/MR), Cg*KH*KW, MR) float32, zero rows padding M."""
+    w = np.asarray(w_f32, dtype=np.float32)
+    if w.ndim != 4:
+        raise ValueError(f"pack_weights: w must be (M, Cg, KH, KW), got shape {w.shape}")
+    M = w.shape[0]
+    K = int(np.prod(w.shape[1:]))
+    nt = (M + MR - 1) // MR
+    wp = np.zeros((nt * MR, K), np.float32)
+    wp[:M] = w.reshape(M, K)
+    return np.ascontiguousarray(wp.reshape(nt, MR, K).transpose(0, 2, 1))
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def _grid(x_shape, w_shape, out_shape, sh, sw, dh, dw):
+    """(Hq, Wq): phase-plane size of the padded input for the general path."""
+    KH, KW = w_shape[2], w_shape[3]
+    OH, OW = out_shape[2], out_shape[3]
+    hp = (OH - 1) * sh + (KH - 1) * dh + 1
+    wp = (OW - 1) * sw + (KW - 1) * dw + 1
+    return -(-hp // sh), -(-wp // sw)
+
+
+def _is_pointwise(x_shape, w_shape, out_shape, sh, sw, pt, pl):
+    """True when the conv is a plain GEMM over (channels, H*W): 1x1, stride 1, no padding."""
+    return (w_shape[2] == 1 and w_shape[3] == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
+            and out_shape[2] == x_shape[2] and out_shape[3] == x_shape[3])
+
+
+def tiled_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw, groups):
+    """Bytes of uint8 scratch ``conv2d_tiled`` needs for these shapes (0 when none)."""
+    N, C = x_shape[0], x_shape[1]
+    OH, OW = out_shape[2], out_shape[3]
+    if N == 0 or OH <= 0 or OW <= 0 or out_shape[1] == 0:
+        return 0
+    if _is_pointwise(x_shape, w_shape, out_shape, sh, sw, pt, pl):
+        return 0 if (OH * OW) % NR == 0 else C * NR * _F32
+    Hq, Wq = _grid(x_shape, w_shape, out_shape, sh, sw, dh, dw)
+    n = C * sh * sw * Hq * Wq + Wq + NR
+    return n * _F32
+
+
+# ----------------------------------------------------------------------------- input copy
+
+@njit(parallel=True, **_OPTS)
+def _fill_phases_w2(xn, xf, sh, pt, pl, Hq, Wq):
+    """_fill_phases for width stride 2: both column phases of a row in one pass.
+
+    NOTE: a loop reading only src[2*u] is vectorized with gathers; reading src[2*u] and
+    src[2*u + 1] together is a full interleave group: wide loads + vpermt2ps, ~3x faster.
+    """
+    C, H, W = xn.shape
+    plane = Hq * Wq
+    zero = np.float32(0.0)
+    # padded column u*2 + pl: even source columns land in phase pl % 2, odd ones in the other
+    jE = pl // 2
+    jO = (pl + 1) // 2
+    nu = min(W // 2, Wq - jE, Wq - jO)
+    for q in prange(C * sh):
+        c = q // sh
+        a = q - c * sh
+        d0 = xf[2 * q * plane:(2 * q + 1) * plane]
+        d1 = xf[(2 * q + 1) * plane:(2 * q + 2) * plane]
+        for j in range(plane):
+            d0[j] = zero
+            d1[j] = zero
+        dE = d0
+        dO = d1
+        if pl % 2 == 1:
+            dE = d1
+            dO = d0
+        ilo = 0
+        if pt > a:
+            ilo = (pt - a + sh - 1) // sh
+        ihi = 0
+        if H - 1 + pt - a >= 0:
+            ihi = (H - 1 + pt - a) // sh + 1
+        ihi = min(ihi, Hq)
+        for i in range(ilo, ihi):
+            src = xn[c, i * sh + a - pt]
+            e = dE[i * Wq + jE:]
+            o = dO[i * Wq + jO:]
+            for u in range(nu):
+                e[u] = src[2 * u]
+                o[u] = src[2 * u + 1]
+            if W % 2 == 1 and jE + W // 2 < Wq:
+                e[W // 2] = src[W - 1]
+
+
+@njit(parallel=True, **_OPTS)
+def _fill_phases(xn, xf, sh, sw, pt, pl, Hq, Wq, used):
+    """xn (C,H,W) -> xf flat (C, sh, sw, Hq, Wq) + slack: zero-padded phase planes.
+
+    Plane (a, b) of channel c holds padded pixel (i*sh + a, j*sw + b) at (i, j); planes with
+    used[a*sw + b] == 0 (no tap reads them) are skipped. The slack after the planes is zeroed.
+    """
+    C, H, W = xn.shape
+    nph = sh * sw
+    plane = Hq * Wq
+    zero = np.float32(0.0)
+    if sw == 2:
+        _fill_phases_w2(xn, xf, sh, pt, pl, Hq, Wq)
+        return
+    for q in prange(C * nph):
+        c = q // nph
+        ab = q - c * nph
+        if used[ab] == 0:
+            continue
+        a = ab // sw
+        b = ab - a * sw
+        dst = xf[q * plane:(q + 1) * plane]
+        # NOTE: zero the plane in one flat pass (a memset), then copy the rows in: short
+        # rows make per-row zero / copy / zero loops cost ~4x numpy's padded copy
+        for j in range(plane):
+            dst[j] = zero
+        # columns j whose source column j*sw + b - pl lies in [0, W)
+        jlo = 0
+        if pl > b:
+            jlo = (pl - b + sw - 1) // sw
+        jhi = 0
+        if W - 1 + pl - b >= 0:
+            jhi = (W - 1 + pl - b) // sw + 1
+        jlo = min(jlo, Wq)
+        jhi = min(max(jhi, jlo), Wq)
+        nj = jhi - jlo
+        if nj <= 0:
+            continue
+        c0 = jlo * sw + b - pl
+        # rows i whose source row i*sh + a - pt lies in [0, H)
+        ilo = 0
+        if pt > a:
+            ilo = (pt - a + sh - 1) // sh
+        ihi = 0
+        if H - 1 + pt - a >= 0:
+            ihi = (H - 1 + pt - a) // sh + 1
+        ihi = min(ihi, Hq)
+        for i in range(ilo, ihi):
+            dm = dst[i * Wq + jlo:]
+            src = xn[c, i * sh + a - pt, c0:]
+            if sw == 1:
+                for j in range(nj):
+                    dm[j] = src[j]
+            else:
+                for j in range(nj):
+                    dm[j] = src[j * sw]
+    tail = xf[C * nph * plane:]
+    for j in range(tail.shape[0]):
+        tail[j] = zero
+
+
+@njit(**_OPTS)
+def _fill_tail(xg, p0, tb):
+    """xg (C, P) -> tb flat (C, NR): columns p0.. of each channel, zero past P."""
+    C, P = xg.shape
+    nv = P - p0
+    zero = np.float32(0.0)
+    for c in range(C):
+        d = tb[c * NR:]
+        s = xg[c, p0:]
+        for j in range(nv):
+            d[j] = s[j]
+        for j in range(nv, NR):
+            d[j] = zero
+
+
+# ----------------------------------------------------------------------------- micro-kernel
+
+@njit(inline="always", **_OPTS)
+def _act(v, act, lo, hi):
+    """relu (act 1) or clip(lo, hi) (act 2) of one value."""
+    if act == ACT_RELU:
+        v = np.float32(0.0) if v < np.float32(0.0) else v
+    elif act == ACT_CLIP:
+        v = lo if v < lo else v
+        v = hi if v > hi else v
+    return v
+
+
+@njit(inline="always", **_OPTS)
+def _act_tile(acc, nr, act, lo, hi):
+    """In place on the whole register tile: relu (act 1) or clip(lo, hi) (act 2)."""
+    # NOTE: pixels outer, channels inner, as in the FMA loop (see _tile)
+    if act == ACT_RELU or act == ACT_CLIP:
+        for j in range(nr):
+            for i in range(MR):
+                acc[i * nr + j] = _act(acc[i * nr + j], act, lo, hi)
+
+
+@njit(inline="always", **_OPTS)
+def _store_full(acc, nr, of, rf, off, plane, has_res, act, lo, hi):
+    """of[off + i*plane + j] = act(acc[i, j] (+ rf[same])) for the whole MR x nr tile.
+
+    One loop per (residual, activation) case so that each is a plain vectorizable loop.
+    Indices are uint64: no wraparound code. Each element reads rf before writing of.
+    """
+    if has_res:
+        if act == ACT_RELU:
+            for j in range(nr):
+                for i in range(MR):
+                    q = np.uint64(off + i * plane + j)
+                    of[q] = _act(acc[i * nr + j] + rf[q], ACT_RELU, lo, hi)
+        elif act == ACT_CLIP:
+            for j in range(nr):
+                for i in range(MR):
+                    q = np.uint64(off + i * plane + j)
+                    of[q] = _act(acc[i * nr + j] + rf[q], ACT_CLIP, lo, hi)
+        else:
+            for j in range(nr):
+                for i in range(MR):
+                    q = np.uint64(off + i * plane + j)
+                    of[q] = acc[i * nr + j] + rf[q]
+    else:
+        if act == ACT_RELU:
+            for j in range(nr):
+                for i in range(MR):
+                    of[np.uint64(off + i * plane + j)] = _act(acc[i * nr + j], ACT_RELU, lo, hi)
+        elif act == ACT_CLIP:
+            for j in range(nr):
+                for i in range(MR):
+                    of[np.uint64(off + i * plane + j)] = _act(acc[i * nr + j], ACT_CLIP, lo, hi)
+        else:
+            for j in range(nr):
+                for i in range(MR):
+                    of[np.uint64(off + i * plane + j)] = acc[i * nr + j]
+
+
+@njit(inline="always", **_OPTS)
+def _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, load_res):
+    """The row pieces of a tile that crosses grid rows or the valid width OW.
+
+    of / rf: one image's output / residual, flat (M*OH*OW). load_res: acc[m-m0, j] +=
+    rf[m, row, col] for the valid pixels; else of[m, row, col] = acc[m-m0, j].
+    Channels mlo <= m < mhi only. Pieces move with masked vector copies (copy_masked16).
+    """
+    plane = OH * OW
+    rt = stack_f32(_ACC)
+    j = 0
+    while j < nr and oh < OH:
+        seg = min(nr - j, Wq - ow)
+        nv = min(seg, OW - ow)
+        for m in range(mlo, mhi):
+            a0 = (m - m0) * nr + j
+            off = m * plane + oh * OW + ow
+            for t in range(0, nv, 16):
+                if load_res:
+                    copy_masked16(rf, off + t, rt, a0 + t, nv - t)
+                else:
+                    copy_masked16(acc, a0 + t, of, off + t, nv - t)
+            if load_res:
+                for t in range(nv):
+                    acc[a0 + t] += rt[a0 + t]
+        j += seg
+        ow = 0
+        oh += 1
+
+
+@njit(inline="always", **_OPTS)
+def _tile(nr, xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, OH, OW, act, lo,
+          hi):
+    """One MR x nr register tile (read at xf[base + koff[k] + j]) and its epilogue.
+
+    The tile's first grid pixel is (oh, ow) of a grid Wq wide.
+
+    acc = wt (K, MR)^T x pixels; then + bias (+ residual rf), activation, stored to of
+    (flat (M, OH, OW)) for channels mlo <= m < mhi and grid pixels with column < OW.
+    """
+    acc = stack_f32(_ACC)
+    bt = stack_f32(MR)
+    zero = np.float32(0.0)
+    M = bias.shape[0]
+    for i in range(MR):
+        bt[i] = bias[m0 + i] if m0 + i < M else zero
+    # the accumulators start at the bias
+    for j in range(nr):
+        for i in range(MR):
+            acc[i * nr + j] = bt[i]
+    K = wt.shape[0]
+    for k in range(K):
+        # NOTE: slice first; indexing xf[koff[k] + p] directly adds wraparound -> gathers
+        xs = xf[base + koff[k]:]
+        wk = wt[k]
+        for j in range(nr):
+            xv = xs[j]
+            for i in range(MR):
+                acc[i * nr + j] += wk[i] * xv
+    # Epilogue. NOTE: every loop over the tile runs pixels outer (the vectorized loop),
+    # channels inner (unrolled), like the FMA loop: with channels outer LLVM fully unrolls
+    # the short pixel loop and the SLP vectorizer then packs *channels* into vectors
+    # (gathers / scatters). Every read of rf comes before the write of the same element of
+    # of, so the residual may be out itself.
+    plane = OH * OW
+    if mlo == m0 and mhi == m0 + MR and ow + nr <= OW and oh < OH:
+        # whole tile valid, in one output row
+        _store_full(acc, nr, of, rf, m0 * plane + oh * OW + ow, plane, has_res, act, lo, hi)
+    else:
+        if has_res:
+            _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, True)
+        _act_tile(acc, nr, act, lo, hi)
+        _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, False)
+
+
+# ----------------------------------------------------------------------------- drivers
+
+@njit(parallel=True, **_OPTS)
+def _conv_grid(xf, gstride, koff, xt, kofft, wp, bias, of, rf, has_res, M, Mg, Cg, P, Wq, OH, OW,
+               PB, nthreads, act, lo, hi):
+    """All tiles of one image. Grid pixel p of group g, tap k: xf[g*gstride + koff[k] + p].
+
+    Order: pixel blocks of PB pixel tiles; in a block, channel tiles; in those, the block's
+    pixel tiles (the weight tile stays in L1, the block's input in L2). The tile sequence is
+    cut into one contiguous range per thread (equal tile counts).
+    Pixel tiles that would read past P (only when xt.size > 0: the 1x1 path) read the
+    copied tail xt (C, NR) with offsets kofft instead.
+    """
+    nmt = wp.shape[0]
+    npt = (P + NR - 1) // NR
+    ntiles = nmt * npt
+    tail_copy = xt.shape[0] > 0
+    nth = max(1, min(nthreads, ntiles))
+    for th in prange(nth):
+        i = (ntiles * th) // nth
+        iend = (ntiles * (th + 1)) // nth
+        # position of tile i: pixel block pb (pbs tiles), channel tile mt, tile jj of the block
+        pb = i // (nmt * PB)
+        r = i - pb * nmt * PB
+        pbs = min(PB, npt - pb * PB)
+        mt = r // pbs
+        jj = r - mt * pbs
+        while i < iend:
+            m0 = mt * MR
+            mend = min(m0 + MR, M)
+            wt = wp[mt]
+            g0 = m0 // Mg
+            cnt = min(pbs - jj, iend - i)
+            p0 = (pb * PB + jj) * NR
+            oh = p0 // Wq
+            ow = p0 - oh * Wq
+            for u in range(cnt):
+                g = g0
+                while g * Mg < mend:
+                    mlo = max(m0, g * Mg)
+                    mhi = min(mend, (g + 1) * Mg)
+                    # NOTE: nr is a literal at each call: the inlined tile is specialized
+                    if tail_copy and p0 + NR > P:
+                        if P - p0 <= NR // 2:
+                            _tile(NR // 2, xt, g * Cg * NR, kofft, wt, of, rf, has_res, bias, m0,
+                                  mlo, mhi, oh, ow, Wq, OH, OW, act, lo, hi)
+                        else:
+                            _tile(NR, xt, g * Cg * NR, kofft, wt, of, rf, has_res, bias, m0, mlo,
+                                  mhi, oh, ow, Wq, OH, OW, act, lo, hi)
+                    elif P - p0 <= NR // 2:
+                        _tile(NR // 2, xf, g * gstride + p0, koff, wt, of, rf, has_res, bias, m0,
+                              mlo, mhi, oh, ow, Wq, OH, OW, act, lo, hi)
+                    else:
+                        _tile(NR, xf, g * gstride + p0, koff, wt, of, rf, has_res, bias, m0, mlo,
+                              mhi, oh, ow, Wq, OH, OW, act, lo, hi)
+                    g += 1
+                p0 += NR
+                ow += NR
+                while ow >= Wq:
+                    ow -= Wq
+                    oh += 1
+            i += cnt
+            jj = 0
+            mt += 1
+            if mt == nmt:
+                mt = 0
+                pb += 1
+                pbs = min(PB, npt - pb * PB)
+
+
+@njit(**_OPTS)
+def _block(npt, per_tile, halo):
+    """Pixel tiles per block: the block's input (halo + per_tile each) within _L2_BLOCK bytes."""
+    pb = max(1, (_L2_BLOCK - halo) // max(per_tile, 1))
+    nb = -(-npt // pb)
+    return max(1, -(-npt // nb))
+
+
+@njit(**_OPTS)
+def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, groups, act, act_lo,
+                act_hi, nthreads):
+    """Driver: x (N,C,H,W), wp packed (nmt,K,MR), out (N,M,OH,OW), res out-shaped or size 0, xbuf flat f32."""
+    N, C, H, W = x.shape
+    M = out.shape[1]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    if N == 0 or M == 0 or OH <= 0 or OW <= 0:
+        return
+    Cg = C // groups
+    Mg = M // groups
+    K = Cg * KH * KW
+    lo = np.float32(act_lo)
+    hi = np.float32(act_hi)
+    has_res = res.size > 0
+    pointwise = (KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
+                 and OH == H and OW == W)
+    if pointwise:
+        P = H * W
+        koff = np.empty(K, np.int64)
+        kofft = np.empty(K, np.int64)
+        for c in range(K):
+            koff[c] = c * P
+            kofft[c] = c * NR
+        PB = _block((P + NR - 1) // NR, Cg * NR * _F32, 0)
+        for n in range(N):
+            xg = x[n].reshape((C, P))
+            xt = xbuf[:0]
+            if P % NR != 0:
+                xt = xbuf[:C * NR]
+                _fill_tail(xg, (P // NR) * NR, xt)
+            of = out[n].reshape(M * P)
+            rf = of
+            if has_res:
+                rf = res[n].reshape(M * P)
+            # the image is one grid row of P pixels
+            _conv_grid(x[n].reshape(C * P), Cg * P, koff, xt, kofft, wp, bias, of, rf, has_res,
+                       M, Mg, Cg, P, P, 1, P, PB, nthreads, act, lo, hi)
+        return
+    hp = (OH - 1) * sh + (KH - 1) * dh + 1
+    wpd = (OW - 1) * sw + (KW - 1) * dw + 1
+    Hq = (hp + sh - 1) // sh
+    Wq = (wpd + sw - 1) // sw
+    plane = Hq * Wq
+    nph = sh * sw
+    cplane = nph * plane
+    used = np.zeros(nph, np.int64)
+    koff = np.empty(K, np.int64)
+    k = 0
+    for c in range(Cg):
+        for kh in range(KH):
+            a = (kh * dh) % sh
+            r = (kh * dh) // sh
+            for kw in range(KW):
+                b = (kw * dw) % sw
+                s = (kw * dw) // sw
+                used[a * sw + b] = 1
+                koff[k] = c * cplane + (a * sw + b) * plane + r * Wq + s
+                k += 1
+    nused = 0
+    for q in range(nph):
+        nused += used[q]
+    PB = _block((OH * Wq + NR - 1) // NR, Cg * nused * NR * _F32,
+                Cg * nused * ((KH - 1) * dh // sh + 1) * Wq * _F32)
+    xf = xbuf[:C * cplane + Wq + NR]
+    for n in range(N):
+        _fill_phases(x[n], xf, sh, sw, pt, pl, Hq, Wq, used)
+        of = out[n].reshape(M * OH * OW)
+        rf = of
+        if has_res:
+            rf = res[n].reshape(M * OH * OW)
+        _conv_grid(xf, Cg * cplane, koff, xf[:0], koff, wp, bias, of, rf, has_res,
+                   M, Mg, Cg, OH * Wq, Wq, OH, OW, PB, nthreads, act, lo, hi)
+
+
+def conv2d_tiled(x, packed, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl, dh, dw, groups,
+                 act, lo, hi):
+    """out (N,M,OH,OW) <- act(conv(x, w) + bias (+ res)), w given packed by ``pack_weights``.
+
+    x (N,C,H,W) float32 C-contiguous; w_shape (M, Cg, KH, KW); bias (M,) float32; res float32
+    of out's shape, or a 0-size array for none; scratch_u8 uint8, at least
+    ``tiled_scratch_bytes(...)`` bytes, 64-byte aligned. act 0 none / 1 relu / 2 clip(lo, hi).
+    """
+    M, Cg, KH, KW = (int(v) for v in w_shape)
+    nbytes = tiled_scratch_bytes(x.shape, w_shape, out.shape, sh, sw, pt, pl, dh, dw, groups)
+    if scratch_u8.size < nbytes:
+        raise ValueError(f"conv2d_tiled: scratch has {scratch_u8.size} bytes, needs {nbytes}")
+    if groups <= 0 or x.shape[1] != Cg * groups or M % groups != 0:
+        raise ValueError(f"conv2d_tiled: x {x.shape} / w {tuple(w_shape)} / groups {groups} mismatch")
+    nf = nbytes // _F32
+    if nf:
+        xbuf = scratch_u8[:nf * _F32].view(np.float32)
+    else:
+        xbuf = np.empty(0, np.float32)
+    if res is None or res.size == 0:
+        res = _NO_RES
+    _conv_tiled(x, packed, KH, KW, bias, res, out, xbuf, int(sh), int(sw), int(pt), int(pl),
+                int(dh), int(dw), int(groups), int(act), float(lo), float(hi), numba.get_num_threads())
+
+
+_NO_RES = np.zeros((0, 0, 0, 0), np.float32)
