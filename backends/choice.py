@@ -23,6 +23,7 @@ class Choice:
     """The kernel to build and why (the reason is shown per op in Session.info())."""
     kernel: str
     reason: str
+    option: object = None        # kernel-specific: the Winograd output tile m
 
 
 def keep_weights(const: Constant, memory: str) -> Constant:
@@ -54,16 +55,57 @@ def _storage_reason(kept: Constant, memory: str, decoded_from: str) -> str:
             f"{how} one panel at a time")
 
 
+def _conv_geometry(attrs, kept, x_shape):
+    m, cg, kh, kw = kept.shape
+    groups = int(attrs.get("group", 1))
+    strides = list(attrs.get("strides", [1, 1]))
+    dil = list(attrs.get("dilations", [1, 1]))
+    return m, cg, kh, kw, groups, strides, dil, x_shape[1]
+
+
+def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
+    """The fp32 cost model: depthwise, Winograd, tiled implicit GEMM, direct."""
+    from jitconv.kernels.winograd import winograd_cost
+    m, cg, kh, kw, groups, strides, dil, c = _conv_geometry(attrs, kept, x_shape)
+    if groups == c == m and cg == 1:
+        return Choice("conv2d_depthwise", f"{why}; depthwise: register-tiled per channel")
+    if (kh, kw) == (3, 3) and strides == [1, 1] and dil == [1, 1] and groups == 1:
+        if precision == "high" or memory == "low":
+            note = "precision=high" if precision == "high" else "memory=low"
+            why += f"; Winograd ruled out ({note})"
+        else:
+            oh, ow = out_shape[2], out_shape[3]
+            cost, tile = min((winograd_cost(c, m, oh, ow, t), t) for t in (2, 4))
+            if cost < 1.0:
+                return Choice("conv2d_winograd",
+                              f"{why}; Winograd F({tile},3): cost {cost:.2f} of tiled direct",
+                              tile)
+            why += f"; Winograd cost {cost:.2f} >= 1"
+    if groups == 1 or cg >= 8:
+        return Choice("conv2d_tiled", f"{why}; register-tiled implicit GEMM")
+    return Choice("conv2d_direct", f"{why}; direct conv ({cg} channels per group: too few "
+                                   f"to tile)")
+
+
 def choose_conv(node_desc: str, attrs: dict, kept: Constant, *, decoded_from: str,
-                precision: str, memory: str, backend: str = "cpu") -> Choice:
-    """Pick the conv kernel. ``kept`` is what keep_weights() returned."""
+                precision: str, memory: str, x_shape=None, out_shape=None,
+                backend: str = "cpu", vnni: bool = False) -> Choice:
+    """Pick the conv kernel. ``kept`` is what keep_weights() returned; ``vnni`` says whether
+    the CPU has AVX512-VNNI (the caller asks kernels.vnni.has_vnni())."""
     _check_kept(node_desc, kept)
     why = _storage_reason(kept, memory, decoded_from)
     if kept.storage == "fp32":
-        return Choice("conv2d_direct", f"{why}; direct conv (any stride/pad/dilation/groups)")
+        if x_shape is None:
+            return Choice("conv2d_direct", f"{why}; direct conv (no shapes given)")
+        return _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why)
     name = "conv2d_" + _LOW_KERNELS[kept.storage]
     if precision == "low" and kept.storage == "int8":
-        why += "; precision=low: no int8-dot kernel yet, dequantized fp32 math"
+        per_channel = kept.scale.shape[1] == 1 and kept.zero is None
+        if per_channel and int(attrs.get("group", 1)) == 1 and vnni:
+            return Choice("conv2d_int8dot", f"{why}; precision=low: activations quantized "
+                                            f"per tensor, int8 dot products (vpdpbusd)")
+        why += ("; precision=low int8 dot needs symmetric per-channel weights, groups=1 and "
+                "AVX512-VNNI")
     return Choice(name, why)
 
 

@@ -1,13 +1,18 @@
-"""CPU kernel objects for Conv: fp32 direct conv, and fp16/int8/int4 weights kept as stored."""
+"""CPU kernel objects for Conv.
+
+``Conv`` asks ``choose_conv`` (backends/choice.py) which kernel runs, then builds that
+kernel's plan: the packed weights it keeps, the scratch it needs per shape, and the call.
+"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from jitconv.kernels import conv_lowmem
+from jitconv.kernels import conv_lowmem, conv_tiled, depthwise, int8dot, winograd
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
+from jitconv.kernels.vnni import has_vnni
 from jitconv.runtime.shapes import window_geometry
 
 from .base import Kernel, scratch_view
@@ -15,6 +20,7 @@ from .choice import choose_conv, keep_weights
 
 ACT_NONE, ACT_RELU, ACT_CLIP = 0, 1, 2
 NO_ZERO = np.zeros((0, 0), np.float32)
+NO_RES = np.zeros((0, 0, 0, 0), np.float32)
 
 
 def activation_code(node):
@@ -28,25 +34,6 @@ def activation_code(node):
     return ACT_NONE, 0.0, 0.0
 
 
-def weight_args(kernel: str, kept):
-    """The kernel's weight arguments, views of the kept arrays (no copies)."""
-    if kernel == "conv2d_direct":
-        return (kept.data,)
-    if kernel == "conv2d_fp16w":
-        return (kept.data.view(np.uint16),)
-    _, _, kh, kw = kept.shape
-    zero = kept.zero if kept.zero is not None else NO_ZERO
-    return (kept.data, kept.scale, zero, kh, kw)
-
-
-KERNELS = {
-    "conv2d_direct": conv2d_direct,
-    "conv2d_fp16w": conv_lowmem.conv2d_fp16w,
-    "conv2d_int8w": conv_lowmem.conv2d_int8w,
-    "conv2d_int4w": conv_lowmem.conv2d_int4w,
-}
-
-
 def apply_residual(out, res, act):
     """out = act(out + res), for kernels without a fused residual epilogue."""
     flat = out.reshape(-1)
@@ -57,6 +44,119 @@ def apply_residual(out, res, act):
         ew.clip(flat, flat, act[1], act[2])
 
 
+class _Plan:
+    """One kernel family: kept arrays, scratch bytes per shape, and the call."""
+    fuses_residual = False
+    arrays: tuple = ()
+
+    def scratch(self, x, w, out, geom, groups):
+        return 0
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+        raise NotImplementedError
+
+
+class _Direct(_Plan):
+    """conv2d_direct and its fp16/int8/int4 twins: per-pair weight panels."""
+    FNS = {"conv2d_direct": conv2d_direct, "conv2d_fp16w": conv_lowmem.conv2d_fp16w,
+           "conv2d_int8w": conv_lowmem.conv2d_int8w, "conv2d_int4w": conv_lowmem.conv2d_int4w}
+
+    def __init__(self, name, kept, w_runtime=False):
+        self.fn = self.FNS[name]
+        if w_runtime:
+            self.weights = None
+        elif name == "conv2d_direct":
+            self.weights = (kept.data,)
+        elif name == "conv2d_fp16w":
+            self.weights = (kept.data.view(np.uint16),)
+        else:
+            zero = kept.zero if kept.zero is not None else NO_ZERO
+            self.weights = (kept.data, kept.scale, zero, kept.shape[2], kept.shape[3])
+        self.arrays = tuple(kept.arrays()) if kept is not None else ()
+
+    def scratch(self, x, w, out, geom, groups):
+        sh, sw, pt, pl, dh, dw = geom
+        self.shape = conv2d_scratch_shape(x[1], x[2], x[3], out[2], out[3], w[2], w[3],
+                                          sh, sw, pt, pl, dh, dw)
+        return 4 * math.prod(self.shape)
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act, w=None):
+        weights = self.weights if self.weights is not None else (w,)
+        self.fn(x, *weights, bias, out, scratch_view(scratch, self.shape), *geom, groups, *act)
+
+
+class _Tiled(_Plan):
+    fuses_residual = True
+
+    def __init__(self, kept):
+        self.w_shape = kept.shape
+        self.packed = conv_tiled.pack_weights(kept.data)
+        self.arrays = (self.packed,)
+
+    def scratch(self, x, w, out, geom, groups):
+        return conv_tiled.tiled_scratch_bytes(x, w, out, *geom, groups)
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+        conv_tiled.conv2d_tiled(x, self.packed, self.w_shape, bias, res, out, scratch, *geom,
+                                groups, *act)
+
+
+class _Depthwise(_Plan):
+    def __init__(self, kept):
+        self.w = kept.data
+        self.arrays = (self.w,)
+
+    def scratch(self, x, w, out, geom, groups):
+        sh, sw, pt, pl, _, _ = geom
+        return depthwise.depthwise_scratch_bytes(x, w[2:], out, sh, sw, pt, pl)
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+        depthwise.conv2d_depthwise(x, self.w, bias, out, scratch, *geom, *act)
+
+
+class _Winograd(_Plan):
+    fuses_residual = True
+
+    def __init__(self, kept, m):
+        self.m = m
+        self.U = winograd.winograd_pack(kept.data, m)
+        self.arrays = (self.U,)
+
+    def scratch(self, x, w, out, geom, groups):
+        return winograd.winograd_scratch_bytes(x, out, self.m, geom[2], geom[3])
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+        winograd.conv2d_winograd(x, self.U, self.m, bias, res, out, scratch, geom[2], geom[3],
+                                 *act)
+
+
+class _Int8Dot(_Plan):
+    def __init__(self, kept):
+        self.w_shape = kept.shape
+        self.packed, self.wsum, self.wscale = int8dot.pack_int8dot(kept.data, kept.scale,
+                                                                   kept.shape)
+        self.arrays = (self.packed, self.wsum, self.wscale)
+
+    def scratch(self, x, w, out, geom, groups):
+        return int8dot.int8dot_scratch_bytes(x, w, out, *geom)
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+        int8dot.conv2d_int8dot(x, self.packed, self.wsum, self.wscale, self.w_shape, bias, out,
+                               scratch, *geom, *act)
+
+
+def make_plan(kernel: str, kept, option=None) -> _Plan:
+    if kernel == "conv2d_tiled":
+        return _Tiled(kept)
+    if kernel == "conv2d_depthwise":
+        return _Depthwise(kept)
+    if kernel == "conv2d_winograd":
+        return _Winograd(kept, option)
+    if kernel == "conv2d_int8dot":
+        return _Int8Dot(kept)
+    return _Direct(kernel, kept)
+
+
 class Conv(Kernel):
     """Conv with the kernel picked by choose_conv from the weights the loader kept."""
 
@@ -65,18 +165,21 @@ class Conv(Kernel):
         w, b = ctx.constant(1), ctx.constant(2)
         cfg = ctx.config
         m = ctx.in_shapes[1][0]
+        self.groups = int(ctx.node.attr("group", 1))
         if w is None:
-            self.kept, self.name, self.storage = None, "conv2d_direct", "computed"
+            self.name, self.storage = "conv2d_direct", "computed"
             self.reason = "weights computed at run time; direct conv"
+            self.plan = _Direct("conv2d_direct", None, w_runtime=True)
         else:
-            self.kept = keep_weights(w, cfg.memory)
-            choice = choose_conv(ctx.node.describe(), ctx.node.attrs, self.kept,
+            kept = keep_weights(w, cfg.memory)
+            choice = choose_conv(ctx.node.describe(), ctx.node.attrs, kept,
                                  decoded_from=w.storage, precision=cfg.precision,
-                                 memory=cfg.memory)
+                                 memory=cfg.memory, x_shape=ctx.in_shapes[0],
+                                 out_shape=ctx.out_shapes[0], vnni=has_vnni())
             self.name, self.reason = choice.kernel, choice.reason
-            self.storage = self.kept.storage if self.kept.storage == w.storage else \
-                f"{self.kept.storage} (from {w.storage})"
-            self.weights = weight_args(self.name, self.kept)
+            self.storage = kept.storage if kept.storage == w.storage else \
+                f"{kept.storage} (from {w.storage})"
+            self.plan = make_plan(choice.kernel, kept, choice.option)
         has_b = len(ctx.node.inputs) > 2 and bool(ctx.node.inputs[2])
         self.bias_const = b is not None
         self.bias = b.as_float32() if b is not None else np.zeros(m, np.float32)
@@ -84,33 +187,31 @@ class Conv(Kernel):
         self.has_res = len(ctx.node.inputs) > 3 and bool(ctx.node.inputs[3])
         self.owned_inputs = tuple(i for i, c in ((1, w), (2, b)) if c is not None)
         self.act = activation_code(ctx.node)
-        self.fn = KERNELS[self.name]
 
     def resize(self, in_shapes, out_shapes):
         x, w, out = in_shapes[0], in_shapes[1], out_shapes[0]
         pads, strides, dil, _ = window_geometry(self.node, x[2:], w[2:])
         self.geom = (strides[0], strides[1], pads[0], pads[1], dil[0], dil[1])
-        self.scratch_shape = conv2d_scratch_shape(x[1], x[2], x[3], out[2], out[3], w[2], w[3],
-                                                  strides[0], strides[1], pads[0], pads[1],
-                                                  dil[0], dil[1])
-        return 4 * math.prod(self.scratch_shape)
+        return self.plan.scratch(x, w, out, self.geom, self.groups)
 
     def needs_scratch(self):
-        return True
+        return isinstance(self.plan, _Direct)
 
     def run(self, inputs, outputs, scratch):
-        weights = self.weights if self.kept is not None else (inputs[1],)
         b = inputs[2] if self.has_runtime_bias else self.bias
-        xpad = scratch_view(scratch, self.scratch_shape)
-        act = (ACT_NONE, 0.0, 0.0) if self.has_res else self.act
-        self.fn(inputs[0], *weights, b, outputs[0], xpad, *self.geom,
-                int(self.node.attr("group", 1)), *act)
-        if self.has_res:
-            apply_residual(outputs[0], inputs[3], self.act)
+        out = outputs[0]
+        fused = self.plan.fuses_residual or not self.has_res
+        res = inputs[3] if self.has_res and self.plan.fuses_residual else NO_RES
+        act = self.act if fused else (ACT_NONE, 0.0, 0.0)
+        if self.storage == "computed":
+            self.plan(inputs[0], b, res, out, scratch, self.geom, self.groups, act, w=inputs[1])
+        else:
+            self.plan(inputs[0], b, res, out, scratch, self.geom, self.groups, act)
+        if not fused:
+            apply_residual(out, inputs[3], self.act)
 
     def held_arrays(self):
-        held = self.kept.arrays() if self.kept is not None else []
-        return held + ([self.bias] if self.bias_const else [])
+        return list(self.plan.arrays) + ([self.bias] if self.bias_const else [])
 
 
 def create_conv(ctx):

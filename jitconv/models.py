@@ -65,6 +65,38 @@ def mobilenet_v2(*, input_size=224, batch=1, width=1.0, num_classes=1000, seed=0
     return g.build()
 
 
+def resnet50(*, input_size=224, batch=1, num_classes=1000, seed=0, name="resnet50"):
+    """A ResNet-50-shaped graph (bottleneck blocks 3-4-6-3, BatchNorm folded into the convs
+    as the weights are generated), seeded random weights."""
+    g = GraphBuilder(name)
+    wts = _Weights(seed)
+    x = g.input("input", (batch, 3, input_size, input_size))
+    w, b = wts.conv(64, 3, 7)
+    x = g.conv2d(x, w, b, stride=2, padding=3, activation="relu", name="stem")
+    x = g.max_pool(x, 3, stride=2, padding=1, name="stem_pool")
+    cin = 64
+    for stage, (width, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)]):
+        for i in range(blocks):
+            stride = 2 if i == 0 and stage > 0 else 1
+            cout = width * 4
+            pre = f"s{stage}_{i}"
+            w, b = wts.conv(width, cin, 1)
+            y = g.conv2d(x, w, b, activation="relu", name=f"{pre}_a")
+            w, b = wts.conv(width, width, 3)
+            y = g.conv2d(y, w, b, stride=stride, padding=1, activation="relu", name=f"{pre}_b")
+            w, b = wts.conv(cout, width, 1)
+            y = g.conv2d(y, w * 0.2, b, name=f"{pre}_c")
+            if i == 0:
+                w, b = wts.conv(cout, cin, 1)
+                x = g.conv2d(x, w, b, stride=stride, name=f"{pre}_down")
+            x = g.relu(g.add(x, y, name=f"{pre}_add"), name=f"{pre}_relu")
+            cin = cout
+    x = g.flatten(g.global_average_pool(x, name="pool"), name="flatten")
+    fc = (wts.rng.standard_normal((num_classes, cin)) * np.sqrt(1.0 / cin)).astype(np.float32)
+    g.output(g.dense(x, fc, np.zeros(num_classes, np.float32), name="classifier"), "logits")
+    return g.build()
+
+
 def conv_chain(*, layers=20, channels=16, size=32, seed=0, name="conv_chain"):
     """A plain chain of 3x3 conv + ReLU layers (used to test the memory planner)."""
     g = GraphBuilder(name)
@@ -77,4 +109,4 @@ def conv_chain(*, layers=20, channels=16, size=32, seed=0, name="conv_chain"):
     return g.build()
 
 
-MODELS = {"mobilenet_v2": mobilenet_v2, "conv_chain": conv_chain}
+MODELS = {"mobilenet_v2": mobilenet_v2, "resnet50": resnet50, "conv_chain": conv_chain}

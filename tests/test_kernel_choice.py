@@ -1,0 +1,86 @@
+"""The kernel-choice table of docs/kernel_choice.md, row by row, on the pure functions."""
+import numpy as np
+import pytest
+
+import jitconv as jc
+from jitconv.backends.choice import choose_conv, choose_gemm, keep_weights
+from jitconv.runtime.ir import Constant
+
+
+def _const(storage, m=64, c=64, k=3, sym=True):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((m, c, k, k)).astype(np.float32)
+    if storage == "fp32":
+        return Constant("w", w)
+    if storage == "fp16":
+        return Constant("w", w.astype(np.float16), "fp16")
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, c, 8, 8))
+    g.output(g.conv2d(x, w, name="conv"), "y")
+    q = jc.quantize(g.build(), storage, symmetric=sym)
+    return q.constants[q.nodes[0].inputs[1]]
+
+
+def _choose(storage, memory="normal", precision="normal", m=64, c=64, k=3, stride=1,
+            groups=1, hw=28, sym=True, vnni=True):
+    const = _const(storage, m, c // groups, k, sym)
+    kept = keep_weights(const, memory)
+    attrs = {"strides": [stride, stride], "group": groups}
+    oh = (hw + 2 * (k // 2) - k) // stride + 1
+    return kept, choose_conv("Conv node 'c'", attrs, kept, decoded_from=storage,
+                             precision=precision, memory=memory, x_shape=(1, c, hw, hw),
+                             out_shape=(1, m, oh, oh), vnni=vnni)
+
+
+@pytest.mark.parametrize("storage", ["fp16", "int8", "int4"])
+def test_loader_decodes_in_normal_and_high_and_keeps_in_low(storage):
+    const = _const(storage)
+    for memory in ("normal", "high"):
+        kept = keep_weights(const, memory)
+        assert kept.storage == "fp32" and kept.data.dtype == np.float32
+    assert keep_weights(const, "low") is const
+
+
+@pytest.mark.parametrize("storage,kernel", [("fp16", "conv2d_fp16w"), ("int8", "conv2d_int8w"),
+                                            ("int4", "conv2d_int4w")])
+def test_low_memory_keeps_storage_and_picks_its_kernel(storage, kernel):
+    kept, choice = _choose(storage, memory="low")
+    assert kept.storage == storage and choice.kernel == kernel
+    assert "kept as stored" in choice.reason
+
+
+def test_fp16_low_memory_never_goes_to_a_quantized_kernel():
+    # MNN's bug: fp16 carried quant metadata and went down the hybrid int8 path
+    for precision in ("normal", "high", "low"):
+        _, choice = _choose("fp16", memory="low", precision=precision)
+        assert choice.kernel == "conv2d_fp16w"
+
+
+def test_fp32_cost_model_rows():
+    assert _choose("fp32", m=32, c=32, groups=32)[1].kernel == "conv2d_depthwise"
+    assert _choose("fp32", k=1)[1].kernel == "conv2d_tiled"
+    assert _choose("fp32", stride=2)[1].kernel == "conv2d_tiled"
+    assert _choose("fp32", m=32, c=32, groups=16)[1].kernel == "conv2d_direct"   # 2 per group
+    big = _choose("fp32", m=64, c=64, hw=56)[1]
+    assert big.kernel == "conv2d_winograd" and big.option in (2, 4)
+    for precision, memory in (("high", "normal"), ("normal", "low")):
+        choice = _choose("fp32", hw=56, precision=precision, memory=memory)[1]
+        assert choice.kernel == "conv2d_tiled" and "Winograd ruled out" in choice.reason
+
+
+def test_precision_low_int8_dot_only_for_symmetric_per_channel():
+    assert _choose("int8", memory="low", precision="low")[1].kernel == "conv2d_int8dot"
+    assert _choose("int8", memory="low", precision="low", sym=False)[1].kernel == "conv2d_int8w"
+    assert _choose("int8", memory="low", precision="normal")[1].kernel == "conv2d_int8w"
+    no_vnni = _choose("int8", memory="low", precision="low", vnni=False)[1]
+    assert no_vnni.kernel == "conv2d_int8w" and "AVX512-VNNI" in no_vnni.reason
+
+
+def test_gemm_choice_follows_the_kept_storage():
+    rng = np.random.default_rng(0)
+    w = Constant("w", rng.standard_normal((10, 32)).astype(np.float32))
+    assert choose_gemm("Gemm node 'g'", w, decoded_from="fp32", precision="normal",
+                       memory="low").kernel == "gemm_nt"
+    h = Constant("w", w.data.astype(np.float16), "fp16")
+    assert choose_gemm("Gemm node 'g'", keep_weights(h, "low"), decoded_from="fp16",
+                       precision="normal", memory="low").kernel == "gemm_nt_fp16w"
