@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from jitconv.kernels import activations as act
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.gemm import matmul_batched
 from jitconv.kernels.pool_dilated import avg_pool2d_dilated
@@ -60,17 +61,17 @@ def _binary(ctx, op_code, same_fn, name):
 
     def run(i, o):
         shape6 = (1,) * (6 - len(out)) + tuple(out)
-        ew.binary_broadcast(_pad6(i[0], shape6), _pad6(i[1], shape6),
-                            o[0].reshape(shape6), op_code)
+        act.binary_broadcast(_pad6(i[0], shape6), _pad6(i[1], shape6),
+                             o[0].reshape(shape6), op_code)
     return Simple(f"{name}_broadcast", f"broadcast {tuple(a)} with {tuple(b)}", run)
 
 
 def create_add(ctx):
-    return _binary(ctx, 0, ew.add_same, "add")
+    return _binary(ctx, act.OP_ADD, ew.add_same, "add")
 
 
 def create_mul(ctx):
-    return _binary(ctx, 1, ew.mul_same, "mul")
+    return _binary(ctx, act.OP_MUL, ew.mul_same, "mul")
 
 
 class Pool(Kernel):
@@ -193,7 +194,6 @@ def create_transpose(ctx):
 # Compute ops run Numba kernels (kernels/activations.py, reduce.py, resize_nearest.py);
 # layout ops (Pad, Slice, Split, Squeeze, Unsqueeze, Gather, Identity) are numpy copies.
 
-from jitconv.kernels import activations as act  # noqa: E402
 from jitconv.kernels.reduce import mean_middle  # noqa: E402
 from jitconv.kernels.resize_nearest import gather4  # noqa: E402
 from jitconv.runtime.reference import resize_source_index, slice_bounds  # noqa: E402

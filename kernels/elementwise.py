@@ -1,13 +1,12 @@
-"""Elementwise fp32 kernels (relu, clip, add, mul, broadcast binary ops, per-channel affine).
+"""Elementwise fp32 kernels (relu, clip, same-shape add and mul, per-channel affine).
+
+Broadcasting binary ops are kernels/activations.py's binary_broadcast.
 
 NaN semantics follow numpy: relu/clip pass NaN through (comparisons with NaN are false).
 """
 
 import numpy as np
 from numba import njit, prange
-
-OP_ADD = 0
-OP_MUL = 1
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -47,31 +46,6 @@ def mul_same(a, b, out):
     """a, b, out: 1-D contiguous fp32, same length. out = a * b."""
     for i in range(out.shape[0]):
         out[i] = a[i] * b[i]
-
-
-@njit(parallel=True, **_OPTS)
-def binary_broadcast(a, b, out, op):
-    """a, b: 6-D fp32 views (any strides, zero strides allowed, may be read-only) of out's shape; out: 6-D C-contiguous. op 0 add, 1 mul."""
-    d0, d1, d2, d3, d4, d5 = out.shape
-    rows = d0 * d1 * d2 * d3 * d4
-    for r in prange(rows):
-        i4 = r % d4
-        q3 = r // d4
-        i3 = q3 % d3
-        q2 = q3 // d3
-        i2 = q2 % d2
-        q1 = q2 // d2
-        i1 = q1 % d1
-        i0 = q1 // d1
-        ar = a[i0, i1, i2, i3, i4]
-        br = b[i0, i1, i2, i3, i4]
-        orow = out[i0, i1, i2, i3, i4]
-        if op == OP_ADD:
-            for j in range(d5):
-                orow[j] = ar[j] + br[j]
-        else:
-            for j in range(d5):
-                orow[j] = ar[j] * br[j]
 
 
 @njit(parallel=True, **_OPTS)

@@ -5,7 +5,7 @@ import zlib
 import numpy as np
 import pytest
 
-from jitconv.kernels import conv_direct, elementwise, gemm, pooling, softmax
+from jitconv.kernels import activations, conv_direct, elementwise, gemm, pooling, softmax
 from jitconv.runtime.reference import conv_output_hw, pool_output_hw, run_op
 
 RTOL = 1e-4
@@ -227,7 +227,8 @@ def test_binary_broadcast(sa, sb, op):
     av = np.broadcast_to(a.reshape(_to6(sa)), shape)  # read-only, zero strides
     bv = np.broadcast_to(b.reshape(_to6(sb)), shape)
     out = np.empty(shape, np.float32)
-    elementwise.binary_broadcast(av, bv, out, 0 if op == "Add" else 1)
+    activations.binary_broadcast(av, bv, out, activations.OP_ADD if op == "Add"
+                                 else activations.OP_MUL)
     ref = run_op(op, [a, b], {})
     _close(out.reshape(ref.shape), ref)
 
