@@ -9,8 +9,17 @@ Quick use::
     sess = jc.Session(g.build(), jc.Config(threads=2))
     out = sess.run(array)
 """
-from jitconv.backends import Backend, Kernel, OpContext, Registry, default_registry
-from jitconv.backends import cpu as _cpu  # noqa: F401  registers the CPU backend
+import os as _os
+
+# NOTE: Numba's default threading layer here is GNU OpenMP, whose idle workers spin. With
+# 2 cores, spinning workers starve the main thread between parallel kernels (MobileNetV2
+# at 2 threads: 33.9 ms spinning vs 11.1 ms passive on the dev VM) and fight other
+# runtimes' threads (onnxruntime, OpenBLAS). libgomp reads this when Numba first loads it, i.e. at the
+# first parallel kernel call, after this import; a value the user set is kept.
+_os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from jitconv.backends import Backend, Kernel, OpContext, Registry, default_registry  # noqa: E402
+from jitconv.backends import cpu as _cpu  # noqa: F401,E402  registers the CPU backend
 from jitconv.errors import (ConfigError, GraphError, InputError, InternalError,
                             JitconvError, RegistryError)
 from jitconv.runtime.builder import GraphBuilder, Tensor
