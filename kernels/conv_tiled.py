@@ -1,9 +1,11 @@
 """Register-tiled implicit-GEMM fp32 convolution, NCHW, with fused bias + residual + activation.
 
 The conv is a GEMM out[m, p] = sum_k w[m, k] * x[k-th tap of pixel p], computed one tile of
-MR output channels x NR pixels at a time; the MR*NR accumulators live on the stack
-(kernels/stack.py) so LLVM keeps them in zmm registers for the whole K loop. Per k: one
-row of MR packed weights (broadcast) times NR contiguous input values.
+MR=8 output channels x NR=32 pixels at a time. The 256 accumulators live in a stack array
+(kernels/stack.py) that LLVM promotes to 16 zmm registers for the whole K loop; per k: MR
+broadcast weights times 2 zmm of contiguous input, 16 FMAs. The loops are written pixels
+outer / channels inner everywhere (see ``_tile``): the other order makes LLVM vectorize
+across channels, with gathers.
 
 No im2col buffer. The input is copied once per image into a zero-padded, *phase-split*
 scratch: for strides (sh, sw) the padded image of each channel is split into sh*sw phase
@@ -11,11 +13,13 @@ planes, plane (a, b) holding padded pixels (i*sh + a, j*sw + b) at (i, j), each 
 Tap (c, kh, kw) then reads plane ((kh*dh) % sh, (kw*dw) % sw) shifted by
 ((kh*dh) // sh, (kw*dw) // sw), so every conv, strided or dilated, becomes a stride-1 walk
 over a "padded-width grid" of OH x Wq pixels: pixel p of that grid is ``xf[koff[k] + p]``.
-Grid columns ow >= OW are computed and thrown away (a Wq/OW overhead: 2/16 for 14x14 pad 1).
-The tail tile reads up to NR + Wq values past the last plane: the scratch has that slack.
+Grid columns ow >= OW are computed and thrown away (2 of 16 columns for 14x14 pad 1); a
+tile that crosses a grid row or the valid width is stored piece by piece with masked
+vector moves. The last tile reads up to NR + Wq values past the planes: the scratch has
+that slack.
 
-1x1 stride-1 unpadded convs skip the copy: the image itself is the grid (H*W pixels), and
-only the last partial pixel tile is copied (C x NR values) so no read runs past the input.
+1x1 stride-1 unpadded convs skip the copy: the image itself is one grid row of H*W pixels,
+and only the last partial pixel tile is copied (C x NR values) so no read runs past the input.
 
 Weights are packed once (``pack_weights``) as (ceil(M/MR), K, MR), K = Cg*KH*KW in the
 (c, kh, kw) order of w, zero rows padding M up to a multiple of MR. Packing does not know
@@ -23,7 +27,13 @@ the group count: a tile whose MR channels straddle a group boundary is computed 
 group it touches and each pass keeps only its group's channels (only costs time when
 M/groups is not a multiple of MR; depthwise convs belong to another kernel).
 
-Parallel: ``prange`` over (channel tile, pixel tile) work items of one image.
+Epilogue (on the registers): accumulators start at the bias; + residual (``res``, out's
+shape, read before out is written, so it may be out itself); relu / clip; store.
+
+Order and threads: pixel blocks (input of a block ~384 KiB, kept in L2; one block when the
+weights are the bigger operand, so each weight tile is read once), in a block the channel
+tiles, in those the block's pixel tiles (the weight tile stays in L1). That tile sequence is
+cut into one contiguous range of equal tile count per thread (``prange`` over threads).
 """
 
 import numpy as np
@@ -41,7 +51,6 @@ NR = 32  # grid pixels per register tile (vectorized: NR/16 zmm per channel)
 _ACC = MR * NR
 _L2_BLOCK = 384 * 1024  # input bytes of one pixel block (L2 is 1 MiB a core here)
 _F32 = 4
-_ALIGN = 64
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -93,9 +102,9 @@ def tiled_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw, gro
 
 # ----------------------------------------------------------------------------- input copy
 
-@njit(parallel=True, **_OPTS)
-def _fill_phases_w2(xn, xf, sh, pt, pl, Hq, Wq):
-    """_fill_phases for width stride 2: both column phases of a row in one pass.
+@njit(inline="always", **_OPTS)
+def _fill_pair(xn, xf, q, sh, pt, pl, Hq, Wq):
+    """Width stride 2: both column phases (planes 2q, 2q+1) of channel c = q // sh, row phase a.
 
     NOTE: a loop reading only src[2*u] is vectorized with gathers; reading src[2*u] and
     src[2*u + 1] together is a full interleave group: wide loads + vpermt2ps, ~3x faster.
@@ -103,39 +112,92 @@ def _fill_phases_w2(xn, xf, sh, pt, pl, Hq, Wq):
     C, H, W = xn.shape
     plane = Hq * Wq
     zero = np.float32(0.0)
-    # padded column u*2 + pl: even source columns land in phase pl % 2, odd ones in the other
+    c = q // sh
+    a = q - c * sh
+    # padded column 2u + pl: even source columns land in phase pl % 2, odd ones in the other
     jE = pl // 2
     jO = (pl + 1) // 2
     nu = min(W // 2, Wq - jE, Wq - jO)
-    for q in prange(C * sh):
-        c = q // sh
-        a = q - c * sh
-        d0 = xf[2 * q * plane:(2 * q + 1) * plane]
-        d1 = xf[(2 * q + 1) * plane:(2 * q + 2) * plane]
-        for j in range(plane):
-            d0[j] = zero
-            d1[j] = zero
-        dE = d0
-        dO = d1
-        if pl % 2 == 1:
-            dE = d1
-            dO = d0
-        ilo = 0
-        if pt > a:
-            ilo = (pt - a + sh - 1) // sh
-        ihi = 0
-        if H - 1 + pt - a >= 0:
-            ihi = (H - 1 + pt - a) // sh + 1
-        ihi = min(ihi, Hq)
-        for i in range(ilo, ihi):
-            src = xn[c, i * sh + a - pt]
-            e = dE[i * Wq + jE:]
-            o = dO[i * Wq + jO:]
-            for u in range(nu):
-                e[u] = src[2 * u]
-                o[u] = src[2 * u + 1]
-            if W % 2 == 1 and jE + W // 2 < Wq:
-                e[W // 2] = src[W - 1]
+    d0 = xf[2 * q * plane:(2 * q + 1) * plane]
+    d1 = xf[(2 * q + 1) * plane:(2 * q + 2) * plane]
+    for j in range(plane):
+        d0[j] = zero
+        d1[j] = zero
+    dE = d0
+    dO = d1
+    if pl % 2 == 1:
+        dE = d1
+        dO = d0
+    ilo = 0
+    if pt > a:
+        ilo = (pt - a + sh - 1) // sh
+    ihi = 0
+    if H - 1 + pt - a >= 0:
+        ihi = (H - 1 + pt - a) // sh + 1
+    ihi = min(ihi, Hq)
+    for i in range(ilo, ihi):
+        src = xn[c, i * sh + a - pt]
+        e = dE[i * Wq + jE:]
+        o = dO[i * Wq + jO:]
+        for u in range(nu):
+            e[u] = src[2 * u]
+            o[u] = src[2 * u + 1]
+        if W % 2 == 1 and jE + W // 2 < Wq:
+            e[W // 2] = src[W - 1]
+
+
+@njit(inline="always", **_OPTS)
+def _fill_plane(xn, xf, q, sh, sw, pt, pl, Hq, Wq, used):
+    """Phase plane q = (c*sh + a)*sw + b of xf (see _fill_phases)."""
+    C, H, W = xn.shape
+    nph = sh * sw
+    plane = Hq * Wq
+    zero = np.float32(0.0)
+    c = q // nph
+    ab = q - c * nph
+    if sw == 2:
+        if ab % 2 == 0:
+            _fill_pair(xn, xf, q // 2, sh, pt, pl, Hq, Wq)
+        return
+    if used[ab] == 0:
+        return
+    a = ab // sw
+    b = ab - a * sw
+    dst = xf[q * plane:(q + 1) * plane]
+    # NOTE: zero the plane in one flat pass (a memset), then copy the rows in: short
+    # rows make per-row zero / copy / zero loops cost ~4x numpy's padded copy
+    for j in range(plane):
+        dst[j] = zero
+    # columns j whose source column j*sw + b - pl lies in [0, W)
+    jlo = 0
+    if pl > b:
+        jlo = (pl - b + sw - 1) // sw
+    jhi = 0
+    if W - 1 + pl - b >= 0:
+        jhi = (W - 1 + pl - b) // sw + 1
+    jlo = min(jlo, Wq)
+    jhi = min(max(jhi, jlo), Wq)
+    nj = jhi - jlo
+    if nj <= 0:
+        return
+    c0 = jlo * sw + b - pl
+    # rows i whose source row i*sh + a - pt lies in [0, H)
+    ilo = 0
+    if pt > a:
+        ilo = (pt - a + sh - 1) // sh
+    ihi = 0
+    if H - 1 + pt - a >= 0:
+        ihi = (H - 1 + pt - a) // sh + 1
+    ihi = min(ihi, Hq)
+    for i in range(ilo, ihi):
+        dm = dst[i * Wq + jlo:]
+        src = xn[c, i * sh + a - pt, c0:]
+        if sw == 1:
+            for j in range(nj):
+                dm[j] = src[j]
+        else:
+            for j in range(nj):
+                dm[j] = src[j * sw]
 
 
 @njit(parallel=True, **_OPTS)
@@ -145,58 +207,13 @@ def _fill_phases(xn, xf, sh, sw, pt, pl, Hq, Wq, used):
     Plane (a, b) of channel c holds padded pixel (i*sh + a, j*sw + b) at (i, j); planes with
     used[a*sw + b] == 0 (no tap reads them) are skipped. The slack after the planes is zeroed.
     """
-    C, H, W = xn.shape
-    nph = sh * sw
-    plane = Hq * Wq
-    zero = np.float32(0.0)
-    if sw == 2:
-        _fill_phases_w2(xn, xf, sh, pt, pl, Hq, Wq)
-        return
-    for q in prange(C * nph):
-        c = q // nph
-        ab = q - c * nph
-        if used[ab] == 0:
-            continue
-        a = ab // sw
-        b = ab - a * sw
-        dst = xf[q * plane:(q + 1) * plane]
-        # NOTE: zero the plane in one flat pass (a memset), then copy the rows in: short
-        # rows make per-row zero / copy / zero loops cost ~4x numpy's padded copy
-        for j in range(plane):
-            dst[j] = zero
-        # columns j whose source column j*sw + b - pl lies in [0, W)
-        jlo = 0
-        if pl > b:
-            jlo = (pl - b + sw - 1) // sw
-        jhi = 0
-        if W - 1 + pl - b >= 0:
-            jhi = (W - 1 + pl - b) // sw + 1
-        jlo = min(jlo, Wq)
-        jhi = min(max(jhi, jlo), Wq)
-        nj = jhi - jlo
-        if nj <= 0:
-            continue
-        c0 = jlo * sw + b - pl
-        # rows i whose source row i*sh + a - pt lies in [0, H)
-        ilo = 0
-        if pt > a:
-            ilo = (pt - a + sh - 1) // sh
-        ihi = 0
-        if H - 1 + pt - a >= 0:
-            ihi = (H - 1 + pt - a) // sh + 1
-        ihi = min(ihi, Hq)
-        for i in range(ilo, ihi):
-            dm = dst[i * Wq + jlo:]
-            src = xn[c, i * sh + a - pt, c0:]
-            if sw == 1:
-                for j in range(nj):
-                    dm[j] = src[j]
-            else:
-                for j in range(nj):
-                    dm[j] = src[j * sw]
-    tail = xf[C * nph * plane:]
+    C = xn.shape[0]
+    n = C * sh * sw
+    for q in prange(n):
+        _fill_plane(xn, xf, q, sh, sw, pt, pl, Hq, Wq, used)
+    tail = xf[n * Hq * Wq:]
     for j in range(tail.shape[0]):
-        tail[j] = zero
+        tail[j] = np.float32(0.0)
 
 
 @njit(**_OPTS)
@@ -228,55 +245,17 @@ def _act(v, act, lo, hi):
 
 
 @njit(inline="always", **_OPTS)
-def _act_tile(acc, nr, act, lo, hi):
+def _act_tile(acc, act, lo, hi):
     """In place on the whole register tile: relu (act 1) or clip(lo, hi) (act 2)."""
     # NOTE: pixels outer, channels inner, as in the FMA loop (see _tile)
     if act == ACT_RELU or act == ACT_CLIP:
-        for j in range(nr):
+        for j in range(NR):
             for i in range(MR):
-                acc[i * nr + j] = _act(acc[i * nr + j], act, lo, hi)
+                acc[i * NR + j] = _act(acc[i * NR + j], act, lo, hi)
 
 
 @njit(inline="always", **_OPTS)
-def _store_full(acc, nr, of, rf, off, plane, has_res, act, lo, hi):
-    """of[off + i*plane + j] = act(acc[i, j] (+ rf[same])) for the whole MR x nr tile.
-
-    One loop per (residual, activation) case so that each is a plain vectorizable loop.
-    Indices are uint64: no wraparound code. Each element reads rf before writing of.
-    """
-    if has_res:
-        if act == ACT_RELU:
-            for j in range(nr):
-                for i in range(MR):
-                    q = np.uint64(off + i * plane + j)
-                    of[q] = _act(acc[i * nr + j] + rf[q], ACT_RELU, lo, hi)
-        elif act == ACT_CLIP:
-            for j in range(nr):
-                for i in range(MR):
-                    q = np.uint64(off + i * plane + j)
-                    of[q] = _act(acc[i * nr + j] + rf[q], ACT_CLIP, lo, hi)
-        else:
-            for j in range(nr):
-                for i in range(MR):
-                    q = np.uint64(off + i * plane + j)
-                    of[q] = acc[i * nr + j] + rf[q]
-    else:
-        if act == ACT_RELU:
-            for j in range(nr):
-                for i in range(MR):
-                    of[np.uint64(off + i * plane + j)] = _act(acc[i * nr + j], ACT_RELU, lo, hi)
-        elif act == ACT_CLIP:
-            for j in range(nr):
-                for i in range(MR):
-                    of[np.uint64(off + i * plane + j)] = _act(acc[i * nr + j], ACT_CLIP, lo, hi)
-        else:
-            for j in range(nr):
-                for i in range(MR):
-                    of[np.uint64(off + i * plane + j)] = acc[i * nr + j]
-
-
-@njit(inline="always", **_OPTS)
-def _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, load_res):
+def _segments(acc, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, load_res):
     """The row pieces of a tile that crosses grid rows or the valid width OW.
 
     of / rf: one image's output / residual, flat (M*OH*OW). load_res: acc[m-m0, j] +=
@@ -286,11 +265,11 @@ def _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, load_res):
     plane = OH * OW
     rt = stack_f32(_ACC)
     j = 0
-    while j < nr and oh < OH:
-        seg = min(nr - j, Wq - ow)
+    while j < NR and oh < OH:
+        seg = min(NR - j, Wq - ow)
         nv = min(seg, OW - ow)
         for m in range(mlo, mhi):
-            a0 = (m - m0) * nr + j
+            a0 = (m - m0) * NR + j
             off = m * plane + oh * OW + ow
             for t in range(0, nv, 16):
                 if load_res:
@@ -306,9 +285,8 @@ def _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, load_res):
 
 
 @njit(inline="always", **_OPTS)
-def _tile(nr, xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, OH, OW, act, lo,
-          hi):
-    """One MR x nr register tile (read at xf[base + koff[k] + j]) and its epilogue.
+def _tile(xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, OH, OW, act, lo, hi):
+    """One MR x NR register tile (read at xf[base + koff[k] + j]) and its epilogue.
 
     The tile's first grid pixel is (oh, ow) of a grid Wq wide.
 
@@ -322,32 +300,42 @@ def _tile(nr, xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, W
     for i in range(MR):
         bt[i] = bias[m0 + i] if m0 + i < M else zero
     # the accumulators start at the bias
-    for j in range(nr):
+    for j in range(NR):
         for i in range(MR):
-            acc[i * nr + j] = bt[i]
+            acc[i * NR + j] = bt[i]
     K = wt.shape[0]
     for k in range(K):
         # NOTE: slice first; indexing xf[koff[k] + p] directly adds wraparound -> gathers
         xs = xf[base + koff[k]:]
         wk = wt[k]
-        for j in range(nr):
+        for j in range(NR):
             xv = xs[j]
             for i in range(MR):
-                acc[i * nr + j] += wk[i] * xv
+                acc[i * NR + j] += wk[i] * xv
     # Epilogue. NOTE: every loop over the tile runs pixels outer (the vectorized loop),
     # channels inner (unrolled), like the FMA loop: with channels outer LLVM fully unrolls
     # the short pixel loop and the SLP vectorizer then packs *channels* into vectors
     # (gathers / scatters). Every read of rf comes before the write of the same element of
     # of, so the residual may be out itself.
     plane = OH * OW
-    if mlo == m0 and mhi == m0 + MR and ow + nr <= OW and oh < OH:
-        # whole tile valid, in one output row
-        _store_full(acc, nr, of, rf, m0 * plane + oh * OW + ow, plane, has_res, act, lo, hi)
+    # whole tile valid and in one output row (the common case): plain vector loops;
+    # else masked copies of the row pieces. uint64 indices: no wraparound code.
+    full = mlo == m0 and mhi == m0 + MR and ow + NR <= OW and oh < OH
+    off = m0 * plane + oh * OW + ow
+    if has_res:
+        if full:
+            for j in range(NR):
+                for i in range(MR):
+                    acc[i * NR + j] += rf[np.uint64(off + i * plane + j)]
+        else:
+            _segments(acc, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, True)
+    _act_tile(acc, act, lo, hi)
+    if full:
+        for j in range(NR):
+            for i in range(MR):
+                of[np.uint64(off + i * plane + j)] = acc[i * NR + j]
     else:
-        if has_res:
-            _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, True)
-        _act_tile(acc, nr, act, lo, hi)
-        _segments(acc, nr, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, False)
+        _segments(acc, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, False)
 
 
 # ----------------------------------------------------------------------------- drivers
@@ -391,20 +379,16 @@ def _conv_grid(xf, gstride, koff, xt, kofft, wp, bias, of, rf, has_res, M, Mg, C
                 while g * Mg < mend:
                     mlo = max(m0, g * Mg)
                     mhi = min(mend, (g + 1) * Mg)
-                    # NOTE: nr is a literal at each call: the inlined tile is specialized
                     if tail_copy and p0 + NR > P:
-                        if P - p0 <= NR // 2:
-                            _tile(NR // 2, xt, g * Cg * NR, kofft, wt, of, rf, has_res, bias, m0,
-                                  mlo, mhi, oh, ow, Wq, OH, OW, act, lo, hi)
-                        else:
-                            _tile(NR, xt, g * Cg * NR, kofft, wt, of, rf, has_res, bias, m0, mlo,
-                                  mhi, oh, ow, Wq, OH, OW, act, lo, hi)
-                    elif P - p0 <= NR // 2:
-                        _tile(NR // 2, xf, g * gstride + p0, koff, wt, of, rf, has_res, bias, m0,
-                              mlo, mhi, oh, ow, Wq, OH, OW, act, lo, hi)
+                        src = xt
+                        base = g * Cg * NR
+                        ko = kofft
                     else:
-                        _tile(NR, xf, g * gstride + p0, koff, wt, of, rf, has_res, bias, m0, mlo,
-                              mhi, oh, ow, Wq, OH, OW, act, lo, hi)
+                        src = xf
+                        base = g * gstride + p0
+                        ko = koff
+                    _tile(src, base, ko, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, OH,
+                          OW, act, lo, hi)
                     g += 1
                 p0 += NR
                 ow += NR
@@ -421,8 +405,15 @@ def _conv_grid(xf, gstride, koff, xt, kofft, wp, bias, of, rf, has_res, M, Mg, C
 
 
 @njit(**_OPTS)
-def _block(npt, per_tile, halo):
-    """Pixel tiles per block: the block's input (halo + per_tile each) within _L2_BLOCK bytes."""
+def _block(npt, per_tile, halo, wbytes):
+    """Pixel tiles per block: the block's input (halo + per_tile each) within _L2_BLOCK bytes.
+
+    Each pixel block streams all the weights (wbytes) once more. When the weights are the
+    bigger operand there is a single block: each weight tile is read once and the input is
+    re-read from L2 / L3 instead (1x1 1024->1024 at 14x14, 2 threads: 2x faster than blocking).
+    """
+    if wbytes >= halo + per_tile * npt:
+        return npt
     pb = max(1, (_L2_BLOCK - halo) // max(per_tile, 1))
     nb = -(-npt // pb)
     return max(1, -(-npt // nb))
@@ -453,7 +444,7 @@ def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, gro
         for c in range(K):
             koff[c] = c * P
             kofft[c] = c * NR
-        PB = _block((P + NR - 1) // NR, Cg * NR * _F32, 0)
+        PB = _block((P + NR - 1) // NR, Cg * NR * _F32, 0, M * K * _F32)
         for n in range(N):
             xg = x[n].reshape((C, P))
             xt = xbuf[:0]
@@ -464,9 +455,11 @@ def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, gro
             rf = of
             if has_res:
                 rf = res[n].reshape(M * P)
-            # the image is one grid row of P pixels
+            # the image is one grid row of P pixels. NOTE: a literal 1 here would type the
+            # argument as Literal[int](1) and compile _conv_grid a second time
+            one = OH // OH
             _conv_grid(x[n].reshape(C * P), Cg * P, koff, xt, kofft, wp, bias, of, rf, has_res,
-                       M, Mg, Cg, P, P, 1, P, PB, nthreads, act, lo, hi)
+                       M, Mg, Cg, P, P, one, P, PB, nthreads, act, lo, hi)
         return
     hp = (OH - 1) * sh + (KH - 1) * dh + 1
     wpd = (OW - 1) * sw + (KW - 1) * dw + 1
@@ -492,7 +485,7 @@ def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, gro
     for q in range(nph):
         nused += used[q]
     PB = _block((OH * Wq + NR - 1) // NR, Cg * nused * NR * _F32,
-                Cg * nused * ((KH - 1) * dh // sh + 1) * Wq * _F32)
+                Cg * nused * ((KH - 1) * dh // sh + 1) * Wq * _F32, M * K * _F32)
     xf = xbuf[:C * cplane + Wq + NR]
     for n in range(N):
         _fill_phases(x[n], xf, sh, sw, pt, pl, Hq, Wq, used)
@@ -513,20 +506,32 @@ def conv2d_tiled(x, packed, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl,
     ``tiled_scratch_bytes(...)`` bytes, 64-byte aligned. act 0 none / 1 relu / 2 clip(lo, hi).
     """
     M, Cg, KH, KW = (int(v) for v in w_shape)
+    N, C = x.shape[0], x.shape[1]
+    if groups <= 0 or C != Cg * groups or M % groups != 0:
+        raise ValueError(f"conv2d_tiled: x {x.shape} / w {tuple(w_shape)} / groups {groups} mismatch")
+    if out.ndim != 4 or out.shape[:2] != (N, M) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"conv2d_tiled: out must be C-contiguous float32 ({N}, {M}, OH, OW), "
+                         f"got {out.dtype} {out.shape}")
+    if packed.shape != ((M + MR - 1) // MR, Cg * KH * KW, MR):
+        raise ValueError(f"conv2d_tiled: packed weights {packed.shape} do not match w {tuple(w_shape)}")
+    if bias.shape != (M,):
+        raise ValueError(f"conv2d_tiled: bias {bias.shape} for {M} output channels")
+    if res is None or res.size == 0:
+        res = _NO_RES
+    elif res.shape != out.shape:
+        raise ValueError(f"conv2d_tiled: residual {res.shape} is not out's shape {out.shape}")
     nbytes = tiled_scratch_bytes(x.shape, w_shape, out.shape, sh, sw, pt, pl, dh, dw, groups)
     if scratch_u8.size < nbytes:
         raise ValueError(f"conv2d_tiled: scratch has {scratch_u8.size} bytes, needs {nbytes}")
-    if groups <= 0 or x.shape[1] != Cg * groups or M % groups != 0:
-        raise ValueError(f"conv2d_tiled: x {x.shape} / w {tuple(w_shape)} / groups {groups} mismatch")
     nf = nbytes // _F32
-    if nf:
-        xbuf = scratch_u8[:nf * _F32].view(np.float32)
-    else:
-        xbuf = np.empty(0, np.float32)
-    if res is None or res.size == 0:
-        res = _NO_RES
+    xbuf = scratch_u8[:nf * _F32].view(np.float32) if nf else _NO_BUF
+    # (no copies when already C-contiguous float32, as the caller should pass them)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bias = np.ascontiguousarray(bias, dtype=np.float32)
+    res = np.ascontiguousarray(res, dtype=np.float32)
     _conv_tiled(x, packed, KH, KW, bias, res, out, xbuf, int(sh), int(sw), int(pt), int(pl),
                 int(dh), int(dw), int(groups), int(act), float(lo), float(hi), numba.get_num_threads())
 
 
 _NO_RES = np.zeros((0, 0, 0, 0), np.float32)
+_NO_BUF = np.zeros(0, np.float32)

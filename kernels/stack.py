@@ -1,4 +1,4 @@
-"""Micro-kernel helpers for CPU njit code: stack arrays, unmanaged views, masked copies.
+"""Micro-kernel helpers for CPU njit code: stack arrays and masked vector copies.
 
 ``np.zeros`` / ``np.empty`` inside a kernel allocate on the heap (NRT), and LLVM cannot keep
 such an array in registers. ``stack_f32(n)`` returns a 1-D float32 array of ``n`` elements
@@ -39,28 +39,6 @@ def _stack_ptr_f32(typingctx, n):
 def stack_f32(n):
     """A (n,) float32 array on the stack (n a compile-time constant); uninitialized."""
     return carray(_stack_ptr_f32(n), (n,))
-
-
-@intrinsic
-def unmanaged(typingctx, arr):
-    """The same array view with no meminfo: no reference counting on it or its slices.
-
-    Numba increments / decrements (atomically) the meminfo of every array view it passes or
-    slices; inside a per-tile loop that costs more than the tile's epilogue. A view without
-    meminfo skips all of it. The caller must keep the original array alive while the
-    view is used (true for an argument of the enclosing kernel).
-    """
-    if not isinstance(arr, types.Array):
-        return None
-    sig = arr(arr)
-
-    def codegen(context, builder, signature, args):
-        ary = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0])
-        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
-        ary.parent = cgutils.get_null_value(ary.parent.type)
-        return ary._getvalue()
-
-    return sig, codegen
 
 
 _V16 = ir.VectorType(ir.FloatType(), 16)

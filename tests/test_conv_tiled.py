@@ -119,8 +119,7 @@ def test_conv2d_tiled_matches_reference(case, act_name, act):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-@pytest.mark.parametrize("act_name,act", [("", 0), ("relu", 1), ("clip", 2)],
-                         ids=["none", "relu", "clip"])
+@pytest.mark.parametrize("act_name,act", ACTS, ids=["none", "relu", "clip"])
 def test_conv2d_tiled_residual(case, act_name, act):
     x, w, b = _data(case, "res")
     res = _rng(case, "resin").standard_normal(_out_shape(case)).astype(np.float32)
@@ -227,3 +226,24 @@ def test_conv2d_tiled_rejects_small_scratch():
     with pytest.raises(ValueError, match="scratch"):
         ct.conv2d_tiled(x, ct.pack_weights(w), w.shape, b, np.zeros(0, np.float32), out,
                         np.empty(16, np.uint8), 1, 1, 1, 1, 1, 1, 1, 0, 0.0, 0.0)
+
+
+def test_conv2d_tiled_rejects_mismatched_arguments():
+    case = CASES[0]
+    x, w, b = _data(case, "mismatch")
+    packed = ct.pack_weights(w)
+    out = np.empty(_out_shape(case), np.float32)
+    scratch = allocate(4096)
+    none = np.zeros(0, np.float32)
+    args = (1, 1, 1, 1, 1, 1, 1, 0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="packed"):
+        ct.conv2d_tiled(x, ct.pack_weights(w[:, :2]), w.shape, b, none, out, scratch, *args)
+    with pytest.raises(ValueError, match="residual"):
+        ct.conv2d_tiled(x, packed, w.shape, b, np.zeros((1, 2, 3, 4), np.float32), out, scratch,
+                        *args)
+    with pytest.raises(ValueError, match="bias"):
+        ct.conv2d_tiled(x, packed, w.shape, b[:3], none, out, scratch, *args)
+    with pytest.raises(ValueError, match="out"):
+        ct.conv2d_tiled(x, packed, w.shape, b, none, out[:, :3], scratch, *args)
+    with pytest.raises(ValueError, match="groups"):
+        ct.conv2d_tiled(x, packed, w.shape, b, none, out, scratch, 1, 1, 1, 1, 1, 1, 2, 0, 0.0, 0.0)
