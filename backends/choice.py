@@ -12,6 +12,7 @@ Two steps, kept apart on purpose (MNN's "Acquire buffer size = 0" came from mixi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from jitconv.errors import InternalError
@@ -34,10 +35,7 @@ def keep_weights(const: Constant, memory: str) -> Constant:
 
 
 def _check_kept(node_desc: str, kept: Constant) -> None:
-    rows_values = 1
-    for d in kept.shape:
-        rows_values *= d
-    if rows_values and kept.data.nbytes == 0:
+    if math.prod(kept.shape) and kept.data.nbytes == 0:
         raise InternalError(f"{node_desc}: the loader kept 0 bytes of {kept.storage} weights "
                             f"for a weight of shape {kept.shape}")
 

@@ -19,7 +19,7 @@ from .base import Kernel, scratch_view
 from .choice import choose_conv, keep_weights
 
 ACT_NONE, ACT_RELU, ACT_CLIP = 0, 1, 2
-NO_ZERO = np.zeros((0, 0), np.float32)
+NO_ZERO = conv_lowmem.NO_ZERO
 NO_RES = np.zeros((0, 0, 0, 0), np.float32)
 
 

@@ -10,7 +10,7 @@ from jitconv.runtime.ir import Constant
 from .base import Kernel
 from .choice import choose_gemm, keep_weights
 
-NO_ZERO = np.zeros((0, 0), np.float32)
+NO_ZERO = gemm_lowmem.NO_ZERO
 KERNELS = {"gemm_nt": gemm_nt, "gemm_nt_fp16w": gemm_lowmem.gemm_nt_fp16w,
            "gemm_nt_int8w": gemm_lowmem.gemm_nt_int8w,
            "gemm_nt_int4w": gemm_lowmem.gemm_nt_int4w}
