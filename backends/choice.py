@@ -79,10 +79,17 @@ def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
                               f"{why}; Winograd F({tile},3): cost {cost:.2f} of tiled direct",
                               tile)
             why += f"; Winograd cost {cost:.2f} >= 1"
+    return _tiled_or_direct(kept, groups, cg, why)
+
+
+def _tiled_or_direct(kept, groups, cg, why):
+    """The dense kernels, for every storage: the register-tiled implicit GEMM (fp32 panels,
+    or fp16 / int8 / int4 panels decoded one at a time), else the direct family."""
+    suffix = "" if kept.storage == "fp32" else "_" + _LOW_KERNELS[kept.storage]
     if groups == 1 or cg >= 8:
-        return Choice("conv2d_tiled", f"{why}; register-tiled implicit GEMM")
-    return Choice("conv2d_direct", f"{why}; direct conv ({cg} channels per group: too few "
-                                   f"to tile)")
+        return Choice("conv2d_tiled" + suffix, f"{why}; register-tiled implicit GEMM")
+    direct = "conv2d_direct" if kept.storage == "fp32" else "conv2d_" + _LOW_KERNELS[kept.storage]
+    return Choice(direct, f"{why}; direct conv ({cg} channels per group: too few to tile)")
 
 
 def choose_conv(node_desc: str, attrs: dict, kept: Constant, *, decoded_from: str,
@@ -104,7 +111,11 @@ def choose_conv(node_desc: str, attrs: dict, kept: Constant, *, decoded_from: st
                                             f"per tensor, int8 dot products (vpdpbusd)")
         why += ("; precision=low int8 dot needs symmetric per-channel weights, groups=1 and "
                 "AVX512-VNNI")
-    return Choice(name, why)
+    m, cg, kh, kw, groups, _, _, c = _conv_geometry(attrs, kept, x_shape or (1, 0))
+    if x_shape is None or (groups == c == m and cg == 1):
+        what = "no shapes given" if x_shape is None else "depthwise"
+        return Choice(name, f"{why}; direct conv ({what})")
+    return _tiled_or_direct(kept, groups, cg, why)
 
 
 def choose_gemm(node_desc: str, kept: Constant, *, decoded_from: str, precision: str,

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from jitconv.kernels import conv_lowmem, conv_tiled, depthwise, int8dot, winograd
+from jitconv.kernels import conv_lowmem, conv_tiled, depthwise, int8dot, tiled_weights, winograd
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
 from jitconv.kernels.vnni import has_vnni
@@ -86,12 +86,13 @@ class _Direct(_Plan):
 
 
 class _Tiled(_Plan):
+    """conv2d_tiled: fp32 panels, or fp16 / int8 / int4 panels decoded one at a time."""
     fuses_residual = True
 
     def __init__(self, kept):
         self.w_shape = kept.shape
-        self.packed = conv_tiled.pack_weights(kept.data)
-        self.arrays = (self.packed,)
+        self.packed = tiled_weights.pack_stored(kept)
+        self.arrays = self.packed.arrays()
 
     def scratch(self, x, w, out, geom, groups):
         return conv_tiled.tiled_scratch_bytes(x, w, out, *geom, groups)
@@ -146,7 +147,7 @@ class _Int8Dot(_Plan):
 
 
 def make_plan(kernel: str, kept, option=None) -> _Plan:
-    if kernel == "conv2d_tiled":
+    if kernel.startswith("conv2d_tiled"):
         return _Tiled(kept)
     if kernel == "conv2d_depthwise":
         return _Depthwise(kept)

@@ -3,7 +3,7 @@
     python bench/storage_ratios.py [--threads 2] [--rounds 5] [--runs 10]
 
 Prints, per storage in memory=low: resident weight bytes and median latency, each as a
-ratio to fp32 in memory=low (the same direct-conv family), and the same for memory=normal.
+ratio to fp32 in memory=low (the same register-tiled family, no Winograd), and the same for memory=normal.
 Variants are interleaved round by round, and each round's median is kept; the table
 shows the median over rounds, because this VM's timings drift.
 """

@@ -21,8 +21,11 @@ that slack.
 1x1 stride-1 unpadded convs skip the copy: the image itself is one grid row of H*W pixels,
 and only the last partial pixel tile is copied (C x NR values) so no read runs past the input.
 
-Weights are packed once (``pack_weights``) as (ceil(M/MR), K, MR), K = Cg*KH*KW in the
-(c, kh, kw) order of w, zero rows padding M up to a multiple of MR. Packing does not know
+Weights are packed once (kernels/tiled_weights.py) as panels (ceil(M/MR), K, MR), K =
+Cg*KH*KW in the (c, kh, kw) order of w, zero rows padding M up to a multiple of MR: float32,
+or kept as fp16 bits / int8 / int4 (memory=low), in which case a thread decodes a panel into
+a (K, MR) float32 buffer when it starts a run of that panel's pixel tiles; everything else is
+the same code. Packing does not know
 the group count: a tile whose MR channels straddle a group boundary is computed once per
 group it touches and each pass keeps only its group's channels (only costs time when
 M/groups is not a multiple of MR; depthwise convs belong to another kernel).
@@ -41,33 +44,19 @@ import numba
 from numba import njit, prange
 
 from .stack import copy_masked16, stack_f32
+from .tiled_weights import KIND_F32, MR, NO_Q, NO_SCALE, PackedWeights, decode_panel
+from .tiled_weights import pack_weights  # noqa: F401  (re-exported: callers pack here)
 
 ACT_NONE = 0
 ACT_RELU = 1
 ACT_CLIP = 2
 
-MR = 8  # output channels per register tile (innermost, unrolled)
 NR = 32  # grid pixels per register tile (vectorized: NR/16 zmm per channel)
 _ACC = MR * NR
 _L2_BLOCK = 384 * 1024  # input bytes of one pixel block (L2 is 1 MiB a core here)
 _F32 = 4
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
-
-
-# ----------------------------------------------------------------------------- weights
-
-def pack_weights(w_f32):
-    """Pack fp32 weights w (M, Cg, KH, KW) as (ceil(M/MR), Cg*KH*KW, MR) float32, zero rows padding M."""
-    w = np.asarray(w_f32, dtype=np.float32)
-    if w.ndim != 4:
-        raise ValueError(f"pack_weights: w must be (M, Cg, KH, KW), got shape {w.shape}")
-    M = w.shape[0]
-    K = int(np.prod(w.shape[1:]))
-    nt = (M + MR - 1) // MR
-    wp = np.zeros((nt * MR, K), np.float32)
-    wp[:M] = w.reshape(M, K)
-    return np.ascontiguousarray(wp.reshape(nt, MR, K).transpose(0, 2, 1))
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -87,17 +76,28 @@ def _is_pointwise(x_shape, w_shape, out_shape, sh, sw, pt, pl):
             and out_shape[2] == x_shape[2] and out_shape[3] == x_shape[3])
 
 
-def tiled_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw, groups):
-    """Bytes of uint8 scratch ``conv2d_tiled`` needs for these shapes (0 when none)."""
+def tiled_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw, groups,
+                        nthreads=None):
+    """Bytes of uint8 scratch ``conv2d_tiled`` needs for these shapes, run on ``nthreads``
+    threads (default: Numba's current count): one (K, MR) float32 weight panel per thread,
+    then the padded input (none for 1x1 stride-1 convs whose pixels fill whole tiles)."""
     N, C = x_shape[0], x_shape[1]
     OH, OW = out_shape[2], out_shape[3]
     if N == 0 or OH <= 0 or OW <= 0 or out_shape[1] == 0:
         return 0
+    nth = numba.get_num_threads() if nthreads is None else max(1, int(nthreads))
+    panels = _panel_floats(w_shape) * nth * _F32
     if _is_pointwise(x_shape, w_shape, out_shape, sh, sw, pt, pl):
-        return 0 if (OH * OW) % NR == 0 else C * NR * _F32
+        return panels + (0 if (OH * OW) % NR == 0 else C * NR * _F32)
     Hq, Wq = _grid(x_shape, w_shape, out_shape, sh, sw, dh, dw)
     n = C * sh * sw * Hq * Wq + Wq + NR
-    return n * _F32
+    return panels + n * _F32
+
+
+def _panel_floats(w_shape):
+    """Floats of one thread's weight panel: (K rounded up to even) x MR."""
+    k = int(w_shape[1]) * int(w_shape[2]) * int(w_shape[3])
+    return (k + k % 2) * MR
 
 
 # ----------------------------------------------------------------------------- input copy
@@ -288,6 +288,8 @@ def _segments(acc, of, rf, m0, mlo, mhi, oh, ow, Wq, OH, OW, load_res):
 def _tile(xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, OH, OW, act, lo, hi):
     """One MR x NR register tile (read at xf[base + koff[k] + j]) and its epilogue.
 
+    K = koff.size taps; wt has at least K rows.
+
     The tile's first grid pixel is (oh, ow) of a grid Wq wide.
 
     acc = wt (K, MR)^T x pixels; then + bias (+ residual rf), activation, stored to of
@@ -303,7 +305,7 @@ def _tile(xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, O
     for j in range(NR):
         for i in range(MR):
             acc[i * NR + j] = bt[i]
-    K = wt.shape[0]
+    K = koff.shape[0]
     for k in range(K):
         # NOTE: slice first; indexing xf[koff[k] + p] directly adds wraparound -> gathers
         xs = xf[base + koff[k]:]
@@ -341,8 +343,8 @@ def _tile(xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, O
 # ----------------------------------------------------------------------------- drivers
 
 @njit(parallel=True, **_OPTS)
-def _conv_grid(xf, gstride, koff, xt, kofft, wp, bias, of, rf, has_res, M, Mg, Cg, P, Wq, OH, OW,
-               PB, nthreads, act, lo, hi):
+def _conv_grid(xf, gstride, koff, xt, kofft, kind, wp, wq, scale, zero, wtmp, bias, of, rf,
+               has_res, M, Mg, Cg, P, Wq, OH, OW, PB, nthreads, act, lo, hi):
     """All tiles of one image. Grid pixel p of group g, tap k: xf[g*gstride + koff[k] + p].
 
     Order: pixel blocks of PB pixel tiles; in a block, channel tiles; in those, the block's
@@ -351,12 +353,15 @@ def _conv_grid(xf, gstride, koff, xt, kofft, wp, bias, of, rf, has_res, M, Mg, C
     Pixel tiles that would read past P (only when xt.size > 0: the 1x1 path) read the
     copied tail xt (C, NR) with offsets kofft instead.
     """
-    nmt = wp.shape[0]
+    nmt = wp.shape[0] if kind == KIND_F32 else wq.shape[0]
+    K = koff.shape[0]
     npt = (P + NR - 1) // NR
     ntiles = nmt * npt
     tail_copy = xt.shape[0] > 0
     nth = max(1, min(nthreads, ntiles))
     for th in prange(nth):
+        # the decoded panel of low-storage weights (hoisted: one per thread)
+        wbuf = wtmp[th]
         i = (ntiles * th) // nth
         iend = (ntiles * (th + 1)) // nth
         # position of tile i: pixel block pb (pbs tiles), channel tile mt, tile jj of the block
@@ -368,7 +373,11 @@ def _conv_grid(xf, gstride, koff, xt, kofft, wp, bias, of, rf, has_res, M, Mg, C
         while i < iend:
             m0 = mt * MR
             mend = min(m0 + MR, M)
-            wt = wp[mt]
+            if kind == KIND_F32:
+                wbuf[:K] = wp[mt]
+            else:
+                decode_panel(kind, wq, scale, zero, mt, wbuf)
+            wt = wbuf
             g0 = m0 // Mg
             cnt = min(pbs - jj, iend - i)
             p0 = (pb * PB + jj) * NR
@@ -420,9 +429,10 @@ def _block(npt, per_tile, halo, wbytes):
 
 
 @njit(**_OPTS)
-def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, groups, act, act_lo,
-                act_hi, nthreads):
-    """Driver: x (N,C,H,W), wp packed (nmt,K,MR), out (N,M,OH,OW), res out-shaped or size 0, xbuf flat f32."""
+def _conv_tiled(x, kind, wp, wq, scale, zero, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw,
+                groups, act, act_lo, act_hi, nthreads):
+    """Driver: x (N,C,H,W); weights (kind, wp, wq, scale, zero) as in PackedWeights; out
+    (N,M,OH,OW); res out-shaped or size 0; xbuf flat f32 scratch (thread panels, then input)."""
     N, C, H, W = x.shape
     M = out.shape[1]
     OH = out.shape[2]
@@ -435,6 +445,12 @@ def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, gro
     lo = np.float32(act_lo)
     hi = np.float32(act_hi)
     has_res = res.size > 0
+    # one weight panel per thread at the head of the scratch, K rounded up to even (64-byte
+    # aligned panels). NOTE: a reshape inside _conv_grid's prange body made the whole
+    # micro-kernel ~3x slower: the per-thread panel is a plain index of this 3-D view
+    kp = K + K % 2
+    wtmp = xbuf[:nthreads * kp * MR].reshape((nthreads, kp, MR))
+    xbuf = xbuf[nthreads * kp * MR:]
     pointwise = (KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
                  and OH == H and OW == W)
     if pointwise:
@@ -458,8 +474,9 @@ def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, gro
             # the image is one grid row of P pixels. NOTE: a literal 1 here would type the
             # argument as Literal[int](1) and compile _conv_grid a second time
             one = OH // OH
-            _conv_grid(x[n].reshape(C * P), Cg * P, koff, xt, kofft, wp, bias, of, rf, has_res,
-                       M, Mg, Cg, P, P, one, P, PB, nthreads, act, lo, hi)
+            _conv_grid(x[n].reshape(C * P), Cg * P, koff, xt, kofft, kind, wp, wq, scale, zero,
+                       wtmp, bias, of, rf, has_res, M, Mg, Cg, P, P, one, P, PB, nthreads, act,
+                       lo, hi)
         return
     hp = (OH - 1) * sh + (KH - 1) * dh + 1
     wpd = (OW - 1) * sw + (KW - 1) * dw + 1
@@ -493,14 +510,16 @@ def _conv_tiled(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, gro
         rf = of
         if has_res:
             rf = res[n].reshape(M * OH * OW)
-        _conv_grid(xf, Cg * cplane, koff, xf[:0], koff, wp, bias, of, rf, has_res,
-                   M, Mg, Cg, OH * Wq, Wq, OH, OW, PB, nthreads, act, lo, hi)
+        _conv_grid(xf, Cg * cplane, koff, xf[:0], koff, kind, wp, wq, scale, zero, wtmp, bias, of,
+                   rf, has_res, M, Mg, Cg, OH * Wq, Wq, OH, OW, PB, nthreads, act, lo, hi)
 
 
 def conv2d_tiled(x, packed, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl, dh, dw, groups,
                  act, lo, hi):
-    """out (N,M,OH,OW) <- act(conv(x, w) + bias (+ res)), w given packed by ``pack_weights``.
+    """out (N,M,OH,OW) <- act(conv(x, w) + bias (+ res)), w given as panels.
 
+    packed: a float32 array from ``pack_weights`` or a ``PackedWeights`` (fp16 / int8 / int4
+    panels from ``tiled_weights.pack_stored``).
     x (N,C,H,W) float32 C-contiguous; w_shape (M, Cg, KH, KW); bias (M,) float32; res float32
     of out's shape, or a 0-size array for none; scratch_u8 uint8, at least
     ``tiled_scratch_bytes(...)`` bytes, 64-byte aligned. act 0 none / 1 relu / 2 clip(lo, hi).
@@ -512,15 +531,20 @@ def conv2d_tiled(x, packed, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl,
     if out.ndim != 4 or out.shape[:2] != (N, M) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"conv2d_tiled: out must be C-contiguous float32 ({N}, {M}, OH, OW), "
                          f"got {out.dtype} {out.shape}")
-    if packed.shape != ((M + MR - 1) // MR, Cg * KH * KW, MR):
-        raise ValueError(f"conv2d_tiled: packed weights {packed.shape} do not match w {tuple(w_shape)}")
+    if not isinstance(packed, PackedWeights):
+        packed = PackedWeights(KIND_F32, packed, NO_Q, NO_SCALE, NO_SCALE)
+    if (packed.panels, packed.k) != ((M + MR - 1) // MR, Cg * KH * KW):
+        raise ValueError(f"conv2d_tiled: {packed.panels} weight panels of K={packed.k} do not "
+                         f"match w {tuple(w_shape)}")
     if bias.shape != (M,):
         raise ValueError(f"conv2d_tiled: bias {bias.shape} for {M} output channels")
     if res is None or res.size == 0:
         res = _NO_RES
     elif res.shape != out.shape:
         raise ValueError(f"conv2d_tiled: residual {res.shape} is not out's shape {out.shape}")
-    nbytes = tiled_scratch_bytes(x.shape, w_shape, out.shape, sh, sw, pt, pl, dh, dw, groups)
+    nthreads = numba.get_num_threads()
+    nbytes = tiled_scratch_bytes(x.shape, w_shape, out.shape, sh, sw, pt, pl, dh, dw, groups,
+                                 nthreads)
     if scratch_u8.size < nbytes:
         raise ValueError(f"conv2d_tiled: scratch has {scratch_u8.size} bytes, needs {nbytes}")
     nf = nbytes // _F32
@@ -529,8 +553,8 @@ def conv2d_tiled(x, packed, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl,
     x = np.ascontiguousarray(x, dtype=np.float32)
     bias = np.ascontiguousarray(bias, dtype=np.float32)
     res = np.ascontiguousarray(res, dtype=np.float32)
-    _conv_tiled(x, packed, KH, KW, bias, res, out, xbuf, int(sh), int(sw), int(pt), int(pl),
-                int(dh), int(dw), int(groups), int(act), float(lo), float(hi), numba.get_num_threads())
+    _conv_tiled(x, *packed, KH, KW, bias, res, out, xbuf, int(sh), int(sw), int(pt), int(pl),
+                int(dh), int(dw), int(groups), int(act), float(lo), float(hi), nthreads)
 
 
 _NO_RES = np.zeros((0, 0, 0, 0), np.float32)

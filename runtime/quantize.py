@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jitconv.errors import GraphError
+from jitconv.errors import ConfigError, GraphError
 
 from .ir import QUANT_BITS, STORAGES, Constant, Graph, Node
 from .passes import _fresh_name
@@ -156,6 +156,15 @@ def _encode(name, w, storage, block, symmetric):
     data = q if storage == "int8" else _pack_int4(q)
     c = Constant(name, data, storage, scale, zero, tuple(w.shape))
     return c, (None if block is None or fell else block), fell, note
+
+
+def quantize_weight(name: str, w, storage: str, block: int | None = None,
+                    symmetric: bool = True) -> Constant:
+    """One float32 weight (output channels first) stored as ``storage``, as quantize() would
+    store it. A block that does not divide the input channels falls back to per channel."""
+    if storage not in STORAGES:
+        raise ConfigError(f"quantize_weight: storage must be one of {STORAGES}, got {storage!r}")
+    return _encode(name, np.asarray(w, np.float32), storage, block, symmetric)[0]
 
 
 def quantize_with_report(graph: Graph, weights: str, block: int | None = None,

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from jitconv.kernels import conv_tiled as ct
+from jitconv.kernels import tiled_weights as tw
+from jitconv.runtime.ir import Constant
+from jitconv.runtime.quantize import quantize_weight
 from jitconv.runtime.planner import allocate
 from jitconv.runtime.reference import conv_output_hw, run_op
 
@@ -118,6 +121,37 @@ def test_conv2d_tiled_matches_reference(case, act_name, act):
     _check(got, ref, _case_id(case))
 
 
+# (storage, block, symmetric): every weight loader of the tiled kernel
+STORED = [("fp16", None, True), ("int8", None, True), ("int8", None, False),
+          ("int4", None, True), ("int4", None, False), ("int8", 16, True), ("int4", 16, False)]
+
+
+def _stored(w, storage, block, symmetric):
+    """w kept as stored (the memory=low loader's input); block falls back to per channel."""
+    if storage == "fp16":
+        return Constant("w", w.astype(np.float16), "fp16")
+    return quantize_weight("w", w, storage, block, symmetric)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+@pytest.mark.parametrize("storage,block,symmetric", STORED,
+                         ids=[f"{s}-{'b%d' % b if b else 'ch'}-{'sym' if y else 'asym'}"
+                              for s, b, y in STORED])
+def test_conv2d_tiled_low_storage_panels_match_reference(case, storage, block, symmetric):
+    # the reference gets the weights as the loader decodes them (Constant.as_float32)
+    x, w, b = _data(case, "stored")
+    const = _stored(w, storage, block, symmetric)
+    packed = tw.pack_stored(const)
+    assert packed.wq.dtype == {"fp16": np.uint16, "int8": np.int8, "int4": np.uint8}[storage]
+    fp32_panels = 4 * packed.panels * tw.MR * packed.k
+    assert packed.kind != tw.KIND_F32 and sum(a.nbytes for a in packed.arrays()) < fp32_panels
+    wdec = const.as_float32().reshape(w.shape)
+    res = _rng(case, "res").standard_normal(_out_shape(case)).astype(np.float32)
+    ref = _reference(case, x, wdec, b, "relu", res=res)
+    got = _run(case, x, packed, w.shape, b, res, 1)
+    _check(got, ref, f"{_case_id(case)} {storage}")
+
+
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 @pytest.mark.parametrize("act_name,act", ACTS, ids=["none", "relu", "clip"])
 def test_conv2d_tiled_residual(case, act_name, act):
@@ -208,14 +242,20 @@ def test_pack_weights_layout():
 
 
 def test_tiled_scratch_bytes():
-    # 1x1 stride 1 unpadded, pixels a multiple of the tile: no scratch at all
-    assert ct.tiled_scratch_bytes((1, 64, 8, 8), (32, 64, 1, 1), (1, 32, 8, 8), 1, 1, 0, 0, 1, 1, 1) == 0
+    panel = 64 * ct.MR * 4  # one thread's (K, MR) float32 weight panel, K = 64
+    # 1x1 stride 1 unpadded, pixels a multiple of the tile: only the threads' panels
+    assert ct.tiled_scratch_bytes((1, 64, 8, 8), (32, 64, 1, 1), (1, 32, 8, 8), 1, 1, 0, 0, 1, 1, 1,
+                                  nthreads=1) == panel
+    assert ct.tiled_scratch_bytes((1, 64, 8, 8), (32, 64, 1, 1), (1, 32, 8, 8), 1, 1, 0, 0, 1, 1, 1,
+                                  nthreads=3) == 3 * panel
     # ... a partial last pixel tile: C x NR floats for its copy
-    assert (ct.tiled_scratch_bytes((1, 64, 7, 7), (32, 64, 1, 1), (1, 32, 7, 7), 1, 1, 0, 0, 1, 1, 1)
-            == 64 * ct.NR * 4)
-    # general path: the padded copy plus slack, 0 for an empty batch
-    n = ct.tiled_scratch_bytes((1, 3, 10, 10), (4, 3, 3, 3), (1, 4, 10, 10), 1, 1, 1, 1, 1, 1, 1)
-    assert n >= 3 * 12 * 12 * 4
+    assert (ct.tiled_scratch_bytes((1, 64, 7, 7), (32, 64, 1, 1), (1, 32, 7, 7), 1, 1, 0, 0, 1, 1, 1,
+                                   nthreads=1) == panel + 64 * ct.NR * 4)
+    # general path: the padded copy plus slack (K = 27 rounds up to 28 panel rows)
+    n = ct.tiled_scratch_bytes((1, 3, 10, 10), (4, 3, 3, 3), (1, 4, 10, 10), 1, 1, 1, 1, 1, 1, 1,
+                               nthreads=1)
+    assert n >= 28 * ct.MR * 4 + 3 * 12 * 12 * 4
+    # 0 for an empty batch
     assert ct.tiled_scratch_bytes((0, 3, 10, 10), (4, 3, 3, 3), (0, 4, 10, 10), 1, 1, 1, 1, 1, 1, 1) == 0
 
 
@@ -236,7 +276,7 @@ def test_conv2d_tiled_rejects_mismatched_arguments():
     scratch = allocate(4096)
     none = np.zeros(0, np.float32)
     args = (1, 1, 1, 1, 1, 1, 1, 0, 0.0, 0.0)
-    with pytest.raises(ValueError, match="packed"):
+    with pytest.raises(ValueError, match="weight panels"):
         ct.conv2d_tiled(x, ct.pack_weights(w[:, :2]), w.shape, b, none, out, scratch, *args)
     with pytest.raises(ValueError, match="residual"):
         ct.conv2d_tiled(x, packed, w.shape, b, np.zeros((1, 2, 3, 4), np.float32), out, scratch,

@@ -41,19 +41,26 @@ def test_loader_decodes_in_normal_and_high_and_keeps_in_low(storage):
     assert keep_weights(const, "low") is const
 
 
-@pytest.mark.parametrize("storage,kernel", [("fp16", "conv2d_fp16w"), ("int8", "conv2d_int8w"),
-                                            ("int4", "conv2d_int4w")])
+@pytest.mark.parametrize("storage,kernel", [("fp16", "fp16w"), ("int8", "int8w"),
+                                            ("int4", "int4w")])
 def test_low_memory_keeps_storage_and_picks_its_kernel(storage, kernel):
     kept, choice = _choose(storage, memory="low")
-    assert kept.storage == storage and choice.kernel == kernel
-    assert "kept as stored" in choice.reason
+    assert kept.storage == storage and choice.kernel == "conv2d_tiled_" + kernel
+    assert "kept as stored" in choice.reason and "register-tiled" in choice.reason
+    # the same tiled family as fp32 for 1x1 and strided convs; the direct family where
+    # the fp32 model would not tile either (depthwise, few channels per group)
+    assert _choose(storage, memory="low", k=1)[1].kernel == "conv2d_tiled_" + kernel
+    assert _choose(storage, memory="low", stride=2)[1].kernel == "conv2d_tiled_" + kernel
+    dw = _choose(storage, memory="low", m=32, c=32, groups=32)[1]
+    assert dw.kernel == "conv2d_" + kernel and "depthwise" in dw.reason
+    assert _choose(storage, memory="low", m=32, c=32, groups=16)[1].kernel == "conv2d_" + kernel
 
 
 def test_fp16_low_memory_never_goes_to_a_quantized_kernel():
     # MNN's bug: fp16 carried quant metadata and went down the hybrid int8 path
     for precision in ("normal", "high", "low"):
         _, choice = _choose("fp16", memory="low", precision=precision)
-        assert choice.kernel == "conv2d_fp16w"
+        assert choice.kernel == "conv2d_tiled_fp16w"
 
 
 def test_fp32_cost_model_rows():
@@ -70,10 +77,11 @@ def test_fp32_cost_model_rows():
 
 def test_precision_low_int8_dot_only_for_symmetric_per_channel():
     assert _choose("int8", memory="low", precision="low")[1].kernel == "conv2d_int8dot"
-    assert _choose("int8", memory="low", precision="low", sym=False)[1].kernel == "conv2d_int8w"
-    assert _choose("int8", memory="low", precision="normal")[1].kernel == "conv2d_int8w"
+    asym = _choose("int8", memory="low", precision="low", sym=False)[1]
+    assert asym.kernel == "conv2d_tiled_int8w"
+    assert _choose("int8", memory="low", precision="normal")[1].kernel == "conv2d_tiled_int8w"
     no_vnni = _choose("int8", memory="low", precision="low", vnni=False)[1]
-    assert no_vnni.kernel == "conv2d_int8w" and "AVX512-VNNI" in no_vnni.reason
+    assert no_vnni.kernel == "conv2d_tiled_int8w" and "AVX512-VNNI" in no_vnni.reason
 
 
 def test_gemm_choice_follows_the_kept_storage():

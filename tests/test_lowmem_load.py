@@ -27,9 +27,12 @@ def test_load_and_prepare_low_memory_holds_no_fp32_copy(tmp_path, weights):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    # the largest single layer alone is 1/6 of the fp32 weights: even that never appears
-    assert peak < fp32_bytes / 12, (peak, fp32_bytes)
-    assert sess.info().weight_bytes < 0.55 * fp32_bytes
+    # the session keeps the stored weights repacked into the tiled kernel's panels (the
+    # bytes its info() reports); beyond those, the largest single layer in fp32 (1/6 of
+    # the fp32 weights) never appears, not even for a moment
+    kept = sess.info().weight_bytes
+    assert kept < 0.55 * fp32_bytes
+    assert peak < kept + fp32_bytes / 12, (peak, kept, fp32_bytes)
     assert_close(got, evaluate(graph, {"x": x})["y"])
 
 
