@@ -111,10 +111,13 @@ def choose_conv(node_desc: str, attrs: dict, kept: Constant, *, decoded_from: st
                                             f"per tensor, int8 dot products (vpdpbusd)")
         why += ("; precision=low int8 dot needs symmetric per-channel weights, groups=1 and "
                 "AVX512-VNNI")
-    m, cg, kh, kw, groups, _, _, c = _conv_geometry(attrs, kept, x_shape or (1, 0))
-    if x_shape is None or (groups == c == m and cg == 1):
-        what = "no shapes given" if x_shape is None else "depthwise"
-        return Choice(name, f"{why}; direct conv ({what})")
+    if x_shape is None:
+        return Choice(name, f"{why}; direct conv (no shapes given)")
+    m, cg, kh, kw, groups, _, _, c = _conv_geometry(attrs, kept, x_shape)
+    if groups == c == m and cg == 1:
+        return Choice("conv2d_depthwise_" + _LOW_KERNELS[kept.storage],
+                      f"{why}; depthwise: the (C, KH*KW) panel decoded per call, "
+                      f"register-tiled per channel")
     return _tiled_or_direct(kept, groups, cg, why)
 
 

@@ -115,6 +115,39 @@ class _Depthwise(_Plan):
         depthwise.conv2d_depthwise(x, self.w, bias, out, scratch, *geom, *act)
 
 
+class _DepthwiseStored(_Plan):
+    """conv2d_depthwise on fp16 / int8 / int4 weights kept as stored (memory=low).
+
+    A depthwise weight is one (C, KH*KW) panel, the size of one register-tiled panel of a
+    dense conv: each call decodes it into the head of the scratch and runs the fp32 kernel.
+    """
+    KINDS = {"fp16": conv_lowmem.KIND_FP16, "int8": conv_lowmem.KIND_INT8,
+             "int4": conv_lowmem.KIND_INT4}
+
+    def __init__(self, kept):
+        self.kind = self.KINDS[kept.storage]
+        c, _, kh, kw = kept.shape
+        self.w_shape = (c, 1, kh, kw)
+        if kept.storage == "fp16":
+            self.src = (kept.data.view(np.uint16).reshape(c, kh * kw), NO_ZERO, NO_ZERO)
+        else:
+            zero = kept.zero if kept.zero is not None else NO_ZERO
+            self.src = (kept.data, kept.scale, zero)
+        self.arrays = tuple(kept.arrays())
+        self.head = -(-4 * c * kh * kw // 64) * 64  # decoded weights, 64-byte aligned
+
+    def scratch(self, x, w, out, geom, groups):
+        sh, sw, pt, pl, _, _ = geom
+        return self.head + depthwise.depthwise_scratch_bytes(x, w[2:], out, sh, sw, pt, pl)
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+        c, _, kh, kw = self.w_shape
+        w = scratch_view(scratch, (c, kh * kw))
+        conv_lowmem.load_rows(self.kind, *self.src, 0, c, w)
+        depthwise.conv2d_depthwise(x, w.reshape(self.w_shape), bias, out, scratch[self.head:],
+                                   *geom, *act)
+
+
 class _Winograd(_Plan):
     fuses_residual = True
 
@@ -151,6 +184,8 @@ def make_plan(kernel: str, kept, option=None) -> _Plan:
         return _Tiled(kept)
     if kernel == "conv2d_depthwise":
         return _Depthwise(kept)
+    if kernel.startswith("conv2d_depthwise_"):
+        return _DepthwiseStored(kept)
     if kernel == "conv2d_winograd":
         return _Winograd(kept, option)
     if kernel == "conv2d_int8dot":

@@ -47,12 +47,12 @@ def test_low_memory_keeps_storage_and_picks_its_kernel(storage, kernel):
     kept, choice = _choose(storage, memory="low")
     assert kept.storage == storage and choice.kernel == "conv2d_tiled_" + kernel
     assert "kept as stored" in choice.reason and "register-tiled" in choice.reason
-    # the same tiled family as fp32 for 1x1 and strided convs; the direct family where
-    # the fp32 model would not tile either (depthwise, few channels per group)
+    # the same families as fp32: tiled for 1x1 and strided convs, depthwise for depthwise,
+    # direct where the fp32 model would not tile either (few channels per group)
     assert _choose(storage, memory="low", k=1)[1].kernel == "conv2d_tiled_" + kernel
     assert _choose(storage, memory="low", stride=2)[1].kernel == "conv2d_tiled_" + kernel
     dw = _choose(storage, memory="low", m=32, c=32, groups=32)[1]
-    assert dw.kernel == "conv2d_" + kernel and "depthwise" in dw.reason
+    assert dw.kernel == "conv2d_depthwise_" + kernel and "depthwise" in dw.reason
     assert _choose(storage, memory="low", m=32, c=32, groups=16)[1].kernel == "conv2d_" + kernel
 
 
