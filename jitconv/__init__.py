@@ -11,12 +11,17 @@ Quick use::
 """
 import os as _os
 
-# NOTE: Numba's default threading layer here is GNU OpenMP, whose idle workers spin. With
-# 2 cores, spinning workers starve the main thread between parallel kernels (MobileNetV2
-# at 2 threads: 33.9 ms spinning vs 11.1 ms passive on the dev VM) and fight other
-# runtimes' threads (onnxruntime, OpenBLAS). libgomp reads this when Numba first loads it, i.e. at the
-# first parallel kernel call, after this import; a value the user set is kept.
-_os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# NOTE: Numba's default threading layer here is GNU OpenMP. After a parallel region its
+# workers spin for GOMP_SPINCOUNT iterations (default ~3 ms) before sleeping. On 2 cores a
+# 3 ms spin starves the main thread and other runtimes' threads (onnxruntime, OpenBLAS)
+# between kernels; no spin at all (OMP_WAIT_POLICY=passive) pays a futex wake-up per
+# parallel region, ~60 per MobileNetV2 run. A short spin (~0.3 ms) is best: 2 threads, same
+# process as onnxruntime, ResNet-50 / MobileNetV2: 85.6 / 14.0 ms passive, 62-65 / 8.4-9.0 ms
+# with 30000, 86-95 / 15-17 ms with 300000 (medians of 5x10 runs). libgomp
+# reads these at the first parallel kernel call, after this import; if the user set
+# either variable, both are left alone.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "30000"
 
 from jitconv.backends import Backend, Kernel, OpContext, Registry, default_registry  # noqa: E402
 from jitconv.backends import cpu as _cpu  # noqa: F401,E402  registers the CPU backend
@@ -26,6 +31,7 @@ from jitconv.runtime.builder import GraphBuilder, Tensor
 from jitconv.runtime.compare import CompareReport, compare
 from jitconv.runtime.config import Config
 from jitconv.runtime.info import OpInfo, SessionInfo
+from jitconv.runtime.profile import OpTime, Profile
 from jitconv.runtime.ir import Constant, Graph, Node, TensorSpec
 from jitconv.runtime.session import Session
 
@@ -110,7 +116,7 @@ def backends() -> list:
 __all__ = [
     "Backend", "CompareReport", "Config", "ConfigError", "Constant", "Graph", "GraphBuilder", "GraphError",
     "InputError", "InternalError", "JitconvError", "Kernel", "Node", "OpContext", "OpInfo",
-    "Registry", "RegistryError", "Session", "SessionInfo", "Tensor", "TensorSpec",
+    "OpTime", "Profile", "Registry", "RegistryError", "Session", "SessionInfo", "Tensor", "TensorSpec",
     "backends", "compare", "default_registry", "load", "quantize", "register_backend",
     "register_kernel", "save", "unregister_backend",
 ]

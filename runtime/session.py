@@ -6,19 +6,21 @@ resize() re-infers shapes and re-plans memory; kernels keep their packed weights
 from __future__ import annotations
 
 import math
+import time
 from types import SimpleNamespace
 
 import numpy as np
 
 from jitconv.backends import OpContext, default_registry
-from jitconv.errors import GraphError, InputError, InternalError, JitconvError
+from jitconv.errors import ConfigError, GraphError, InputError, InternalError, JitconvError
 
 from .config import Config
 from .info import OpInfo, SessionInfo, op_flops
 from .passes import optimize
 from .planner import Interval, allocate, plan
+from .profile import Profile
 from .shapes import infer_shapes
-from .threads import numba_threads
+from .threads import check_fork, numba_threads
 
 
 def _base(arr):
@@ -242,7 +244,24 @@ class Session:
         feeds = {k: np.zeros(s, np.float32) for k, s in self._input_shapes.items()}
         self._execute(feeds, progress)
 
-    def _execute(self, feeds, progress):
+    def profile(self, feeds=None, runs: int = 10) -> Profile:
+        """Time every op over ``runs`` runs (after one warm-up run) and return the per-op
+        medians. ``feeds`` as for run(); zeros of the input shapes when None."""
+        if runs < 1:
+            raise ConfigError(f"profile: runs must be >= 1, got {runs}")
+        if feeds is None:
+            feeds = {k: np.zeros(s, np.float32) for k, s in self._input_shapes.items()}
+        feeds = self._check_feeds(feeds)
+        self._execute(feeds, None)
+        samples = [[] for _ in self._steps]
+        totals = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self._execute(feeds, None, samples)
+            totals.append(time.perf_counter() - t0)
+        return Profile.from_samples(self.config.label(), self.info().ops, samples, totals)
+
+    def _execute(self, feeds, progress, samples=None):
         buffers = dict(self._views)
         buffers.update(self._held)
         buffers.update(feeds)
@@ -254,13 +273,19 @@ class Session:
                 results[spec.name] = buffers[spec.name] = np.empty(self._shapes[spec.name],
                                                                    np.float32)
         ops = self.info().ops if progress else None
+        check_fork(f"Session({self.graph.name!r}).run")
         with numba_threads(self.config.resolved_threads()):
             for i, step in enumerate(self._steps):
                 if progress:
                     progress(i, len(self._steps), ops[i])
                 ins = [buffers[t] if t else None for t in step.inputs]
                 outs = [buffers[t] for t in step.outputs]
-                step.kernel.run(ins, outs, self._scratch)
+                if samples is None:
+                    step.kernel.run(ins, outs, self._scratch)
+                else:
+                    t0 = time.perf_counter()
+                    step.kernel.run(ins, outs, self._scratch)
+                    samples[i].append(time.perf_counter() - t0)
         if progress:
             progress(len(self._steps), len(self._steps), None)
         return results

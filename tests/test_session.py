@@ -173,3 +173,24 @@ def test_mobilenet_v2_matches_reference():
     for memory in ("normal", "low"):
         got = jc.Session(graph, jc.Config(threads=2, memory=memory)).run(x)["probs"]
         assert_close(got, ref, rtol=1e-5)
+
+
+def test_profile_times_every_op_and_does_not_change_results():
+    graph = conv_chain(layers=3, channels=8, size=8)
+    sess = jc.Session(graph, jc.Config(threads=1))
+    x = np.random.default_rng(0).standard_normal((1, 8, 8, 8)).astype(np.float32)
+    want = sess.run(x)["y"]
+    prof = sess.profile(x, runs=3)
+    assert prof.runs == 3 and [o.name for o in prof.ops] == [o.name for o in sess.info().ops]
+    assert all(o.median_ms > 0 for o in prof.ops) and prof.total_ms > 0
+    assert all(o.flops == i.flops for o, i in zip(prof.ops, sess.info().ops))
+    counts = {k: n for k, (n, _) in prof.by_kernel().items()}
+    assert sum(counts.values()) == len(prof.ops)
+    text = str(prof)
+    assert "median ms" in text and all(o.name in text for o in prof.ops)
+    assert "<table>" in prof._repr_html_()
+    np.testing.assert_array_equal(sess.run(x)["y"], want)
+    with pytest.raises(jc.ConfigError, match="runs"):
+        sess.profile(x, runs=0)
+    with pytest.raises(jc.InputError):
+        sess.profile(np.zeros((1, 3, 8, 8), np.float32))
