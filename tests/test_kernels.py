@@ -109,7 +109,21 @@ MAXPOOL_CASES = [
     (1, 4, 12, 13, (3, 3), (1, 2), (2, 2, 2, 2), (2, 2), 0),
     (1, 2, 7, 7, (3, 3), (3, 3), (0, 0, 0, 0), (1, 1), 1),
     (0, 2, 7, 7, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), 0),
+    (1, 3, 112, 112, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 0),  # ResNet's stem pool
+    (1, 2, 13, 17, (3, 2), (3, 3), (1, 1, 2, 2), (2, 3), 1),  # stride 3 with dilation
+    (1, 2, 9, 20, (2, 5), (1, 4), (0, 2, 0, 2), (1, 2), 0),  # stride 4 across
+    (1, 1, 5, 6, (3, 3), (2, 2), (1, 1, 1, 1), (2, 2), 1),  # dilated windows past the edge
 ]
+
+
+def test_max_pool2d_propagates_nan():
+    x = _rand(np.random.default_rng(5), 1, 1, 8, 8)
+    x[0, 0, 3, 4] = np.nan
+    out = np.empty((1, 1, 4, 4), np.float32)
+    pooling.max_pool2d(x, out, 3, 3, 2, 2, 1, 1, 1, 1)
+    ref = run_op("MaxPool", [x], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    assert np.array_equal(np.isnan(out), np.isnan(ref)) and np.isnan(out).sum() == 2
+    np.testing.assert_array_equal(out[~np.isnan(out)], ref[~np.isnan(ref)])
 
 
 @pytest.mark.parametrize("case", MAXPOOL_CASES)
