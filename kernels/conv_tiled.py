@@ -156,7 +156,9 @@ def _fill_plane(xn, xf, q, sh, sw, pt, pl, Hq, Wq, used):
     c = q // nph
     ab = q - c * nph
     if sw == 2:
-        if ab % 2 == 0:
+        # both column phases at once (wide loads); skipped when no tap reads either
+        # (1x1 stride 2 reads only row phase 0: half the planes)
+        if ab % 2 == 0 and (used[ab] != 0 or used[ab + 1] != 0):
             _fill_pair(xn, xf, q // 2, sh, pt, pl, Hq, Wq)
         return
     if used[ab] == 0:
