@@ -19,32 +19,9 @@ import onnxruntime as ort
 
 sys.path.insert(0, os.path.dirname(__file__))
 import jitconv as jc  # noqa: E402
+from jitconv.models import CONV_LAYERS, conv_layer, conv_layer_label  # noqa: E402
 from jitconv.models import mobilenet_v2, resnet50  # noqa: E402
 from onnx_export import to_onnx  # noqa: E402
-
-# name: (C, M, k, stride, pad, H, groups)
-LAYERS = {
-    "A 3x3 64->64 56": (64, 64, 3, 1, 1, 56, 1),
-    "B 1x1 256->64 56": (256, 64, 1, 1, 0, 56, 1),
-    "C 3x3 256->256 14": (256, 256, 3, 1, 1, 14, 1),
-    "D dw3x3 C144 56": (144, 144, 3, 1, 1, 56, 144),
-    "E 3x3/2 3->32 224": (3, 32, 3, 2, 1, 224, 1),
-    "F 1x1 1024->1024 14": (1024, 1024, 1, 1, 0, 14, 1),
-    "G 3x3/2 128->256 28": (128, 256, 3, 2, 1, 28, 1),
-    "H dw5x5 C240 14": (240, 240, 5, 1, 2, 14, 240),
-    "I 1x1 32->192 112": (32, 192, 1, 1, 0, 112, 1),
-}
-
-
-def layer_graph(c, m, k, stride, pad, h, groups, seed=0):
-    rng = np.random.default_rng(seed)
-    g = jc.GraphBuilder("layer")
-    x = g.input("x", (1, c, h, h))
-    w = (rng.standard_normal((m, c // groups, k, k)) * 0.1).astype(np.float32)
-    g.output(g.conv2d(x, w, rng.standard_normal(m).astype(np.float32), stride=stride,
-                      padding=pad, groups=groups), "y")
-    return g.build()
-
 
 def _median_of_runs(fn, runs):
     times = []
@@ -93,13 +70,14 @@ def main(argv=None):
     print(f"{'case':22} {'jitconv ms':>10} {'ort ms':>8} {'jc GF/s':>8} {'ort GF/s':>8} "
           f"{'jc/ort':>7} {'rel err':>8}  kernel")
     ratios = []
-    cases = [(n, layer_graph(*spec)) for n, spec in LAYERS.items() if n[0] in args.layers]
+    cases = [(conv_layer_label(n), conv_layer(n)) for n in CONV_LAYERS if n in args.layers]
+    layer_labels = {label for label, _ in cases}
     if args.models:
         cases += [("ResNet-50", resnet50()), ("MobileNetV2", mobilenet_v2())]
     for name, graph in cases:
         ms, flops, err, kernels = compare(name, graph, args.threads, args.rounds, args.runs)
         ratio = ms["onnxruntime"] / ms["jitconv"]
-        if name in LAYERS:
+        if name in layer_labels:
             ratios.append(ratio)
         gf = lambda t: flops / (t * 1e-3) / 1e9
         print(f"{name:22} {ms['jitconv']:>10.3f} {ms['onnxruntime']:>8.3f} "

@@ -109,4 +109,42 @@ def conv_chain(*, layers=20, channels=16, size=32, seed=0, name="conv_chain"):
     return g.build()
 
 
+# The CPU-speed yardstick layers: name -> (C, M, k, stride, pad, H, groups), batch 1, H x H
+CONV_LAYERS = {
+    "A": (64, 64, 3, 1, 1, 56, 1),
+    "B": (256, 64, 1, 1, 0, 56, 1),
+    "C": (256, 256, 3, 1, 1, 14, 1),
+    "D": (144, 144, 3, 1, 1, 56, 144),
+    "E": (3, 32, 3, 2, 1, 224, 1),
+    "F": (1024, 1024, 1, 1, 0, 14, 1),
+    "G": (128, 256, 3, 2, 1, 28, 1),
+    "H": (240, 240, 5, 1, 2, 14, 240),
+    "I": (32, 192, 1, 1, 0, 112, 1),
+}
+
+
+def conv_layer_label(name: str) -> str:
+    """"A 3x3 64->64 56", "D dw3x3 C144 56", "E 3x3/2 3->32 224", ..."""
+    c, m, k, s, _, h, groups = CONV_LAYERS[name]
+    shape = f"{k}x{k}" + (f"/{s}" if s > 1 else "")
+    if groups == c == m:
+        return f"{name} dw{shape} C{c} {h}"
+    return f"{name} {shape} {c}->{m} {h}"
+
+
+def conv_layer(name: str, *, activation=None, seed=0):
+    """One yardstick layer (CONV_LAYERS[name]) as a graph with input "x" and output "y"."""
+    if name not in CONV_LAYERS:
+        raise KeyError(f"unknown layer {name!r}; layers are {', '.join(CONV_LAYERS)}")
+    c, m, k, s, p, h, groups = CONV_LAYERS[name]
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder(f"layer_{name}")
+    x = g.input("x", (1, c, h, h))
+    w = (rng.standard_normal((m, c // groups, k, k)) * 0.1).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    g.output(g.conv2d(x, w, b, stride=s, padding=p, groups=groups, activation=activation,
+                      name="conv"), "y")
+    return g.build()
+
+
 MODELS = {"mobilenet_v2": mobilenet_v2, "resnet50": resnet50, "conv_chain": conv_chain}

@@ -1,7 +1,6 @@
 """Per-layer accuracy report: how far graph B's tensors drift from graph A's."""
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +8,7 @@ import numpy as np
 from .config import Config
 from .ir import Graph, TensorSpec
 from .shapes import infer_shapes
+from .tables import html_table, text_table
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,10 @@ class CompareReport:
         return max(self.rows, key=lambda r: r.max_rel)
 
     def __str__(self):
-        table = [list(self._COLUMNS)] + [self._cells(r) for r in self.rows]
-        widths = [max(len(t[i]) for t in table) for i in range(len(self._COLUMNS))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return text_table(self._COLUMNS, [self._cells(r) for r in self.rows])
 
     def _repr_html_(self):
-        head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in self._cells(r))
-                       + "</tr>" for r in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return html_table(self._COLUMNS, [self._cells(r) for r in self.rows])
 
 
 def _expose_all(graph: Graph, feeds) -> Graph:

@@ -1,9 +1,10 @@
 """What a prepared session reports: per-op kernel choices and the memory split."""
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
+
+from .tables import html_table, text_table
 
 
 def op_flops(node, in_shapes, out_shapes) -> int:
@@ -69,18 +70,7 @@ class SessionInfo:
                 f"{self.flops / 1e6:,.1f} MFLOP, {len(self.ops)} ops")
 
     def __str__(self) -> str:
-        rows = [list(self._COLUMNS)] + self._rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(self._COLUMNS))]
-        lines = [self.summary()]
-        for j, r in enumerate(rows):
-            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-            if j == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return text_table(self._COLUMNS, self._rows(), self.summary())
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                       for r in self._rows())
-        return (f"<p>{html.escape(self.summary())}</p>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return html_table(self._COLUMNS, self._rows(), self.summary())

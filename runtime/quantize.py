@@ -17,7 +17,6 @@ transB=1, so a quantized row is always one output channel. Storage layouts are t
 """
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +26,7 @@ from jitconv.errors import ConfigError, GraphError
 from .ir import QUANT_BITS, STORAGES, Constant, Graph, Node
 from .passes import _fresh_name
 from .shapes import infer_shapes
+from .tables import html_table, text_table
 
 FP16_MAX = 65504.0
 
@@ -90,18 +90,10 @@ class QuantReport:
                 f"{self.bytes_before} -> {self.bytes_after} ({ratio:.1%})")
 
     def __str__(self) -> str:
-        rows = [_COLS] + self.rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLS))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join([self.summary()] + lines)
+        return text_table(_COLS, self.rows(), self.summary())
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in _COLS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                       for r in self.rows())
-        return (f"<p>{html.escape(self.summary())}</p><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table>")
+        return html_table(_COLS, self.rows(), self.summary())
 
 
 def _quantize_rows(w2, bits, nblocks, symmetric):

@@ -88,18 +88,6 @@ class MobileNetV2(nn.Module):
         x = nn.functional.adaptive_avg_pool2d(s.features(x), 1)
         return s.classifier(torch.flatten(x, 1))
 
-def randomize(m, seed):
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.weight.data = 0.5 + torch.rand(n, generator=g)
-            mod.bias.data = 0.1 * torch.randn(n, generator=g)
-            mod.running_mean.data = 0.1 * torch.randn(n, generator=g)
-            mod.running_var.data = 0.5 + torch.rand(n, generator=g)
-    return m.eval()
-
-
 
 class Misc(nn.Module):
     """The other ops of CNN exports: chunk (Split), pad, slice, hardswish, prelu, nearest

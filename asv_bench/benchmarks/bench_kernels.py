@@ -9,31 +9,7 @@ import time
 import numpy as np
 
 import jitconv as jc
-
-# name: (C, M, k, stride, pad, H, groups); bench/compare_onnxruntime.py has the same table
-LAYERS = {
-    "A": (64, 64, 3, 1, 1, 56, 1),
-    "B": (256, 64, 1, 1, 0, 56, 1),
-    "C": (256, 256, 3, 1, 1, 14, 1),
-    "D": (144, 144, 3, 1, 1, 56, 144),
-    "E": (3, 32, 3, 2, 1, 224, 1),
-    "F": (1024, 1024, 1, 1, 0, 14, 1),
-    "G": (128, 256, 3, 2, 1, 28, 1),
-    "H": (240, 240, 5, 1, 2, 14, 240),
-    "I": (32, 192, 1, 1, 0, 112, 1),
-}
-
-
-def layer_graph(name, seed=0):
-    c, m, k, s, p, h, groups = LAYERS[name]
-    rng = np.random.default_rng(seed)
-    g = jc.GraphBuilder(f"layer_{name}")
-    x = g.input("x", (1, c, h, h))
-    w = (rng.standard_normal((m, c // groups, k, k)) * 0.05).astype(np.float32)
-    b = rng.standard_normal(m).astype(np.float32)
-    g.output(g.conv2d(x, w, b, stride=s, padding=p, groups=groups, activation="relu",
-                      name="conv"), "y")
-    return g.build()
+from jitconv.models import conv_layer
 
 
 class _KernelSuite:
@@ -45,7 +21,7 @@ class _KernelSuite:
     timeout = 300
 
     def setup(self, layer, threads):
-        graph = layer_graph(layer)
+        graph = conv_layer(layer, activation="relu")
         if self.weights != "fp32":
             graph = jc.quantize(graph, self.weights)
         self.sess = jc.Session(graph, jc.Config(threads=threads, **self.config))
