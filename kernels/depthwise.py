@@ -42,6 +42,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.ufunc.parallel import _iget_num_threads
 
+from .atomics import fetch_add
+
 ACT_NONE = 0
 ACT_RELU = 1
 ACT_CLIP = 2
@@ -273,20 +275,6 @@ def _vsplit16(typingctx, dst, d0, d1, src, si):
         builder.store(even, _vec_ptr(context, builder, signature.args[0], d, i0, _VL), align=4)
         builder.store(odd, _vec_ptr(context, builder, signature.args[0], d, i1, _VL), align=4)
         return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def _fetch_add(typingctx, a, v):
-    """Atomically a[0] += v; returns the old a[0] (a: 1-D int64 array shared by threads)."""
-    if not (isinstance(a, types.Array) and a.dtype == types.int64):
-        return None
-    sig = types.int64(a, types.int64)
-
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        return builder.atomic_rmw("add", data, args[1], "monotonic")
 
     return sig, codegen
 
@@ -610,7 +598,7 @@ def _units_flat(x, w, bias, ofl, slot, ctr, U, grab, Z, OH, OW, pt, pl, lo, hi):
     HW = H * W
     wk = _stack_f32(_WK)
     while True:
-        u0 = _fetch_add(ctr, grab)
+        u0 = fetch_add(ctr, 0, grab)
         if u0 >= U:
             break
         c = u0 % C
@@ -651,7 +639,7 @@ def _units_rows(x, w, bias, ofl, slot, ctr, U, grab, nblk, br, Wq, OH, OW, sh, s
     # 64-byte boundary: the row copies then store whole cache lines.
     buf = slot[(-((pl + sw - 1) // sw)) % _ALIGN:]
     while True:
-        u0 = _fetch_add(ctr, grab)
+        u0 = fetch_add(ctr, 0, grab)
         if u0 >= U:
             break
         nc = u0 // nblk  # plane index n * C + c, then stepped without divisions

@@ -48,6 +48,10 @@ from numba import config as _nb_config
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .atomics import fetch_add as _fetch_add
+from .atomics import fetch_add_release as _fetch_add_release
+from .atomics import load_acquire as _load_acquire
+
 ACT_NONE = 0
 ACT_RELU = 1
 ACT_CLIP = 2
@@ -116,50 +120,6 @@ def _borrow(typingctx, arr):
         return dst._getvalue()
 
     return arr(arr), codegen
-
-
-@intrinsic
-def _fetch_add(typingctx, arr, idx, val):
-    """Atomically arr[idx] += val (int64 array); returns the old value."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, sig, args):
-        a = context.make_array(sig.args[0])(context, builder, args[0])
-        p = cgutils.gep(builder, a.data, args[1])
-        v = context.cast(builder, args[2], sig.args[2], types.int64)
-        return builder.atomic_rmw("add", p, v, "monotonic")
-
-    return types.int64(arr, idx, val), codegen
-
-
-@intrinsic
-def _fetch_add_release(typingctx, arr, idx, val):
-    """As _fetch_add, with release ordering: writes before it are seen by an acquire load."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, sig, args):
-        a = context.make_array(sig.args[0])(context, builder, args[0])
-        p = cgutils.gep(builder, a.data, args[1])
-        v = context.cast(builder, args[2], sig.args[2], types.int64)
-        return builder.atomic_rmw("add", p, v, "release")
-
-    return types.int64(arr, idx, val), codegen
-
-
-@intrinsic
-def _load_acquire(typingctx, arr, idx):
-    """arr[idx] (int64 array), an atomic load with acquire ordering."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, sig, args):
-        a = context.make_array(sig.args[0])(context, builder, args[0])
-        p = cgutils.gep(builder, a.data, args[1])
-        return builder.load_atomic(p, "acquire", 8)
-
-    return types.int64(arr, idx), codegen
 
 
 @intrinsic
