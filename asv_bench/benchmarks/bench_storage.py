@@ -1,4 +1,8 @@
-"""Model M under every weight storage x memory mode: time, peak memory, weight bytes."""
+"""Model M under every weight storage x memory mode: time, weight bytes, and both as ratios
+to fp32 weights in memory=low (the weight-storage issue's yardstick)."""
+import statistics
+import time
+
 import jitconv as jc
 
 from .common import feeds_for, model_m, stored
@@ -24,6 +28,30 @@ class StorageSuite:
     def track_weight_bytes(self, graphs, weights, memory, threads):
         return self.sess.info().weight_bytes
     track_weight_bytes.unit = "bytes"
+
+    def _fp32_low(self, graphs, threads):
+        ref = jc.Session(graphs["fp32"], jc.Config(threads=threads, memory="low"))
+        ref.warmup()
+        return ref
+
+    def track_bytes_vs_fp32_low(self, graphs, weights, memory, threads):
+        return self.sess.info().weight_bytes / self._fp32_low(graphs, threads).info().weight_bytes
+    track_bytes_vs_fp32_low.unit = "ratio"
+
+    def track_time_vs_fp32_low(self, graphs, weights, memory, threads):
+        """Median latency / fp32-in-memory=low median latency, runs interleaved."""
+        ref = self._fp32_low(graphs, threads)
+        mine, base = [], []
+        for _ in range(5):
+            for sess, acc in ((self.sess, mine), (ref, base)):
+                runs = []
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    sess.run(self.feeds)
+                    runs.append(time.perf_counter() - t0)
+                acc.append(statistics.median(runs))
+        return statistics.median(mine) / statistics.median(base)
+    track_time_vs_fp32_low.unit = "ratio"
 
 
 class MobileNetV2Suite:
