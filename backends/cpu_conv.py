@@ -89,13 +89,14 @@ class _Tiled(_Plan):
     """conv2d_tiled: fp32 panels, or fp16 / int8 / int4 panels decoded one at a time."""
     fuses_residual = True
 
-    def __init__(self, kept):
+    def __init__(self, kept, threads):
         self.w_shape = kept.shape
+        self.threads = threads      # the session's thread count: one weight panel each
         self.packed = tiled_weights.pack_stored(kept)
         self.arrays = self.packed.arrays()
 
     def scratch(self, x, w, out, geom, groups):
-        return conv_tiled.tiled_scratch_bytes(x, w, out, *geom, groups)
+        return conv_tiled.tiled_scratch_bytes(x, w, out, *geom, groups, nthreads=self.threads)
 
     def __call__(self, x, bias, res, out, scratch, geom, groups, act):
         conv_tiled.conv2d_tiled(x, self.packed, self.w_shape, bias, res, out, scratch, *geom,
@@ -179,9 +180,9 @@ class _Int8Dot(_Plan):
                                scratch, *geom, *act)
 
 
-def make_plan(kernel: str, kept, option=None) -> _Plan:
+def make_plan(kernel: str, kept, option=None, threads=1) -> _Plan:
     if kernel.startswith("conv2d_tiled"):
-        return _Tiled(kept)
+        return _Tiled(kept, threads)
     if kernel == "conv2d_depthwise":
         return _Depthwise(kept)
     if kernel.startswith("conv2d_depthwise_"):
@@ -215,7 +216,7 @@ class Conv(Kernel):
             self.name, self.reason = choice.kernel, choice.reason
             self.storage = kept.storage if kept.storage == w.storage else \
                 f"{kept.storage} (from {w.storage})"
-            self.plan = make_plan(choice.kernel, kept, choice.option)
+            self.plan = make_plan(choice.kernel, kept, choice.option, cfg.resolved_threads())
         has_b = len(ctx.node.inputs) > 2 and bool(ctx.node.inputs[2])
         self.bias_const = b is not None
         self.bias = b.as_float32() if b is not None else np.zeros(m, np.float32)

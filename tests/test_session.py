@@ -194,3 +194,19 @@ def test_profile_times_every_op_and_does_not_change_results():
         sess.profile(x, runs=0)
     with pytest.raises(jc.InputError):
         sess.profile(np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_session_threads_differ_from_the_callers_numba_setting():
+    # scratch is sized for the session's threads, not for the caller's current setting
+    graph = conv_chain(layers=2, channels=16, size=8)
+    x = np.random.default_rng(0).standard_normal((1, 16, 8, 8)).astype(np.float32)
+    want = evaluate(graph, {"x": x})["y"]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        for threads in (1, 2):
+            sess = jc.Session(graph, jc.Config(threads=threads))
+            assert_close(sess.run(x)["y"], want)
+            assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
