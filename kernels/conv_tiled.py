@@ -23,12 +23,13 @@ and only the last partial pixel tile is copied (C x NR values) so no read runs p
 
 Weights are packed once (kernels/tiled_weights.py) as panels (ceil(M/MR), K, MR), K =
 Cg*KH*KW in the (c, kh, kw) order of w, zero rows padding M up to a multiple of MR: float32,
-or kept as fp16 bits / int8 / int4 (memory=low), in which case a thread decodes a panel into
-a (K, MR) float32 buffer when it starts a run of that panel's pixel tiles; everything else is
-the same code. Packing does not know
-the group count: a tile whose MR channels straddle a group boundary is computed once per
-group it touches and each pass keeps only its group's channels (only costs time when
-M/groups is not a multiple of MR; depthwise convs belong to another kernel).
+or kept as fp16 bits / int8 / int4 (memory=low). When a thread starts a run of one panel's
+pixel tiles it copies (fp32) or decodes (the others) the panel into its own (K, MR) float32
+slot of the scratch; everything after that is the same code for every storage.
+
+Packing does not know the group count: a tile whose MR channels straddle a group boundary
+is computed once per group it touches and each pass keeps only its group's channels (only
+costs time when M/groups is not a multiple of MR; depthwise convs belong to another kernel).
 
 Epilogue (on the registers): accumulators start at the bias; + residual (``res``, out's
 shape, read before out is written, so it may be out itself); relu / clip; store.
@@ -362,7 +363,7 @@ def _conv_grid(xf, gstride, koff, xt, kofft, kind, wp, wq, scale, zero, wtmp, bi
     tail_copy = xt.shape[0] > 0
     nth = max(1, min(nthreads, ntiles))
     for th in prange(nth):
-        # the decoded panel of low-storage weights (hoisted: one per thread)
+        # this thread's slot for the current weight panel, decoded to float32
         wbuf = wtmp[th]
         i = (ntiles * th) // nth
         iend = (ntiles * (th + 1)) // nth
