@@ -114,7 +114,6 @@ def create_global_avg_pool(ctx):
 
 def create_matmul(ctx):
     sa, sb = list(ctx.in_shapes[0]), list(ctx.in_shapes[1])
-    out_shape = ctx.out_shapes[0]
     a1, b1 = len(sa) == 1, len(sb) == 1
     sa = [1] + sa if a1 else sa
     sb = sb + [1] if b1 else sb

@@ -441,7 +441,7 @@ class _Importer:
 
     def finish(self) -> OnnxImport:
         g = self.model.graph
-        outputs, folded, extra_nodes = [], {}, []
+        outputs, folded = [], {}
         for vi in g.output:
             t = vi.name
             src = self.resolve(t)
