@@ -9,40 +9,38 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
-@intrinsic
-def fetch_add(typingctx, arr, idx, val):
-    """Atomically arr[idx] += val (int64 array); returns the old value."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, sig, args):
-        a = context.make_array(sig.args[0])(context, builder, args[0])
-        p = cgutils.gep(builder, a.data, args[1])
-        v = context.cast(builder, args[2], sig.args[2], types.int64)
-        return builder.atomic_rmw("add", p, v, "monotonic")
-
-    return types.int64(arr, idx, val), codegen
+def _is_int64_array(arr):
+    return isinstance(arr, types.Array) and arr.dtype == types.int64
 
 
-@intrinsic
-def fetch_add_release(typingctx, arr, idx, val):
-    """As fetch_add, with release ordering: writes before it are seen by an acquire load."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
-        return None
+def _fetch_add_typer(ordering):
+    """The typing function of an atomic arr[idx] += val with this memory ordering."""
+    def typer(typingctx, arr, idx, val):
+        if not _is_int64_array(arr):
+            return None
 
-    def codegen(context, builder, sig, args):
-        a = context.make_array(sig.args[0])(context, builder, args[0])
-        p = cgutils.gep(builder, a.data, args[1])
-        v = context.cast(builder, args[2], sig.args[2], types.int64)
-        return builder.atomic_rmw("add", p, v, "release")
+        def codegen(context, builder, sig, args):
+            a = context.make_array(sig.args[0])(context, builder, args[0])
+            p = cgutils.gep(builder, a.data, args[1])
+            v = context.cast(builder, args[2], sig.args[2], types.int64)
+            return builder.atomic_rmw("add", p, v, ordering)
 
-    return types.int64(arr, idx, val), codegen
+        return types.int64(arr, idx, val), codegen
+    return typer
+
+
+fetch_add = intrinsic(_fetch_add_typer("monotonic"))
+fetch_add.__doc__ = "Atomically arr[idx] += val (int64 array); returns the old value."
+
+fetch_add_release = intrinsic(_fetch_add_typer("release"))
+fetch_add_release.__doc__ = ("As fetch_add, with release ordering: writes before it are seen "
+                             "by an acquire load.")
 
 
 @intrinsic
 def load_acquire(typingctx, arr, idx):
     """arr[idx] (int64 array), an atomic load with acquire ordering."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+    if not _is_int64_array(arr):
         return None
 
     def codegen(context, builder, sig, args):
