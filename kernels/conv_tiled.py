@@ -101,6 +101,33 @@ def _panel_floats(w_shape):
     return (k + k % 2) * MR
 
 
+@njit(**_OPTS)
+def tap_offsets(nc, KH, KW, sh, sw, dh, dw, Hq, Wq):
+    """(koff, used) for nc channels (or channel groups) of phase planes Hq x Wq.
+
+    Tap k = (c, kh, kw) reads plane ((kh*dh) % sh, (kw*dw) % sw) of channel c shifted by
+    ((kh*dh) // sh, (kw*dw) // sw): koff[k] is its offset in the phase-split scratch, whose
+    channels are sh*sw planes each. used[a*sw + b] is 1 for the planes some tap reads.
+    Shared with kernels/int8dot.py (same layout, channels in groups of 4 there).
+    """
+    plane = Hq * Wq
+    cplane = sh * sw * plane
+    used = np.zeros(sh * sw, np.int64)
+    koff = np.empty(nc * KH * KW, np.int64)
+    k = 0
+    for c in range(nc):
+        for kh in range(KH):
+            a = (kh * dh) % sh
+            r = (kh * dh) // sh
+            for kw in range(KW):
+                b = (kw * dw) % sw
+                s = (kw * dw) // sw
+                used[a * sw + b] = 1
+                koff[k] = c * cplane + (a * sw + b) * plane + r * Wq + s
+                k += 1
+    return koff, used
+
+
 # ----------------------------------------------------------------------------- input copy
 
 @njit(inline="always", **_OPTS)
@@ -488,19 +515,7 @@ def _conv_tiled(x, kind, wp, wq, scale, zero, KH, KW, bias, res, out, xbuf, sh, 
     plane = Hq * Wq
     nph = sh * sw
     cplane = nph * plane
-    used = np.zeros(nph, np.int64)
-    koff = np.empty(K, np.int64)
-    k = 0
-    for c in range(Cg):
-        for kh in range(KH):
-            a = (kh * dh) % sh
-            r = (kh * dh) // sh
-            for kw in range(KW):
-                b = (kw * dw) % sw
-                s = (kw * dw) // sw
-                used[a * sw + b] = 1
-                koff[k] = c * cplane + (a * sw + b) * plane + r * Wq + s
-                k += 1
+    koff, used = tap_offsets(Cg, KH, KW, sh, sw, dh, dw, Hq, Wq)
     nused = 0
     for q in range(nph):
         nused += used[q]

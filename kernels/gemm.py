@@ -8,28 +8,22 @@ _OPTS = dict(cache=True, error_model="numpy", boundscheck=False)
 _FM_DOT = {"contract", "reassoc"}
 _FM = {"contract"}
 
-_NB = 4  # gemm_nt: columns of out computed together (reuses each loaded row of a)
+NB = 4  # gemm_panel: columns of out computed together (reuses each loaded row of a)
 _NCOL = 256  # matmul_batched: output columns per parallel tile
 
 
-@njit(parallel=True, fastmath=_FM_DOT, **_OPTS)
-def gemm_nt(a, bt, c, out, alpha, beta, has_c):
-    """a (M,K), bt (N,K) fp32 C-contiguous; c (M,N) any strides (zero ok, unused unless has_c); out (M,N). out = alpha*a@bt.T + beta*c."""
-    M, K = a.shape
-    N = bt.shape[0]
-    fa = np.float32(alpha)
-    fb = np.float32(beta)
-    nblk = (N + _NB - 1) // _NB
-    for t in prange(M * nblk):
-        i = t // nblk
-        j0 = (t % nblk) * _NB
+@njit(fastmath=_FM_DOT, **_OPTS)
+def gemm_panel(a, pan, nj, i0, i1, j0, c, out, fa, fb, has_c):
+    """out[i, j0:j0+nj] = fa * a[i] . pan[jj] (+ fb * c[i, j0+jj]) for i in [i0, i1); pan (>=nj, K) fp32."""
+    K = a.shape[1]
+    for i in range(i0, i1):
         ar = a[i]
         orow = out[i]
-        if j0 + _NB <= N:
-            b0 = bt[j0]
-            b1 = bt[j0 + 1]
-            b2 = bt[j0 + 2]
-            b3 = bt[j0 + 3]
+        if nj == NB:
+            b0 = pan[0]
+            b1 = pan[1]
+            b2 = pan[2]
+            b3 = pan[3]
             s0 = np.float32(0.0)
             s1 = np.float32(0.0)
             s2 = np.float32(0.0)
@@ -45,16 +39,31 @@ def gemm_nt(a, bt, c, out, alpha, beta, has_c):
             orow[j0 + 2] = fa * s2
             orow[j0 + 3] = fa * s3
         else:
-            for j in range(j0, N):
-                br = bt[j]
+            for jj in range(nj):
+                br = pan[jj]
                 s = np.float32(0.0)
                 for k in range(K):
                     s += ar[k] * br[k]
-                orow[j] = fa * s
+                orow[j0 + jj] = fa * s
         if has_c:
             cr = c[i]
-            for j in range(j0, min(j0 + _NB, N)):
-                orow[j] += fb * cr[j]
+            for jj in range(nj):
+                orow[j0 + jj] += fb * cr[j0 + jj]
+
+
+@njit(parallel=True, fastmath=_FM_DOT, **_OPTS)
+def gemm_nt(a, bt, c, out, alpha, beta, has_c):
+    """a (M,K), bt (N,K) fp32 C-contiguous; c (M,N) any strides (zero ok, unused unless has_c); out (M,N). out = alpha*a@bt.T + beta*c."""
+    M, K = a.shape
+    N = bt.shape[0]
+    fa = np.float32(alpha)
+    fb = np.float32(beta)
+    nblk = (N + NB - 1) // NB
+    for t in prange(M * nblk):
+        i = t // nblk
+        j0 = (t % nblk) * NB
+        nj = min(NB, N - j0)
+        gemm_panel(a, bt[j0:j0 + nj], nj, i, i + 1, j0, c, out, fa, fb, has_c)
 
 
 @njit(parallel=True, fastmath=_FM, **_OPTS)

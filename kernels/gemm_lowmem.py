@@ -1,7 +1,8 @@
 """gemm_nt with weights kept as stored (fp16 bits, int8, int4): memory mode "low".
 
-Mirrors ``kernels.gemm.gemm_nt`` (out = alpha * a @ bt.T + beta * c, 4 output columns per
-pass sharing each loaded element of a row of a, dot products vectorized with 'reassoc').
+Same math as ``kernels.gemm.gemm_nt`` (out = alpha * a @ bt.T + beta * c) and the same
+inner loops: both call ``kernels.gemm.gemm_panel`` (4 output columns per pass sharing each
+loaded element of a row of a, dot products vectorized with 'reassoc').
 A task is a block of 4 output columns x a range of rows of a: its 4 weight rows are decoded
 into a small fp32 panel (4, K) (allocated in the prange body, hoisted by Numba to once per
 thread chunk), then every row of a in the range runs against that panel. Rows are split into
@@ -14,54 +15,13 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_lowmem import KIND_FP16, KIND_INT4, KIND_INT8, NO_ZERO, load_rows
+from .gemm import NB, gemm_panel
 
 _OPTS = dict(cache=True, error_model="numpy", boundscheck=False)
-# dot products are reductions: LLVM only vectorizes them when reassociation is allowed
-_FM_DOT = {"contract", "reassoc"}
 _FM = {"contract"}
 
-_NB = 4  # output columns per panel (as gemm_nt)
 _MIN_TASKS = 32  # split rows of a when there are fewer column blocks than this
 _NO_SCALE = np.zeros((0, 0), np.float32)
-
-
-@njit(fastmath=_FM_DOT, **_OPTS)
-def gemm_panel(a, pan, nj, i0, i1, j0, c, out, fa, fb, has_c):
-    """out[i, j0:j0+nj] = fa * a[i] . pan[jj] (+ fb * c[i, j0+jj]) for i in [i0, i1); pan (>=nj, K) fp32."""
-    K = a.shape[1]
-    for i in range(i0, i1):
-        ar = a[i]
-        orow = out[i]
-        if nj == _NB:
-            b0 = pan[0]
-            b1 = pan[1]
-            b2 = pan[2]
-            b3 = pan[3]
-            s0 = np.float32(0.0)
-            s1 = np.float32(0.0)
-            s2 = np.float32(0.0)
-            s3 = np.float32(0.0)
-            for k in range(K):
-                av = ar[k]
-                s0 += av * b0[k]
-                s1 += av * b1[k]
-                s2 += av * b2[k]
-                s3 += av * b3[k]
-            orow[j0] = fa * s0
-            orow[j0 + 1] = fa * s1
-            orow[j0 + 2] = fa * s2
-            orow[j0 + 3] = fa * s3
-        else:
-            for jj in range(nj):
-                br = pan[jj]
-                s = np.float32(0.0)
-                for k in range(K):
-                    s += ar[k] * br[k]
-                orow[j0 + jj] = fa * s
-        if has_c:
-            cr = c[i]
-            for jj in range(nj):
-                orow[j0 + jj] += fb * cr[j0 + jj]
 
 
 @njit(parallel=True, fastmath=_FM, **_OPTS)
@@ -73,7 +33,7 @@ def _gemm_lowmem(kind, a, wsrc, scale, zero, c, out, alpha, beta, has_c):
         return
     fa = np.float32(alpha)
     fb = np.float32(beta)
-    nblk = (N + _NB - 1) // _NB
+    nblk = (N + NB - 1) // NB
     # split the rows too when there are too few column blocks to keep the threads busy
     nrc = 1
     if nblk < _MIN_TASKS:
@@ -81,11 +41,11 @@ def _gemm_lowmem(kind, a, wsrc, scale, zero, c, out, alpha, beta, has_c):
     rpc = (M + nrc - 1) // nrc
     nrc = (M + rpc - 1) // rpc
     for t in prange(nblk * nrc):
-        pan = np.empty((_NB, K), np.float32)  # hoisted by Numba: one per thread chunk
+        pan = np.empty((NB, K), np.float32)  # hoisted by Numba: one per thread chunk
         jb = t // nrc
         rc = t % nrc
-        j0 = jb * _NB
-        nj = min(_NB, N - j0)
+        j0 = jb * NB
+        nj = min(NB, N - j0)
         load_rows(kind, wsrc, scale, zero, j0, nj, pan)
         gemm_panel(a, pan, nj, rc * rpc, min(M, (rc + 1) * rpc), j0, c, out, fa, fb, has_c)
 

@@ -50,6 +50,7 @@ quarter of the fp32 kernels' padded copy).
 import numpy as np
 from numba import njit, prange
 
+from .conv_tiled import tap_offsets
 from .vnni import dot4_u8s8, dpbusd16, has_vnni, pack4_u8, stack_i32, zero16
 
 __all__ = ["has_vnni", "pack_int8dot", "int8dot_scratch_bytes", "conv2d_int8dot",
@@ -380,22 +381,8 @@ def _prepare(x, wsum, wscale, KH, KW, OH, OW, sh, sw, dh, dw):
     wpd = (OW - 1) * sw + (KW - 1) * dw + 1
     Hq = (hp + sh - 1) // sh
     Wq = (wpd + sw - 1) // sw
-    plane = Hq * Wq
-    nph = sh * sw
     C4 = (C + 3) // 4
-    used = np.zeros(nph, np.int64)
-    koff = np.empty(C4 * KH * KW, np.int64)
-    k = 0
-    for c4 in range(C4):
-        for kh in range(KH):
-            a = (kh * dh) % sh
-            r = (kh * dh) // sh
-            for kw in range(KW):
-                b = (kw * dw) % sw
-                s = (kw * dw) // sw
-                used[a * sw + b] = 1
-                koff[k] = (c4 * nph + a * sw + b) * plane + r * Wq + s
-                k += 1
+    koff, used = tap_offsets(C4, KH, KW, sh, sw, dh, dw, Hq, Wq)
     corr = np.empty(M, np.int32)
     oscale = np.empty(M, np.float32)
     for m in range(M):
