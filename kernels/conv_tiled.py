@@ -44,6 +44,7 @@ import numpy as np
 import numba
 from numba import njit, prange
 
+from .phase_planes import fill_phases, tap_offsets
 from .stack import copy_masked16, stack_f32
 from .tiled_weights import KIND_F32, MR, NO_Q, NO_SCALE, PackedWeights, decode_panel
 from .tiled_weights import pack_weights  # noqa: F401  (re-exported: callers pack here)
@@ -101,150 +102,7 @@ def _panel_floats(w_shape):
     return (k + k % 2) * MR
 
 
-@njit(**_OPTS)
-def tap_offsets(nc, KH, KW, sh, sw, dh, dw, Hq, Wq):
-    """(koff, used) for nc channels (or channel groups) of phase planes Hq x Wq.
-
-    Tap k = (c, kh, kw) reads plane ((kh*dh) % sh, (kw*dw) % sw) of channel c shifted by
-    ((kh*dh) // sh, (kw*dw) // sw): koff[k] is its offset in the phase-split scratch, whose
-    channels are sh*sw planes each. used[a*sw + b] is 1 for the planes some tap reads.
-    Shared with kernels/int8dot.py (same layout, channels in groups of 4 there).
-    """
-    plane = Hq * Wq
-    cplane = sh * sw * plane
-    used = np.zeros(sh * sw, np.int64)
-    koff = np.empty(nc * KH * KW, np.int64)
-    k = 0
-    for c in range(nc):
-        for kh in range(KH):
-            a = (kh * dh) % sh
-            r = (kh * dh) // sh
-            for kw in range(KW):
-                b = (kw * dw) % sw
-                s = (kw * dw) // sw
-                used[a * sw + b] = 1
-                koff[k] = c * cplane + (a * sw + b) * plane + r * Wq + s
-                k += 1
-    return koff, used
-
-
 # ----------------------------------------------------------------------------- input copy
-
-@njit(inline="always", **_OPTS)
-def _fill_pair(xn, xf, q, sh, pt, pl, Hq, Wq):
-    """Width stride 2: both column phases (planes 2q, 2q+1) of channel c = q // sh, row phase a.
-
-    NOTE: a loop reading only src[2*u] is vectorized with gathers; reading src[2*u] and
-    src[2*u + 1] together is a full interleave group: wide loads + vpermt2ps, ~3x faster.
-    """
-    C, H, W = xn.shape
-    plane = Hq * Wq
-    zero = np.float32(0.0)
-    c = q // sh
-    a = q - c * sh
-    # padded column 2u + pl: even source columns land in phase pl % 2, odd ones in the other
-    jE = pl // 2
-    jO = (pl + 1) // 2
-    nu = min(W // 2, Wq - jE, Wq - jO)
-    d0 = xf[2 * q * plane:(2 * q + 1) * plane]
-    d1 = xf[(2 * q + 1) * plane:(2 * q + 2) * plane]
-    for j in range(plane):
-        d0[j] = zero
-        d1[j] = zero
-    dE = d0
-    dO = d1
-    if pl % 2 == 1:
-        dE = d1
-        dO = d0
-    ilo = 0
-    if pt > a:
-        ilo = (pt - a + sh - 1) // sh
-    ihi = 0
-    if H - 1 + pt - a >= 0:
-        ihi = (H - 1 + pt - a) // sh + 1
-    ihi = min(ihi, Hq)
-    for i in range(ilo, ihi):
-        src = xn[c, i * sh + a - pt]
-        e = dE[i * Wq + jE:]
-        o = dO[i * Wq + jO:]
-        for u in range(nu):
-            e[u] = src[2 * u]
-            o[u] = src[2 * u + 1]
-        if W % 2 == 1 and jE + W // 2 < Wq:
-            e[W // 2] = src[W - 1]
-
-
-@njit(inline="always", **_OPTS)
-def _fill_plane(xn, xf, q, sh, sw, pt, pl, Hq, Wq, used):
-    """Phase plane q = (c*sh + a)*sw + b of xf (see _fill_phases)."""
-    C, H, W = xn.shape
-    nph = sh * sw
-    plane = Hq * Wq
-    zero = np.float32(0.0)
-    c = q // nph
-    ab = q - c * nph
-    if sw == 2:
-        # both column phases at once (wide loads); skipped when no tap reads either
-        # (1x1 stride 2 reads only row phase 0: half the planes)
-        if ab % 2 == 0 and (used[ab] != 0 or used[ab + 1] != 0):
-            _fill_pair(xn, xf, q // 2, sh, pt, pl, Hq, Wq)
-        return
-    if used[ab] == 0:
-        return
-    a = ab // sw
-    b = ab - a * sw
-    dst = xf[q * plane:(q + 1) * plane]
-    # NOTE: zero the plane in one flat pass (a memset), then copy the rows in: short
-    # rows make per-row zero / copy / zero loops cost ~4x numpy's padded copy
-    for j in range(plane):
-        dst[j] = zero
-    # columns j whose source column j*sw + b - pl lies in [0, W)
-    jlo = 0
-    if pl > b:
-        jlo = (pl - b + sw - 1) // sw
-    jhi = 0
-    if W - 1 + pl - b >= 0:
-        jhi = (W - 1 + pl - b) // sw + 1
-    jlo = min(jlo, Wq)
-    jhi = min(max(jhi, jlo), Wq)
-    nj = jhi - jlo
-    if nj <= 0:
-        return
-    c0 = jlo * sw + b - pl
-    # rows i whose source row i*sh + a - pt lies in [0, H)
-    ilo = 0
-    if pt > a:
-        ilo = (pt - a + sh - 1) // sh
-    ihi = 0
-    if H - 1 + pt - a >= 0:
-        ihi = (H - 1 + pt - a) // sh + 1
-    ihi = min(ihi, Hq)
-    for i in range(ilo, ihi):
-        dm = dst[i * Wq + jlo:]
-        src = xn[c, i * sh + a - pt, c0:]
-        if sw == 1:
-            for j in range(nj):
-                dm[j] = src[j]
-        else:
-            for j in range(nj):
-                dm[j] = src[j * sw]
-
-
-@njit(parallel=True, **_OPTS)
-def _fill_phases(xn, xf, sh, sw, pt, pl, Hq, Wq, used):
-    """xn (C,H,W) -> xf flat (C, sh, sw, Hq, Wq) + slack: zero-padded phase planes.
-
-    Plane (a, b) of channel c holds padded pixel (i*sh + a, j*sw + b) at (i, j); planes with
-    used[a*sw + b] == 0 (no tap reads them) are skipped. The slack after the planes is zeroed.
-    """
-    C = xn.shape[0]
-    n = C * sh * sw
-    for q in prange(n):
-        _fill_plane(xn, xf, q, sh, sw, pt, pl, Hq, Wq, used)
-    tail = xf[n * Hq * Wq:]
-    for j in range(tail.shape[0]):
-        tail[j] = np.float32(0.0)
-
 
 @njit(**_OPTS)
 def _fill_tail(xg, p0, tb):
@@ -523,7 +381,7 @@ def _conv_tiled(x, kind, wp, wq, scale, zero, KH, KW, bias, res, out, xbuf, sh, 
                 Cg * nused * ((KH - 1) * dh // sh + 1) * Wq * _F32, M * K * _F32)
     xf = xbuf[:C * cplane + Wq + NR]
     for n in range(N):
-        _fill_phases(x[n], xf, sh, sw, pt, pl, Hq, Wq, used)
+        fill_phases(x[n], xf, sh, sw, pt, pl, Hq, Wq, used)
         of = out[n].reshape(M * OH * OW)
         rf = of
         if has_res:

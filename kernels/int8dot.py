@@ -50,7 +50,7 @@ quarter of the fp32 kernels' padded copy).
 import numpy as np
 from numba import njit, prange
 
-from .conv_tiled import tap_offsets
+from .phase_planes import tap_offsets
 from .vnni import dot4_u8s8, dpbusd16, has_vnni, pack4_u8, stack_i32, zero16
 
 __all__ = ["has_vnni", "pack_int8dot", "int8dot_scratch_bytes", "conv2d_int8dot",
