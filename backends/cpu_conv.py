@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from jitconv.kernels import conv_lowmem, conv_tiled, depthwise, int8dot, tiled_weights, winograd
+from jitconv.kernels import conv_chanvec, conv_lowmem, conv_tiled, depthwise, int8dot, tiled_weights
+from jitconv.kernels import winograd
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
 from jitconv.kernels.vnni import has_vnni
@@ -103,6 +104,23 @@ class _Tiled(_Plan):
                                 groups, *act)
 
 
+class _ChanVec(_Plan):
+    """conv2d_chanvec: fp32 weights packed as (M/32, K, 32) chunks, groups 1."""
+    fuses_residual = True
+
+    def __init__(self, kept):
+        self.w_shape = kept.shape
+        self.wp = conv_chanvec.pack_chanvec(kept.data)
+        self.arrays = (self.wp,)
+
+    def scratch(self, x, w, out, geom, groups):
+        return conv_chanvec.chanvec_scratch_bytes(x, w, out, *geom)
+
+    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+        conv_chanvec.conv2d_chanvec(x, self.wp, self.w_shape, bias, res, out, scratch, *geom,
+                                    *act)
+
+
 class _Depthwise(_Plan):
     def __init__(self, kept):
         self.w = kept.data
@@ -183,6 +201,8 @@ class _Int8Dot(_Plan):
 def make_plan(kernel: str, kept, option=None, threads=1) -> _Plan:
     if kernel.startswith("conv2d_tiled"):
         return _Tiled(kept, threads)
+    if kernel == "conv2d_chanvec":
+        return _ChanVec(kept)
     if kernel == "conv2d_depthwise":
         return _Depthwise(kept)
     if kernel.startswith("conv2d_depthwise_"):

@@ -65,14 +65,22 @@ def test_fp16_low_memory_never_goes_to_a_quantized_kernel():
 
 def test_fp32_cost_model_rows():
     assert _choose("fp32", m=32, c=32, groups=32)[1].kernel == "conv2d_depthwise"
-    assert _choose("fp32", k=1)[1].kernel == "conv2d_tiled"
-    assert _choose("fp32", stride=2)[1].kernel == "conv2d_tiled"
+    # groups 1: channel-vectorized (32 channels x 7 pixels) unless its tile padding costs
+    # more than the tiled kernel's (8 channels x 32 pixels)
+    one = _choose("fp32", k=1)[1]          # 28x28 = 112 tiles of 7; 24.5 tiles of 32
+    assert one.kernel == "conv2d_chanvec" and "channel-vectorized" in one.reason
+    assert _choose("fp32", stride=2)[1].kernel == "conv2d_chanvec"
+    few = _choose("fp32", m=8, k=1)[1]     # 8 output channels: a chunk would be 3/4 padding
+    assert few.kernel == "conv2d_tiled" and "channel-vectorized would compute" in few.reason
+    wide = _choose("fp32", m=64, k=1, hw=32)[1]   # 1024 pixels: 32 whole tiles of 32
+    assert wide.kernel == "conv2d_tiled"
     assert _choose("fp32", m=32, c=32, groups=16)[1].kernel == "conv2d_direct"   # 2 per group
+    assert _choose("fp32", m=64, c=64, groups=2)[1].kernel == "conv2d_tiled"    # grouped
     big = _choose("fp32", m=64, c=64, hw=56)[1]
     assert big.kernel == "conv2d_winograd" and big.option in (2, 4)
     for precision, memory in (("high", "normal"), ("normal", "low")):
         choice = _choose("fp32", hw=56, precision=precision, memory=memory)[1]
-        assert choice.kernel == "conv2d_tiled" and "Winograd ruled out" in choice.reason
+        assert choice.kernel == "conv2d_chanvec" and "Winograd ruled out" in choice.reason
 
 
 def test_precision_low_int8_dot_only_for_symmetric_per_channel():

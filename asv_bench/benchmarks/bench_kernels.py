@@ -54,9 +54,9 @@ def _suite(name, layers, kernel, weights="fp32", **config):
     return cls
 
 
-# precision=high rules Winograd out, so A and C time the tiled kernel as well
-TiledSuite = _suite("TiledSuite", ("A", "B", "C", "E", "F", "G", "I"), "conv2d_tiled",
-                    precision="high")
+# precision=high rules Winograd out, so A and C time the channel-vectorized kernel as well
+ChanvecSuite = _suite("ChanvecSuite", ("A", "B", "C", "E", "F", "G", "I"), "conv2d_chanvec",
+                      precision="high")
 WinogradSuite = _suite("WinogradSuite", ("A", "C"), "conv2d_winograd")
 DepthwiseSuite = _suite("DepthwiseSuite", ("D", "H"), "conv2d_depthwise")
 TiledFp16Suite = _suite("TiledFp16Suite", ("A", "B", "G"), "conv2d_tiled_fp16w", "fp16",
@@ -69,3 +69,50 @@ DepthwiseInt8Suite = _suite("DepthwiseInt8Suite", ("D", "H"), "conv2d_depthwise_
                             memory="low")
 Int8DotSuite = _suite("Int8DotSuite", ("A", "B", "C"), "conv2d_int8dot", "int8", memory="low",
                       precision="low")
+
+
+class TiledSuite:
+    """conv2d_tiled (fp32 panels) called directly on layers A, B, C, E, F, G, I: the cost
+    model now gives these groups-1 layers to conv2d_chanvec, and the tiled kernel is still
+    the one for grouped convs and the structure of the fp16 / int8 / int4 kernels."""
+    params = (["A", "B", "C", "E", "F", "G", "I"], [1, 2])
+    param_names = ["layer", "threads"]
+    timeout = 300
+
+    def setup(self, layer, threads):
+        import numba
+        from jitconv.kernels import conv_tiled
+        from jitconv.models import CONV_LAYERS
+        from jitconv.runtime.planner import allocate
+        c, m, k, s, p, h, _ = CONV_LAYERS[layer]
+        rng = np.random.default_rng(1)
+        self.x = rng.standard_normal((1, c, h, h)).astype(np.float32)
+        w = (rng.standard_normal((m, c, k, k)) * 0.1).astype(np.float32)
+        oh = (h + 2 * p - k) // s + 1
+        self.out = np.empty((1, m, oh, oh), np.float32)
+        self.args = (conv_tiled.pack_weights(w), w.shape, np.zeros(m, np.float32), None,
+                     self.out)
+        self.geom = (s, s, p, p, 1, 1, 1, 1, 0.0, 0.0)
+        self.threads = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        self.scratch = allocate(conv_tiled.tiled_scratch_bytes(
+            self.x.shape, w.shape, self.out.shape, s, s, p, p, 1, 1, 1, threads))
+        self.flops = 2 * m * c * k * k * oh * oh
+        self.time_conv(layer, threads)
+
+    def teardown(self, layer, threads):
+        import numba
+        numba.set_num_threads(self.threads)
+
+    def time_conv(self, layer, threads):
+        from jitconv.kernels import conv_tiled
+        conv_tiled.conv2d_tiled(self.x, *self.args, self.scratch, *self.geom)
+
+    def track_gflops(self, layer, threads):
+        runs = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            self.time_conv(layer, threads)
+            runs.append(time.perf_counter() - t0)
+        return self.flops / np.median(runs) / 1e9
+    track_gflops.unit = "GFLOP/s"

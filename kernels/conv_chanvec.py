@@ -1,0 +1,286 @@
+"""Channel-vectorized implicit-GEMM fp32 convolution, NCHW, with fused bias + residual + activation.
+
+The same GEMM as kernels/conv_tiled.py, out[m, p] = sum_k w[m, k] * x[k-th tap of pixel p], with
+the roles of the two operands swapped in the register tile: NC=32 output channels are the vector
+dimension (2 zmm) and NP=7 pixels are broadcast, so one tile is 7 x 2 = 14 zmm accumulators and
+each k costs 2 vector loads of weights + 7 broadcasts of input for 14 FMAs.
+
+Why a second kernel: conv_tiled's tiles are 32 pixels wide, so a 7x7 image (49 pixels) computes
+64 and a 14x14 one 224 of 196; and each of its tiles reads K input rows of 32 pixels, one short
+stream per row. Here the weights are the long contiguous stream: they are packed as chunks
+(ceil(M/NC), K, NC), and a chunk is read front to back once per pixel tile; 7 divides every
+ResNet / MobileNet spatial size (7 * 2^k squared). Measured (bench/conv_layers.py-like, 1x1
+convs of ResNet-50 at 2 threads): 185-220 GFLOP/s against conv_tiled's 100-160.
+
+Input: as conv_tiled, a stride-1 walk over a "padded-width grid" of OH x Wq pixels of the
+phase-split scratch (kernels/phase_planes.py); grid columns ow >= OW are computed and not
+stored. A 1x1 stride-1 unpadded conv whose pixel count is a multiple of NP reads the image
+itself (grid = the H*W pixels, no copy).
+
+Output: each pixel of the tile stores its NC channels at stride OH*OW (a scatter). The store
+is once per tile and the tile's K loop is long, so it costs little; channels past M (the last
+chunk's zero padding) and grid pixels outside OH x OW are skipped.
+
+Threads: pixel blocks (input of a block ~384 KiB, in L2), in a block the weight chunks, in a
+chunk the block's pixel tiles; the sequence is cut into one contiguous range per thread.
+Groups: 1 only (the chooser sends grouped convs to conv_tiled).
+"""
+
+import numpy as np
+import numba
+from numba import njit, prange
+
+from .phase_planes import fill_phases, tap_offsets
+from .stack import stack_f32
+
+ACT_NONE = 0
+ACT_RELU = 1
+ACT_CLIP = 2
+
+NP = 7    # pixels per register tile (broadcast)
+NC = 32   # output channels per register tile (vectorized: 2 zmm)
+_ACC = NP * NC
+_SB = 16   # tiles staged per thread before they are stored
+_STAGE = _SB * _ACC
+_L2_BLOCK = 384 * 1024
+_F32 = 4
+
+_OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
+
+
+def pack_chanvec(w):
+    """(M, C, KH, KW) float32 -> chunks (ceil(M/NC), K, NC), K = C*KH*KW in w's (c, kh, kw)
+    order; channels past M are zero."""
+    w = np.asarray(w, dtype=np.float32)
+    M = w.shape[0]
+    K = int(np.prod(w.shape[1:]))
+    nch = -(-M // NC)
+    wp = np.zeros((nch * NC, K), np.float32)
+    wp[:M] = w.reshape(M, K)
+    return np.ascontiguousarray(wp.reshape(nch, NC, K).transpose(0, 2, 1))
+
+
+def _direct_input(x_shape, w_shape, out_shape, sh, sw, pt, pl):
+    """True when the kernel reads the image itself: 1x1, stride 1, no padding, H*W % NP == 0."""
+    return (w_shape[2] == 1 and w_shape[3] == 1 and sh == 1 and sw == 1 and pt == 0
+            and pl == 0 and tuple(out_shape[2:]) == tuple(x_shape[2:])
+            and (x_shape[2] * x_shape[3]) % NP == 0)
+
+
+def chanvec_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw):
+    """Bytes of uint8 scratch ``conv2d_chanvec`` needs: the phase-split padded input with
+    slack, or none when the image is read in place."""
+    if x_shape[0] == 0 or out_shape[1] == 0 or out_shape[2] <= 0 or out_shape[3] <= 0:
+        return 0
+    if _direct_input(x_shape, w_shape, out_shape, sh, sw, pt, pl):
+        return 0
+    KH, KW = w_shape[2], w_shape[3]
+    OH, OW = out_shape[2], out_shape[3]
+    Hq = -(-((OH - 1) * sh + (KH - 1) * dh + 1) // sh)
+    Wq = -(-((OW - 1) * sw + (KW - 1) * dw + 1) // sw)
+    return (x_shape[1] * sh * sw * Hq * Wq + Wq + NC) * _F32
+
+
+# ----------------------------------------------------------------------------- micro-kernel
+
+@njit(inline="always", **_OPTS)
+def _act(v, act, lo, hi):
+    if act == ACT_RELU:
+        v = np.float32(0.0) if v < np.float32(0.0) else v
+    elif act == ACT_CLIP:
+        v = lo if v < lo else v
+        v = hi if v > hi else v
+    return v
+
+
+@njit(inline="always", **_OPTS)
+def _tile(xf, koff, wc, bias, m0, g0, st):
+    """One NP-pixel x NC-channel tile: grid pixels g0..g0+NP-1 (read at xf[koff[k] + g]),
+    channels m0..m0+NC-1 of the chunk wc (K, NC), plus bias (padded to whole chunks);
+    written to st (NP, NC) as it is."""
+    acc = stack_f32(_ACC)
+    bt = stack_f32(NC)
+    for j in range(NC):
+        bt[j] = bias[m0 + j]
+    # NOTE: every loop over the tile runs channels (the vector dimension) inner-most
+    for i in range(NP):
+        for j in range(NC):
+            acc[i * NC + j] = bt[j]
+    K = koff.shape[0]
+    for k in range(K):
+        xs = xf[koff[k] + g0:]
+        wk = wc[k]
+        for j in range(NC):
+            wv = wk[j]
+            for i in range(NP):
+                acc[i * NC + j] += xs[i] * wv
+    # NOTE: one flat loop; as two nested loops LLVM vectorized over the 7 pixels (masked
+    # gathers / scatters) instead of the 32 channels
+    for t in range(_ACC):
+        st[t] = acc[t]
+
+
+@njit(inline="always", **_OPTS)
+def _flush(st, npx, g0, of, rf, has_res, m0, nm, Wq, OH, OW, act, lo, hi):
+    """Staged tiles (npx grid pixels from g0, NC channels each) -> of, channel by channel:
+    + residual (rf, read before of is written, so it may be of), activation, only grid
+    pixels inside OH x OW and channels below m0 + nm."""
+    plane = OH * OW
+    s = 0
+    g = g0
+    gend = g0 + npx
+    while g < gend:
+        oh = g // Wq
+        ow = g - oh * Wq
+        if oh >= OH:
+            break
+        n = min(gend - g, Wq - ow)
+        nv = min(n, OW - ow)
+        base = m0 * plane + oh * OW + ow
+        for j in range(nm):
+            o = of[base + j * plane:]
+            sj = st[s * NC + j:]
+            if has_res:
+                r = rf[base + j * plane:]
+                for t in range(nv):
+                    o[t] = _act(sj[t * NC] + r[t], act, lo, hi)
+            else:
+                for t in range(nv):
+                    o[t] = _act(sj[t * NC], act, lo, hi)
+        s += n
+        g += n
+
+
+@njit(parallel=True, **_OPTS)
+def _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthreads, act, lo, hi):
+    """All tiles of one image over a grid of G pixels (G = OH * Wq)."""
+    nch = wp.shape[0]
+    npt = (G + NP - 1) // NP
+    ntiles = nch * npt
+    nth = max(1, min(nthreads, ntiles))
+    for th in prange(nth):
+        # this thread's staged tiles: runs of up to _SB tiles, stored transposed by _flush
+        st = stack_f32(_STAGE)
+        i = (ntiles * th) // nth
+        iend = (ntiles * (th + 1)) // nth
+        while i < iend:
+            # tile i: pixel block pb (pbs tiles), chunk c, tile jj of the block
+            pb = i // (nch * PB)
+            r = i - pb * nch * PB
+            pbs = min(PB, npt - pb * PB)
+            c = r // pbs
+            jj = r - c * pbs
+            cnt = min(pbs - jj, iend - i, _SB)
+            wc = wp[c]
+            m0 = c * NC
+            nm = min(NC, M - m0)
+            g0 = (pb * PB + jj) * NP
+            for u in range(cnt):
+                _tile(xf, koff, wc, bias, m0, g0 + u * NP, st[u * _ACC:])
+            _flush(st, min(cnt * NP, G - g0), g0, of, rf, has_res, m0, nm, Wq, OH, OW, act,
+                   lo, hi)
+            i += cnt
+
+
+@njit(**_OPTS)
+def _block(npt, per_tile, halo):
+    """Pixel tiles per block: the block's input within _L2_BLOCK bytes, blocks of equal size."""
+    pb = max(1, (_L2_BLOCK - halo) // max(per_tile, 1))
+    nb = -(-npt // pb)
+    return max(1, -(-npt // nb))
+
+
+@njit(**_OPTS)
+def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, act, act_lo,
+                  act_hi, nthreads):
+    N, C, H, W = x.shape
+    M = out.shape[1]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    if N == 0 or M == 0 or OH <= 0 or OW <= 0:
+        return
+    lo = np.float32(act_lo)
+    hi = np.float32(act_hi)
+    has_res = res.size > 0
+    K = C * KH * KW
+    direct = (KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
+              and OH == H and OW == W and (H * W) % NP == 0)
+    if direct:
+        P = H * W
+        koff = np.empty(K, np.int64)
+        for c in range(K):
+            koff[c] = c * P
+        PB = _block(P // NP, C * NP * _F32, 0)
+        for n in range(N):
+            of = out[n].reshape(M * P)
+            rf = of
+            if has_res:
+                rf = res[n].reshape(M * P)
+            # the image is one grid row of P pixels. NOTE: a literal 1 here would type the
+            # argument as Literal[int](1) and compile _conv_grid a second time
+            one = OH // OH
+            _conv_grid(x[n].reshape(C * P), koff, wp, bias, of, rf, has_res, M, P, P, one, P,
+                       PB, nthreads, act, lo, hi)
+        return
+    hp = (OH - 1) * sh + (KH - 1) * dh + 1
+    wpd = (OW - 1) * sw + (KW - 1) * dw + 1
+    Hq = (hp + sh - 1) // sh
+    Wq = (wpd + sw - 1) // sw
+    cplane = sh * sw * Hq * Wq
+    koff, used = tap_offsets(C, KH, KW, sh, sw, dh, dw, Hq, Wq)
+    nused = 0
+    for q in range(sh * sw):
+        nused += used[q]
+    G = OH * Wq
+    PB = _block((G + NP - 1) // NP, C * nused * NP * _F32,
+                C * nused * ((KH - 1) * dh // sh + 1) * Wq * _F32)
+    xf = xbuf[:C * cplane + Wq + NC]
+    for n in range(N):
+        fill_phases(x[n], xf, sh, sw, pt, pl, Hq, Wq, used)
+        of = out[n].reshape(M * OH * OW)
+        rf = of
+        if has_res:
+            rf = res[n].reshape(M * OH * OW)
+        _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthreads, act,
+                   lo, hi)
+
+
+def conv2d_chanvec(x, wp, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl, dh, dw, act,
+                   lo, hi):
+    """out (N,M,OH,OW) <- act(conv(x, w) + bias (+ res)), groups 1, w given as chunks from
+    ``pack_chanvec``. x (N,C,H,W) float32 C-contiguous; bias (M,) (zero-padded here to
+    whole chunks when M is not a multiple of NC); res out-shaped or None /
+    0-size; scratch_u8 uint8 of at least ``chanvec_scratch_bytes(...)`` bytes. act 0 none /
+    1 relu / 2 clip(lo, hi)."""
+    M, C, KH, KW = (int(v) for v in w_shape)
+    N = x.shape[0]
+    if x.ndim != 4 or x.shape[1] != C:
+        raise ValueError(f"conv2d_chanvec: x {x.shape} does not match w {tuple(w_shape)} "
+                         f"(groups 1)")
+    if out.ndim != 4 or out.shape[:2] != (N, M) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"conv2d_chanvec: out must be C-contiguous float32 ({N}, {M}, OH, OW), "
+                         f"got {out.dtype} {out.shape}")
+    if wp.shape != (-(-M // NC), C * KH * KW, NC):
+        raise ValueError(f"conv2d_chanvec: weight chunks {wp.shape} do not match w {tuple(w_shape)}")
+    if bias.shape != (M,):
+        raise ValueError(f"conv2d_chanvec: bias {bias.shape} for {M} output channels")
+    if res is None or res.size == 0:
+        res = _NO_RES
+    elif res.shape != out.shape:
+        raise ValueError(f"conv2d_chanvec: residual {res.shape} is not out's shape {out.shape}")
+    nbytes = chanvec_scratch_bytes(x.shape, w_shape, out.shape, sh, sw, pt, pl, dh, dw)
+    if scratch_u8.size < nbytes:
+        raise ValueError(f"conv2d_chanvec: scratch has {scratch_u8.size} bytes, needs {nbytes}")
+    nf = nbytes // _F32
+    xbuf = scratch_u8[:nf * _F32].view(np.float32) if nf else _NO_BUF
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if M % NC:
+        bias = np.concatenate([bias, np.zeros(NC - M % NC, np.float32)])
+    bias = np.ascontiguousarray(bias, dtype=np.float32)
+    res = np.ascontiguousarray(res, dtype=np.float32)
+    _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, int(sh), int(sw), int(pt), int(pl),
+                  int(dh), int(dw), int(act), float(lo), float(hi), numba.get_num_threads())
+
+
+_NO_RES = np.zeros((0, 0, 0, 0), np.float32)
+_NO_BUF = np.zeros(0, np.float32)
