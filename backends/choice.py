@@ -79,7 +79,9 @@ def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
                               f"{why}; Winograd F({tile},3): cost {cost:.2f} of tiled direct",
                               tile)
             why += f"; Winograd cost {cost:.2f} >= 1"
-    if groups == 1:
+    if groups == 1 and c * kh * kw < CHANVEC_MIN_K:
+        why += f"; K = {c * kh * kw} < {CHANVEC_MIN_K}: too short for channel-vectorized tiles"
+    elif groups == 1:
         cv, tiled = _padded_work(m, kh, kw, strides, dil, out_shape)
         if cv <= tiled:
             return Choice("conv2d_chanvec",
@@ -87,6 +89,13 @@ def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
                           f"per tile: {cv:,} outputs computed with tile padding, tiled {tiled:,})")
         why += f"; channel-vectorized would compute {cv:,} outputs, tiled {tiled:,}"
     return _tiled_or_direct(kept, groups, cg, why)
+
+
+# conv2d_chanvec stores each tile transposed (channel by channel, through a per-thread
+# stage): with a short K loop that store is a large share of the tile. Layers E (3x3 s2,
+# K = 27) and I (1x1, K = 32) ran 0.87x / 0.92x of conv2d_tiled's speed (/tmp ab.py, same
+# process, 2 threads); from B (K = 256) on chanvec is as fast or faster.
+CHANVEC_MIN_K = 64
 
 
 def _padded_work(m, kh, kw, strides, dil, out_shape):

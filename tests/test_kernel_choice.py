@@ -74,6 +74,8 @@ def test_fp32_cost_model_rows():
     assert few.kernel == "conv2d_tiled" and "channel-vectorized would compute" in few.reason
     wide = _choose("fp32", m=64, k=1, hw=32)[1]   # 1024 pixels: 32 whole tiles of 32
     assert wide.kernel == "conv2d_tiled"
+    short = _choose("fp32", m=64, c=32, k=1)[1]   # K = 32: the transposed store dominates
+    assert short.kernel == "conv2d_tiled" and "too short" in short.reason
     assert _choose("fp32", m=32, c=32, groups=16)[1].kernel == "conv2d_direct"   # 2 per group
     assert _choose("fp32", m=64, c=64, groups=2)[1].kernel == "conv2d_tiled"    # grouped
     big = _choose("fp32", m=64, c=64, hw=56)[1]
