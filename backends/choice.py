@@ -93,9 +93,10 @@ def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
 
 # conv2d_chanvec stores each tile transposed (channel by channel, through a per-thread
 # stage): with a short K loop that store is a large share of the tile. Layers E (3x3 s2,
-# K = 27) and I (1x1, K = 32) ran 0.87x / 0.92x of conv2d_tiled's speed (/tmp ab.py, same
-# process, 2 threads); from B (K = 256) on chanvec is as fast or faster.
-CHANVEC_MIN_K = 64
+# K = 27) and I (1x1, K = 32) ran 0.87x / 0.92x of conv2d_tiled's speed (same process,
+# 2 threads), and ResNet-50's 56x56 1x1 convs with K = 64 took 1.0-1.36 ms against tiled's
+# 0.8-1.1 (Session.profile); from K = 128 on chanvec is as fast or faster.
+CHANVEC_MIN_K = 128
 
 
 def _padded_work(m, kh, kw, strides, dil, out_shape):

@@ -90,3 +90,53 @@ def copy_masked16(typingctx, src, soff, dst, doff, n):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def transpose16(typingctx, src, soff, sstride, dst, doff):
+    """dst[doff + c*16 + r] = src[soff + r*sstride + c] for r, c < 16: a 16x16 block
+    transposed in registers (16 vector loads, 64 two-source shuffles, 16 vector stores).
+
+    src, dst: float32 C-contiguous 1-D arrays; the offsets and stride are integers. No
+    bounds checks: the caller guarantees all 16 rows of 16 elements exist. LLVM does not
+    find this from a scalar loop: it gathers (or moves elements one by one) instead.
+    """
+    ok = (isinstance(src, types.Array) and isinstance(dst, types.Array)
+          and src.dtype == types.float32 and dst.dtype == types.float32
+          and all(isinstance(t, types.Integer) for t in (soff, sstride, doff)))
+    if not ok:
+        return None
+    sig = types.void(src, soff, sstride, dst, doff)
+
+    def codegen(context, builder, signature, args):
+        sty, soty, ssty, dty, doty = signature.args
+        s = context.make_array(sty)(context, builder, args[0])
+        d = context.make_array(dty)(context, builder, args[3])
+        so = context.cast(builder, args[1], soty, types.int64)
+        ss = context.cast(builder, args[2], ssty, types.int64)
+        do = context.cast(builder, args[4], doty, types.int64)
+        vptr = _V16.as_pointer()
+        rows = []
+        for r in range(16):
+            off = builder.add(so, builder.mul(ss, ir.Constant(_I64, r)))
+            p = builder.bitcast(builder.gep(s.data, [off]), vptr)
+            rows.append(builder.load(p, align=4))
+        # each round swaps bit b of the row index with bit b of the lane index
+        for b in (8, 4, 2, 1):
+            lo_mask = ir.Constant(ir.VectorType(_I32, 16),
+                                  [l if not l & b else 16 + l - b for l in range(16)])
+            hi_mask = ir.Constant(ir.VectorType(_I32, 16),
+                                  [l + b if not l & b else 16 + l for l in range(16)])
+            for i in range(16):
+                if i & b:
+                    continue
+                a, c = rows[i], rows[i + b]
+                rows[i] = builder.shuffle_vector(a, c, lo_mask)
+                rows[i + b] = builder.shuffle_vector(a, c, hi_mask)
+        for r in range(16):
+            off = builder.add(do, ir.Constant(_I64, 16 * r))
+            p = builder.bitcast(builder.gep(d.data, [off]), vptr)
+            builder.store(rows[r], p, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen

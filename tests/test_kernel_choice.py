@@ -67,14 +67,14 @@ def test_fp32_cost_model_rows():
     assert _choose("fp32", m=32, c=32, groups=32)[1].kernel == "conv2d_depthwise"
     # groups 1: channel-vectorized (32 channels x 7 pixels) unless its tile padding costs
     # more than the tiled kernel's (8 channels x 32 pixels)
-    one = _choose("fp32", k=1)[1]          # 28x28 = 112 tiles of 7; 24.5 tiles of 32
+    one = _choose("fp32", k=1, c=128)[1]   # 28x28 = 112 tiles of 7; 24.5 tiles of 32
     assert one.kernel == "conv2d_chanvec" and "channel-vectorized" in one.reason
     assert _choose("fp32", stride=2)[1].kernel == "conv2d_chanvec"
-    few = _choose("fp32", m=8, k=1)[1]     # 8 output channels: a chunk would be 3/4 padding
+    few = _choose("fp32", m=8, c=128, k=1)[1]  # 8 output channels: a chunk is 3/4 padding
     assert few.kernel == "conv2d_tiled" and "channel-vectorized would compute" in few.reason
-    wide = _choose("fp32", m=64, k=1, hw=32)[1]   # 1024 pixels: 32 whole tiles of 32
+    wide = _choose("fp32", m=64, c=128, k=1, hw=32)[1]  # 1024 pixels: 32 whole tiles of 32
     assert wide.kernel == "conv2d_tiled"
-    short = _choose("fp32", m=64, c=32, k=1)[1]   # K = 32: the transposed store dominates
+    short = _choose("fp32", m=64, c=64, k=1)[1]   # K = 64: the transposed store dominates
     assert short.kernel == "conv2d_tiled" and "too short" in short.reason
     assert _choose("fp32", m=32, c=32, groups=16)[1].kernel == "conv2d_direct"   # 2 per group
     assert _choose("fp32", m=64, c=64, groups=2)[1].kernel == "conv2d_tiled"    # grouped
