@@ -30,12 +30,9 @@ import numpy as np
 import numba
 from numba import njit, prange
 
+from .conv_tiled import _act   # relu / clip of one value, the same epilogue as conv_tiled
 from .phase_planes import fill_phases, tap_offsets
 from .stack import copy_masked16, stack_f32, transpose16
-
-ACT_NONE = 0
-ACT_RELU = 1
-ACT_CLIP = 2
 
 NP = 7    # pixels per register tile (broadcast)
 NC = 32   # output channels per register tile (vectorized: 2 zmm)
@@ -82,16 +79,6 @@ def chanvec_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw):
 
 
 # ----------------------------------------------------------------------------- micro-kernel
-
-@njit(inline="always", **_OPTS)
-def _act(v, act, lo, hi):
-    if act == ACT_RELU:
-        v = np.float32(0.0) if v < np.float32(0.0) else v
-    elif act == ACT_CLIP:
-        v = lo if v < lo else v
-        v = hi if v > hi else v
-    return v
-
 
 @njit(inline="always", **_OPTS)
 def _tile(xf, koff, wc, bias, m0, g0, st):
