@@ -107,12 +107,10 @@ def _padded_work(m, kh, kw, strides, dil, out_shape):
     ResNet-50's layers, 2 threads), so the smaller padded work wins; ties go to chanvec,
     whose weight stream is contiguous.
     """
+    from jitconv.kernels.phase_planes import phase_grid
     oh, ow = out_shape[2], out_shape[3]
-    if (kh, kw) == (1, 1) and strides == [1, 1]:
-        grid = oh * ow
-    else:
-        wq = -(-((ow - 1) * strides[1] + (kw - 1) * dil[1] + 1) // strides[1])
-        grid = oh * wq
+    _, wq = phase_grid(oh, ow, kh, kw, strides[0], strides[1], dil[0], dil[1])
+    grid = oh * wq
     cv = -(-m // 32) * 32 * (-(-grid // 7) * 7)
     tiled = -(-m // 8) * 8 * (-(-grid // 32) * 32)
     return cv, tiled

@@ -9,19 +9,22 @@ Why a second kernel: conv_tiled's tiles are 32 pixels wide, so a 7x7 image (49 p
 64 and a 14x14 one 224 of 196; and each of its tiles reads K input rows of 32 pixels, one short
 stream per row. Here the weights are the long contiguous stream: they are packed as chunks
 (ceil(M/NC), K, NC), and a chunk is read front to back once per pixel tile; 7 divides every
-ResNet / MobileNet spatial size (7 * 2^k squared). Measured (bench/conv_layers.py-like, 1x1
-convs of ResNet-50 at 2 threads): 185-220 GFLOP/s against conv_tiled's 100-160.
+ResNet / MobileNet spatial size (7 * 2^k squared). Measured on ResNet-50's 1x1 convs at 7x7 /
+14x14, 2 threads, kernels called directly: 1.3-1.75x conv_tiled's speed.
 
 Input: as conv_tiled, a stride-1 walk over a "padded-width grid" of OH x Wq pixels of the
 phase-split scratch (kernels/phase_planes.py); grid columns ow >= OW are computed and not
 stored. A 1x1 stride-1 unpadded conv whose pixel count is a multiple of NP reads the image
 itself (grid = the H*W pixels, no copy).
 
-Output: each pixel of the tile stores its NC channels at stride OH*OW (a scatter). The store
-is once per tile and the tile's K loop is long, so it costs little; channels past M (the last
-chunk's zero padding) and grid pixels outside OH x OW are skipped.
+Output: a tile is (pixels, channels) but out is NCHW. Each thread stages up to _SB tiles as
+they are, then ``_flush`` turns 16 pixels x 16 channels at a time around in registers
+(stack.transpose16) and stores channel rows with bias already in, residual added and the
+activation applied. Channels past M (the last chunk's zero padding) and grid pixels outside
+OH x OW are not stored. With a short K this store is a large share of the work, which is
+why the chooser keeps K < 128 on conv_tiled.
 
-Threads: pixel blocks (input of a block ~384 KiB, in L2), in a block the weight chunks, in a
+Threads: pixel blocks (input of a block ~384 KiB, in L2: conv_tiled's ``_block``), in a block the weight chunks, in a
 chunk the block's pixel tiles; the sequence is cut into one contiguous range per thread.
 Groups: 1 only (the chooser sends grouped convs to conv_tiled).
 """
@@ -30,8 +33,8 @@ import numpy as np
 import numba
 from numba import njit, prange
 
-from .conv_tiled import _act   # relu / clip of one value, the same epilogue as conv_tiled
-from .phase_planes import fill_phases, tap_offsets
+from .conv_tiled import _act, _block   # conv_tiled's epilogue value op and L2 pixel blocks
+from .phase_planes import fill_phases, phase_grid, tap_offsets
 from .stack import copy_masked16, stack_f32, transpose16
 
 NP = 7    # pixels per register tile (broadcast)
@@ -39,7 +42,6 @@ NC = 32   # output channels per register tile (vectorized: 2 zmm)
 _ACC = NP * NC
 _SB = 16   # tiles staged per thread before they are stored
 _STAGE = _SB * _ACC + 16 * NC   # + 16 pixel rows that transpose16 may read past the run
-_L2_BLOCK = 384 * 1024
 _F32 = 4
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
@@ -71,10 +73,7 @@ def chanvec_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw):
         return 0
     if _direct_input(x_shape, w_shape, out_shape, sh, sw, pt, pl):
         return 0
-    KH, KW = w_shape[2], w_shape[3]
-    OH, OW = out_shape[2], out_shape[3]
-    Hq = -(-((OH - 1) * sh + (KH - 1) * dh + 1) // sh)
-    Wq = -(-((OW - 1) * sw + (KW - 1) * dw + 1) // sw)
+    Hq, Wq = phase_grid(out_shape[2], out_shape[3], w_shape[2], w_shape[3], sh, sw, dh, dw)
     return (x_shape[1] * sh * sw * Hq * Wq + Wq + NC) * _F32
 
 
@@ -188,14 +187,6 @@ def _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthrea
 
 
 @njit(**_OPTS)
-def _block(npt, per_tile, halo):
-    """Pixel tiles per block: the block's input within _L2_BLOCK bytes, blocks of equal size."""
-    pb = max(1, (_L2_BLOCK - halo) // max(per_tile, 1))
-    nb = -(-npt // pb)
-    return max(1, -(-npt // nb))
-
-
-@njit(**_OPTS)
 def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, act, act_lo,
                   act_hi, nthreads):
     N, C, H, W = x.shape
@@ -215,7 +206,8 @@ def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, a
         koff = np.empty(K, np.int64)
         for c in range(K):
             koff[c] = c * P
-        PB = _block(P // NP, C * NP * _F32, 0)
+        # (weights 0 bytes: always blocked by input; a chunk is streamed once per tile anyway)
+        PB = _block(P // NP, C * NP * _F32, 0, 0)
         for n in range(N):
             of = out[n].reshape(M * P)
             rf = of
@@ -227,10 +219,7 @@ def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, a
             _conv_grid(x[n].reshape(C * P), koff, wp, bias, of, rf, has_res, M, P, P, one, P,
                        PB, nthreads, act, lo, hi)
         return
-    hp = (OH - 1) * sh + (KH - 1) * dh + 1
-    wpd = (OW - 1) * sw + (KW - 1) * dw + 1
-    Hq = (hp + sh - 1) // sh
-    Wq = (wpd + sw - 1) // sw
+    Hq, Wq = phase_grid(OH, OW, KH, KW, sh, sw, dh, dw)
     cplane = sh * sw * Hq * Wq
     koff, used = tap_offsets(C, KH, KW, sh, sw, dh, dw, Hq, Wq)
     nused = 0
@@ -238,7 +227,7 @@ def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, a
         nused += used[q]
     G = OH * Wq
     PB = _block((G + NP - 1) // NP, C * nused * NP * _F32,
-                C * nused * ((KH - 1) * dh // sh + 1) * Wq * _F32)
+                C * nused * ((KH - 1) * dh // sh + 1) * Wq * _F32, 0)
     xf = xbuf[:C * cplane + Wq + NC]
     for n in range(N):
         fill_phases(x[n], xf, sh, sw, pt, pl, Hq, Wq, used)

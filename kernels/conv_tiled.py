@@ -44,7 +44,7 @@ import numpy as np
 import numba
 from numba import njit, prange
 
-from .phase_planes import fill_phases, tap_offsets
+from .phase_planes import fill_phases, phase_grid, tap_offsets
 from .stack import copy_masked16, stack_f32
 from .tiled_weights import KIND_F32, MR, NO_Q, NO_SCALE, PackedWeights, decode_panel
 from .tiled_weights import pack_weights  # noqa: F401  (re-exported: callers pack here)
@@ -62,15 +62,6 @@ _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck
 
 
 # ----------------------------------------------------------------------------- geometry
-
-def _grid(x_shape, w_shape, out_shape, sh, sw, dh, dw):
-    """(Hq, Wq): phase-plane size of the padded input for the general path."""
-    KH, KW = w_shape[2], w_shape[3]
-    OH, OW = out_shape[2], out_shape[3]
-    hp = (OH - 1) * sh + (KH - 1) * dh + 1
-    wp = (OW - 1) * sw + (KW - 1) * dw + 1
-    return -(-hp // sh), -(-wp // sw)
-
 
 def _is_pointwise(x_shape, w_shape, out_shape, sh, sw, pt, pl):
     """True when the conv is a plain GEMM over (channels, H*W): 1x1, stride 1, no padding."""
@@ -91,7 +82,7 @@ def tiled_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw, gro
     panels = _panel_floats(w_shape) * nth * _F32
     if _is_pointwise(x_shape, w_shape, out_shape, sh, sw, pt, pl):
         return panels + (0 if (OH * OW) % NR == 0 else C * NR * _F32)
-    Hq, Wq = _grid(x_shape, w_shape, out_shape, sh, sw, dh, dw)
+    Hq, Wq = phase_grid(out_shape[2], out_shape[3], w_shape[2], w_shape[3], sh, sw, dh, dw)
     n = C * sh * sw * Hq * Wq + Wq + NR
     return panels + n * _F32
 
@@ -366,10 +357,7 @@ def _conv_tiled(x, kind, wp, wq, scale, zero, KH, KW, bias, res, out, xbuf, sh, 
                        wtmp, bias, of, rf, has_res, M, Mg, Cg, P, P, one, P, PB, nthreads, act,
                        lo, hi)
         return
-    hp = (OH - 1) * sh + (KH - 1) * dh + 1
-    wpd = (OW - 1) * sw + (KW - 1) * dw + 1
-    Hq = (hp + sh - 1) // sh
-    Wq = (wpd + sw - 1) // sw
+    Hq, Wq = phase_grid(OH, OW, KH, KW, sh, sw, dh, dw)
     plane = Hq * Wq
     nph = sh * sw
     cplane = nph * plane

@@ -50,7 +50,7 @@ quarter of the fp32 kernels' padded copy).
 import numpy as np
 from numba import njit, prange
 
-from .phase_planes import tap_offsets
+from .phase_planes import phase_grid, tap_offsets
 from .vnni import dot4_u8s8, dpbusd16, has_vnni, pack4_u8, stack_i32, zero16
 
 __all__ = ["has_vnni", "pack_int8dot", "int8dot_scratch_bytes", "conv2d_int8dot",
@@ -111,22 +111,13 @@ def pack_int8dot(q, scale, w_shape=None):
 
 # ----------------------------------------------------------------------------- geometry
 
-def _grid(w_shape, out_shape, sh, sw, dh, dw):
-    """(Hq, Wq): phase-plane size of the padded input."""
-    KH, KW = w_shape[2], w_shape[3]
-    OH, OW = out_shape[2], out_shape[3]
-    hp = (OH - 1) * sh + (KH - 1) * dh + 1
-    wp = (OW - 1) * sw + (KW - 1) * dw + 1
-    return -(-hp // sh), -(-wp // sw)
-
-
 def int8dot_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw):
     """Bytes of uint8 scratch ``conv2d_int8dot`` needs (one image's quantized phase planes + slack)."""
     N, C = x_shape[0], x_shape[1]
     OH, OW = out_shape[2], out_shape[3]
     if N == 0 or OH <= 0 or OW <= 0 or out_shape[1] == 0:
         return 0
-    Hq, Wq = _grid(w_shape, out_shape, sh, sw, dh, dw)
+    Hq, Wq = phase_grid(OH, OW, w_shape[2], w_shape[3], sh, sw, dh, dw)
     C4 = (C + 3) // 4
     return 4 * (C4 * sh * sw * Hq * Wq + Wq + NR)
 
@@ -377,10 +368,7 @@ def _prepare(x, wsum, wscale, KH, KW, OH, OW, sh, sw, dh, dw):
     else:  # a NaN / inf amax gives a NaN / inf scale_x: every output NaN / inf, never silent
         inv = np.float32(127.0) / amax
         sx = amax / np.float32(127.0)
-    hp = (OH - 1) * sh + (KH - 1) * dh + 1
-    wpd = (OW - 1) * sw + (KW - 1) * dw + 1
-    Hq = (hp + sh - 1) // sh
-    Wq = (wpd + sw - 1) // sw
+    Hq, Wq = phase_grid(OH, OW, KH, KW, sh, sw, dh, dw)
     C4 = (C + 3) // 4
     koff, used = tap_offsets(C4, KH, KW, sh, sw, dh, dw, Hq, Wq)
     corr = np.empty(M, np.int32)

@@ -14,6 +14,16 @@ _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck
 
 
 @njit(**_OPTS)
+def phase_grid(OH, OW, KH, KW, sh, sw, dh, dw):
+    """(Hq, Wq): the size of each phase plane, i.e. of the padded-width grid the kernels walk:
+    enough padded rows / columns for OH x OW outputs of a KH x KW kernel, split by stride.
+    Callable from Python (scratch sizes, the cost model) and from njit drivers."""
+    hp = (OH - 1) * sh + (KH - 1) * dh + 1
+    wp = (OW - 1) * sw + (KW - 1) * dw + 1
+    return (hp + sh - 1) // sh, (wp + sw - 1) // sw
+
+
+@njit(**_OPTS)
 def tap_offsets(nc, KH, KW, sh, sw, dh, dw, Hq, Wq):
     """(koff, used) for nc channels (or channel groups) of phase planes Hq x Wq.
 
