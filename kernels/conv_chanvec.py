@@ -33,7 +33,7 @@ import numpy as np
 import numba
 from numba import njit, prange
 
-from .conv_tiled import _act, _block   # conv_tiled's epilogue value op and L2 pixel blocks
+from .conv_tiled import _act, _block, check_epilogue, scratch_floats   # shared with conv_tiled
 from .phase_planes import fill_phases, phase_grid, tap_offsets
 from .stack import copy_masked16, stack_f32, transpose16
 
@@ -251,22 +251,11 @@ def conv2d_chanvec(x, wp, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl, d
     if x.ndim != 4 or x.shape[1] != C:
         raise ValueError(f"conv2d_chanvec: x {x.shape} does not match w {tuple(w_shape)} "
                          f"(groups 1)")
-    if out.ndim != 4 or out.shape[:2] != (N, M) or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError(f"conv2d_chanvec: out must be C-contiguous float32 ({N}, {M}, OH, OW), "
-                         f"got {out.dtype} {out.shape}")
     if wp.shape != (-(-M // NC), C * KH * KW, NC):
         raise ValueError(f"conv2d_chanvec: weight chunks {wp.shape} do not match w {tuple(w_shape)}")
-    if bias.shape != (M,):
-        raise ValueError(f"conv2d_chanvec: bias {bias.shape} for {M} output channels")
-    if res is None or res.size == 0:
-        res = _NO_RES
-    elif res.shape != out.shape:
-        raise ValueError(f"conv2d_chanvec: residual {res.shape} is not out's shape {out.shape}")
+    res = check_epilogue("conv2d_chanvec", out, N, M, bias, res)
     nbytes = chanvec_scratch_bytes(x.shape, w_shape, out.shape, sh, sw, pt, pl, dh, dw)
-    if scratch_u8.size < nbytes:
-        raise ValueError(f"conv2d_chanvec: scratch has {scratch_u8.size} bytes, needs {nbytes}")
-    nf = nbytes // _F32
-    xbuf = scratch_u8[:nf * _F32].view(np.float32) if nf else _NO_BUF
+    xbuf = scratch_floats("conv2d_chanvec", scratch_u8, nbytes)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if M % NC:
         bias = np.concatenate([bias, np.zeros(NC - M % NC, np.float32)])
@@ -274,7 +263,3 @@ def conv2d_chanvec(x, wp, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl, d
     res = np.ascontiguousarray(res, dtype=np.float32)
     _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, int(sh), int(sw), int(pt), int(pl),
                   int(dh), int(dw), int(act), float(lo), float(hi), numba.get_num_threads())
-
-
-_NO_RES = np.zeros((0, 0, 0, 0), np.float32)
-_NO_BUF = np.zeros(0, np.float32)

@@ -392,33 +392,45 @@ def conv2d_tiled(x, packed, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl,
     N, C = x.shape[0], x.shape[1]
     if groups <= 0 or C != Cg * groups or M % groups != 0:
         raise ValueError(f"conv2d_tiled: x {x.shape} / w {tuple(w_shape)} / groups {groups} mismatch")
-    if out.ndim != 4 or out.shape[:2] != (N, M) or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError(f"conv2d_tiled: out must be C-contiguous float32 ({N}, {M}, OH, OW), "
-                         f"got {out.dtype} {out.shape}")
     if not isinstance(packed, PackedWeights):
         packed = PackedWeights(KIND_F32, packed, NO_Q, NO_SCALE, NO_SCALE)
     if (packed.panels, packed.k) != ((M + MR - 1) // MR, Cg * KH * KW):
         raise ValueError(f"conv2d_tiled: {packed.panels} weight panels of K={packed.k} do not "
                          f"match w {tuple(w_shape)}")
-    if bias.shape != (M,):
-        raise ValueError(f"conv2d_tiled: bias {bias.shape} for {M} output channels")
-    if res is None or res.size == 0:
-        res = _NO_RES
-    elif res.shape != out.shape:
-        raise ValueError(f"conv2d_tiled: residual {res.shape} is not out's shape {out.shape}")
+    res = check_epilogue("conv2d_tiled", out, N, M, bias, res)
     nthreads = numba.get_num_threads()
     nbytes = tiled_scratch_bytes(x.shape, w_shape, out.shape, sh, sw, pt, pl, dh, dw, groups,
                                  nthreads)
-    if scratch_u8.size < nbytes:
-        raise ValueError(f"conv2d_tiled: scratch has {scratch_u8.size} bytes, needs {nbytes}")
-    nf = nbytes // _F32
-    xbuf = scratch_u8[:nf * _F32].view(np.float32) if nf else _NO_BUF
+    xbuf = scratch_floats("conv2d_tiled", scratch_u8, nbytes)
     # (no copies when already C-contiguous float32, as the caller should pass them)
     x = np.ascontiguousarray(x, dtype=np.float32)
     bias = np.ascontiguousarray(bias, dtype=np.float32)
     res = np.ascontiguousarray(res, dtype=np.float32)
     _conv_tiled(x, *packed, KH, KW, bias, res, out, xbuf, int(sh), int(sw), int(pt), int(pl),
                 int(dh), int(dw), int(groups), int(act), float(lo), float(hi), nthreads)
+
+
+def check_epilogue(name, out, N, M, bias, res):
+    """The output, bias and residual checks of a conv wrapper with a fused epilogue (this
+    one and conv_chanvec's); returns res, or a 0-size array for none."""
+    if out.ndim != 4 or out.shape[:2] != (N, M) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"{name}: out must be C-contiguous float32 ({N}, {M}, OH, OW), "
+                         f"got {out.dtype} {out.shape}")
+    if bias.shape != (M,):
+        raise ValueError(f"{name}: bias {bias.shape} for {M} output channels")
+    if res is None or res.size == 0:
+        return _NO_RES
+    if res.shape != out.shape:
+        raise ValueError(f"{name}: residual {res.shape} is not out's shape {out.shape}")
+    return res
+
+
+def scratch_floats(name, scratch_u8, nbytes):
+    """The first nbytes of the uint8 scratch as float32, after checking it is that big."""
+    if scratch_u8.size < nbytes:
+        raise ValueError(f"{name}: scratch has {scratch_u8.size} bytes, needs {nbytes}")
+    nf = nbytes // _F32
+    return scratch_u8[:nf * _F32].view(np.float32) if nf else _NO_BUF
 
 
 _NO_RES = np.zeros((0, 0, 0, 0), np.float32)
