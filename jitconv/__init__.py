@@ -9,19 +9,11 @@ Quick use::
     sess = jc.Session(g.build(), jc.Config(threads=2))
     out = sess.run(array)
 """
-import os as _os
+# NOTE: Numba's threading layer is fixed when its pool starts, so it is arranged here,
+# before any kernel runs: TBB (from the tbb wheel) by default; see runtime/threads.py.
+from jitconv.runtime import threads as _threads  # noqa: E402
 
-# NOTE: Numba's default threading layer here is GNU OpenMP. After a parallel region its
-# workers spin for GOMP_SPINCOUNT iterations (default ~3 ms) before sleeping. On 2 cores a
-# 3 ms spin starves the main thread and other runtimes' threads (onnxruntime, OpenBLAS)
-# between kernels; no spin at all (OMP_WAIT_POLICY=passive) pays a futex wake-up per
-# parallel region, ~60 per MobileNetV2 run. A short spin (~0.3 ms) is best: 2 threads, same
-# process as onnxruntime, ResNet-50 / MobileNetV2: 85.6 / 14.0 ms passive, 62-65 / 8.4-9.0 ms
-# with 30000, 86-95 / 15-17 ms with 300000 (medians of 5x10 runs). libgomp
-# reads these at the first parallel kernel call, after this import; if the user set
-# either variable, both are left alone.
-if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
-    _os.environ["GOMP_SPINCOUNT"] = "30000"
+_threads.select_layer()
 
 from jitconv.backends import Backend, Kernel, OpContext, Registry, default_registry  # noqa: E402
 from jitconv.backends import cpu as _cpu  # noqa: F401,E402  registers the CPU backend

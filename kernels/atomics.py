@@ -4,9 +4,11 @@ The kernels hand out work from a counter in memory instead of a fixed share per 
 a machine where another process takes a core for a while, a thread that starts late then
 simply takes fewer pieces.
 """
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+GRABS = 6   # runs per thread when the work divides evenly: the tail a late thread leaves is small
 
 
 def _is_int64_array(arr):
@@ -49,3 +51,9 @@ def load_acquire(typingctx, arr, idx):
         return builder.load_atomic(p, "acquire", 8)
 
     return types.int64(arr, idx), codegen
+
+
+@njit(cache=True)
+def grab_size(units, threads, most):
+    """Units per fetch: about GRABS fetches a thread, at least 1, at most ``most``."""
+    return max(1, min(most, units // (GRABS * threads)))

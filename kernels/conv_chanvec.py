@@ -24,8 +24,9 @@ activation applied. Channels past M (the last chunk's zero padding) and grid pix
 OH x OW are not stored. With a short K this store is a large share of the work, which is
 why the chooser keeps K < 128 on conv_tiled.
 
-Threads: pixel blocks (input of a block ~384 KiB, in L2: conv_tiled's ``_block``), in a block the weight chunks, in a
-chunk the block's pixel tiles; the sequence is cut into one contiguous range per thread.
+Threads: pixel blocks (input of a block ~384 KiB, in L2: conv_tiled's ``_block``), in a
+block the weight chunks, in a chunk the block's pixel tiles; threads take runs of that
+sequence from a shared counter (as conv_tiled does), so a late thread does less of it.
 Groups: 1 only (the chooser sends grouped convs to conv_tiled).
 """
 
@@ -33,6 +34,7 @@ import numpy as np
 import numba
 from numba import njit, prange
 
+from .atomics import fetch_add, grab_size
 from .conv_tiled import _act, _block, check_epilogue, scratch_floats   # shared with conv_tiled
 from .phase_planes import fill_phases, phase_grid, tap_offsets
 from .stack import copy_masked16, stack_f32, transpose16
@@ -156,34 +158,40 @@ def _flush(st, npx, g0, of, rf, has_res, m0, nm, Wq, OH, OW, act, lo, hi):
 
 
 @njit(parallel=True, **_OPTS)
-def _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthreads, act, lo, hi):
-    """All tiles of one image over a grid of G pixels (G = OH * Wq)."""
+def _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthreads, ctr, act,
+               lo, hi):
+    """All tiles of one image over a grid of G pixels (G = OH * Wq); ctr[0] is 0 on entry."""
     nch = wp.shape[0]
     npt = (G + NP - 1) // NP
     ntiles = nch * npt
     nth = max(1, min(nthreads, ntiles))
+    grab = grab_size(ntiles, nth, PB)
     for th in prange(nth):
         # this thread's staged tiles: runs of up to _SB tiles, stored transposed by _flush
         st = stack_f32(_STAGE)
-        i = (ntiles * th) // nth
-        iend = (ntiles * (th + 1)) // nth
-        while i < iend:
-            # tile i: pixel block pb (pbs tiles), chunk c, tile jj of the block
-            pb = i // (nch * PB)
-            r = i - pb * nch * PB
-            pbs = min(PB, npt - pb * PB)
-            c = r // pbs
-            jj = r - c * pbs
-            cnt = min(pbs - jj, iend - i, _SB)
-            wc = wp[c]
-            m0 = c * NC
-            nm = min(NC, M - m0)
-            g0 = (pb * PB + jj) * NP
-            for u in range(cnt):
-                _tile(xf, koff, wc, bias, m0, g0 + u * NP, st[u * _ACC:])
-            _flush(st, min(cnt * NP, G - g0), g0, of, rf, has_res, m0, nm, Wq, OH, OW, act,
-                   lo, hi)
-            i += cnt
+        while True:
+            # runs of grab tiles from the shared counter (see conv_tiled._conv_grid)
+            i = fetch_add(ctr, 0, grab)
+            if i >= ntiles:
+                break
+            iend = min(ntiles, i + grab)
+            while i < iend:
+                # tile i: pixel block pb (pbs tiles), chunk c, tile jj of the block
+                pb = i // (nch * PB)
+                r = i - pb * nch * PB
+                pbs = min(PB, npt - pb * PB)
+                c = r // pbs
+                jj = r - c * pbs
+                cnt = min(pbs - jj, iend - i, _SB)
+                wc = wp[c]
+                m0 = c * NC
+                nm = min(NC, M - m0)
+                g0 = (pb * PB + jj) * NP
+                for u in range(cnt):
+                    _tile(xf, koff, wc, bias, m0, g0 + u * NP, st[u * _ACC:])
+                _flush(st, min(cnt * NP, G - g0), g0, of, rf, has_res, m0, nm, Wq, OH, OW,
+                       act, lo, hi)
+                i += cnt
 
 
 @njit(**_OPTS)
@@ -199,6 +207,7 @@ def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, a
     hi = np.float32(act_hi)
     has_res = res.size > 0
     K = C * KH * KW
+    ctr = np.zeros(1, np.int64)   # _conv_grid's work counter
     direct = (KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
               and OH == H and OW == W and (H * W) % NP == 0)
     if direct:
@@ -216,8 +225,9 @@ def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, a
             # the image is one grid row of P pixels. NOTE: a literal 1 here would type the
             # argument as Literal[int](1) and compile _conv_grid a second time
             one = OH // OH
+            ctr[0] = 0
             _conv_grid(x[n].reshape(C * P), koff, wp, bias, of, rf, has_res, M, P, P, one, P,
-                       PB, nthreads, act, lo, hi)
+                       PB, nthreads, ctr, act, lo, hi)
         return
     Hq, Wq = phase_grid(OH, OW, KH, KW, sh, sw, dh, dw)
     cplane = sh * sw * Hq * Wq
@@ -235,8 +245,9 @@ def _conv_chanvec(x, wp, KH, KW, bias, res, out, xbuf, sh, sw, pt, pl, dh, dw, a
         rf = of
         if has_res:
             rf = res[n].reshape(M * OH * OW)
-        _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthreads, act,
-                   lo, hi)
+        ctr[0] = 0
+        _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthreads, ctr,
+                   act, lo, hi)
 
 
 def conv2d_chanvec(x, wp, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl, dh, dw, act,

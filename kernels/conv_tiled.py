@@ -37,13 +37,15 @@ shape, read before out is written, so it may be out itself); relu / clip; store.
 Order and threads: pixel blocks (input of a block ~384 KiB, kept in L2; one block when the
 weights are the bigger operand, so each weight tile is read once), in a block the channel
 tiles, in those the block's pixel tiles (the weight tile stays in L1). That tile sequence is
-cut into one contiguous range of equal tile count per thread (``prange`` over threads).
+handed out in runs of a few tiles from a shared counter (kernels/atomics.py), one
+``prange`` iteration per thread each taking runs until none are left.
 """
 
 import numpy as np
 import numba
 from numba import njit, prange
 
+from .atomics import fetch_add, grab_size
 from .phase_planes import fill_phases, phase_grid, tap_offsets
 from .stack import copy_masked16, stack_f32
 from .tiled_weights import KIND_F32, MR, NO_Q, NO_SCALE, PackedWeights, decode_panel
@@ -223,12 +225,14 @@ def _tile(xf, base, koff, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, O
 
 @njit(parallel=True, **_OPTS)
 def _conv_grid(xf, gstride, koff, xt, kofft, kind, wp, wq, scale, zero, wtmp, bias, of, rf,
-               has_res, M, Mg, Cg, P, Wq, OH, OW, PB, nthreads, act, lo, hi):
+               has_res, M, Mg, Cg, P, Wq, OH, OW, PB, nthreads, ctr, act, lo, hi):
     """All tiles of one image. Grid pixel p of group g, tap k: xf[g*gstride + koff[k] + p].
 
     Order: pixel blocks of PB pixel tiles; in a block, channel tiles; in those, the block's
-    pixel tiles (the weight tile stays in L1, the block's input in L2). The tile sequence is
-    cut into one contiguous range per thread (equal tile counts).
+    pixel tiles (the weight tile stays in L1, the block's input in L2). Threads take runs
+    of ``grab`` tiles of that sequence from the counter ctr[0] (zero on entry) until none
+    are left, so a thread that starts late or loses its core leaves its share to the others
+    (a thread re-decodes its panel only when a tile's channel tile is not the one it holds).
     Pixel tiles that would read past P (only when xt.size > 0: the 1x1 path) read the
     copied tail xt (C, NR) with offsets kofft instead.
     """
@@ -238,58 +242,65 @@ def _conv_grid(xf, gstride, koff, xt, kofft, kind, wp, wq, scale, zero, wtmp, bi
     ntiles = nmt * npt
     tail_copy = xt.shape[0] > 0
     nth = max(1, min(nthreads, ntiles))
+    grab = grab_size(ntiles, nth, PB)
     for th in prange(nth):
-        # this thread's slot for the current weight panel, decoded to float32
+        # this slot's weight panel, decoded to float32 (held: the channel tile it holds)
         wbuf = wtmp[th]
-        i = (ntiles * th) // nth
-        iend = (ntiles * (th + 1)) // nth
-        # position of tile i: pixel block pb (pbs tiles), channel tile mt, tile jj of the block
-        pb = i // (nmt * PB)
-        r = i - pb * nmt * PB
-        pbs = min(PB, npt - pb * PB)
-        mt = r // pbs
-        jj = r - mt * pbs
-        while i < iend:
-            m0 = mt * MR
-            mend = min(m0 + MR, M)
-            if kind == KIND_F32:
-                wbuf[:K] = wp[mt]
-            else:
-                decode_panel(kind, wq, scale, zero, mt, wbuf)
-            wt = wbuf
-            g0 = m0 // Mg
-            cnt = min(pbs - jj, iend - i)
-            p0 = (pb * PB + jj) * NR
-            oh = p0 // Wq
-            ow = p0 - oh * Wq
-            for u in range(cnt):
-                g = g0
-                while g * Mg < mend:
-                    mlo = max(m0, g * Mg)
-                    mhi = min(mend, (g + 1) * Mg)
-                    if tail_copy and p0 + NR > P:
-                        src = xt
-                        base = g * Cg * NR
-                        ko = kofft
+        held = -1
+        while True:
+            i = fetch_add(ctr, 0, grab)
+            if i >= ntiles:
+                break
+            iend = min(ntiles, i + grab)
+            # position of tile i: pixel block pb (pbs tiles), channel tile mt, tile jj of the block
+            pb = i // (nmt * PB)
+            r = i - pb * nmt * PB
+            pbs = min(PB, npt - pb * PB)
+            mt = r // pbs
+            jj = r - mt * pbs
+            while i < iend:
+                m0 = mt * MR
+                mend = min(m0 + MR, M)
+                if mt != held:
+                    if kind == KIND_F32:
+                        wbuf[:K] = wp[mt]
                     else:
-                        src = xf
-                        base = g * gstride + p0
-                        ko = koff
-                    _tile(src, base, ko, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow, Wq, OH,
-                          OW, act, lo, hi)
-                    g += 1
-                p0 += NR
-                ow += NR
-                while ow >= Wq:
-                    ow -= Wq
-                    oh += 1
-            i += cnt
-            jj = 0
-            mt += 1
-            if mt == nmt:
-                mt = 0
-                pb += 1
-                pbs = min(PB, npt - pb * PB)
+                        decode_panel(kind, wq, scale, zero, mt, wbuf)
+                    held = mt
+                wt = wbuf
+                g0 = m0 // Mg
+                cnt = min(pbs - jj, iend - i)
+                p0 = (pb * PB + jj) * NR
+                oh = p0 // Wq
+                ow = p0 - oh * Wq
+                for u in range(cnt):
+                    g = g0
+                    while g * Mg < mend:
+                        mlo = max(m0, g * Mg)
+                        mhi = min(mend, (g + 1) * Mg)
+                        if tail_copy and p0 + NR > P:
+                            src = xt
+                            base = g * Cg * NR
+                            ko = kofft
+                        else:
+                            src = xf
+                            base = g * gstride + p0
+                            ko = koff
+                        _tile(src, base, ko, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow,
+                              Wq, OH, OW, act, lo, hi)
+                        g += 1
+                    p0 += NR
+                    ow += NR
+                    while ow >= Wq:
+                        ow -= Wq
+                        oh += 1
+                i += cnt
+                jj = 0
+                mt += 1
+                if mt == nmt:
+                    mt = 0
+                    pb += 1
+                    pbs = min(PB, npt - pb * PB)
 
 
 @njit(**_OPTS)
@@ -330,6 +341,7 @@ def _conv_tiled(x, kind, wp, wq, scale, zero, KH, KW, bias, res, out, xbuf, sh, 
     kp = K + K % 2
     wtmp = xbuf[:nthreads * kp * MR].reshape((nthreads, kp, MR))
     xbuf = xbuf[nthreads * kp * MR:]
+    ctr = np.zeros(1, np.int64)   # _conv_grid's work counter
     pointwise = (KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
                  and OH == H and OW == W)
     if pointwise:
@@ -353,9 +365,10 @@ def _conv_tiled(x, kind, wp, wq, scale, zero, KH, KW, bias, res, out, xbuf, sh, 
             # the image is one grid row of P pixels. NOTE: a literal 1 here would type the
             # argument as Literal[int](1) and compile _conv_grid a second time
             one = OH // OH
+            ctr[0] = 0
             _conv_grid(x[n].reshape(C * P), Cg * P, koff, xt, kofft, kind, wp, wq, scale, zero,
-                       wtmp, bias, of, rf, has_res, M, Mg, Cg, P, P, one, P, PB, nthreads, act,
-                       lo, hi)
+                       wtmp, bias, of, rf, has_res, M, Mg, Cg, P, P, one, P, PB, nthreads, ctr,
+                       act, lo, hi)
         return
     Hq, Wq = phase_grid(OH, OW, KH, KW, sh, sw, dh, dw)
     plane = Hq * Wq
@@ -374,8 +387,9 @@ def _conv_tiled(x, kind, wp, wq, scale, zero, KH, KW, bias, res, out, xbuf, sh, 
         rf = of
         if has_res:
             rf = res[n].reshape(M * OH * OW)
+        ctr[0] = 0
         _conv_grid(xf, Cg * cplane, koff, xf[:0], koff, kind, wp, wq, scale, zero, wtmp, bias, of,
-                   rf, has_res, M, Mg, Cg, OH * Wq, Wq, OH, OW, PB, nthreads, act, lo, hi)
+                   rf, has_res, M, Mg, Cg, OH * Wq, Wq, OH, OW, PB, nthreads, ctr, act, lo, hi)
 
 
 def conv2d_tiled(x, packed, w_shape, bias, res, out, scratch_u8, sh, sw, pt, pl, dh, dw, groups,

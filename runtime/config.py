@@ -9,6 +9,7 @@ from jitconv.errors import ConfigError
 BACKENDS = ("cpu", "cuda", "auto")
 PRECISIONS = ("normal", "high", "low")
 MEMORY_MODES = ("normal", "high", "low")
+THREADING_LAYERS = ("tbb", "omp", "workqueue")
 
 
 def _check_choice(field_name: str, value, allowed) -> None:
@@ -36,6 +37,10 @@ class Config:
         low: may trade accuracy for speed.
     memory : {"normal", "high", "low"}
         What weights stay resident as (see docs/kernel_choice.md).
+    threading_layer : {"tbb", "omp", "workqueue"} or None
+        Numba's threading layer. None: TBB when it loads, else GNU OpenMP (or what
+        NUMBA_THREADING_LAYER says). One layer runs per process, from the first parallel
+        kernel on: a session asking for another one after that is a ConfigError.
 
     Examples
     --------
@@ -48,6 +53,7 @@ class Config:
     threads: int | None = None
     precision: str = "normal"
     memory: str = "normal"
+    threading_layer: str | None = None
 
     def __post_init__(self):
         from jitconv.backends import default_registry  # backends register themselves there
@@ -59,6 +65,8 @@ class Config:
                 raise ConfigError(f"Config.threads={self.threads!r} must be a positive int or None")
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("memory", self.memory, MEMORY_MODES)
+        if self.threading_layer is not None:
+            _check_choice("threading_layer", self.threading_layer, THREADING_LAYERS)
 
     def resolved_threads(self) -> int:
         """The thread count a run will use, capped at what Numba allows."""

@@ -57,6 +57,7 @@ class SessionInfo:
     scratch_bytes: int
     flops: int
     ops: tuple = field(default_factory=tuple)
+    threading: str = ""   # Numba's threading layer (runtime/threads.describe)
 
     _COLUMNS = ("name", "op_type", "backend", "kernel", "storage", "weight_bytes", "out_shape",
                 "reason")
@@ -67,7 +68,8 @@ class SessionInfo:
     def summary(self) -> str:
         return (f"{self.config.label()}: weights {self.weight_bytes:,} B, "
                 f"arena {self.arena_bytes:,} B, scratch {self.scratch_bytes:,} B, "
-                f"{self.flops / 1e6:,.1f} MFLOP, {len(self.ops)} ops")
+                f"{self.flops / 1e6:,.1f} MFLOP, {len(self.ops)} ops"
+                + (f"; threads: {self.threading}" if self.threading else ""))
 
     def __str__(self) -> str:
         return text_table(self._COLUMNS, self._rows(), self.summary())

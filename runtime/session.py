@@ -20,7 +20,8 @@ from .passes import optimize
 from .planner import Interval, allocate, plan
 from .profile import Profile
 from .shapes import infer_shapes
-from .threads import check_fork, numba_threads
+from .threads import check_fork, numba_threads, select_layer
+from .threads import describe as describe_threads
 
 
 def _base(arr):
@@ -62,6 +63,7 @@ class Session:
         if not isinstance(config, Config):
             raise JitconvError(f"config must be a jitconv.Config, got {type(config).__name__}")
         self.config = config
+        select_layer(config.threading_layer)
         self._registry = registry or default_registry
         graph = optimize(graph)
         self._input_shapes = {s.name: tuple(s.shape) for s in graph.inputs}
@@ -310,7 +312,7 @@ class Session:
                               step.kernel.storage, step.reason, outs[0], f, step.scratch_bytes,
                               sum(held.values())))
         return SessionInfo(self.config, sum(unique.values()), int(self._arena.nbytes),
-                           int(self._scratch.nbytes), flops, tuple(ops))
+                           int(self._scratch.nbytes), flops, tuple(ops), describe_threads())
 
     @property
     def input_shapes(self) -> dict:

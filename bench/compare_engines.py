@@ -1,0 +1,190 @@
+"""jitconv vs onnxruntime vs OpenVINO end to end, each engine in a process of its own.
+
+    python bench/compare_engines.py [--models resnet50 mobilenet_v2] [--threads 1 2]
+        [--rounds 7] [--runs 10] [--busy] [--engines jitconv onnxruntime openvino]
+
+The model (from jitconv.models, random weights, batch 1, fp32) is written once as an ONNX
+file and every engine loads that same file at its default options, as a user meets it:
+onnxruntime with only intra_op_num_threads set (its pool spins), OpenVINO on "CPU" with
+PERFORMANCE_HINT=LATENCY and INFERENCE_NUM_THREADS, jitconv with Config(threads=T).
+OpenVINO's default computes in bfloat16 on CPUs with AVX512-BF16 (Zen 4 does): the
+"openvino-f32" engine is the same with INFERENCE_PRECISION_HINT=f32, the fp32 peer.
+
+Each (engine, threads) pair lives in a worker process started once; the parent asks the
+workers in turn for one round (the median of --runs runs), so rounds are interleaved and
+no engine's threads share a process with another's. Between two workers' turns the parent
+waits --gap seconds, so a pool that spins after its run has stopped before the next one.
+
+``--busy`` starts one more process spinning in a plain Python loop for the whole
+measurement (it keeps one core busy, as another user's job would). The table gives, per
+model and engine, the median of the round medians, the spread (slowest / fastest round
+median) and the speed ratio to onnxruntime at the same thread count.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENGINES = ("jitconv", "onnxruntime", "openvino", "openvino-f32")
+
+
+# ----------------------------------------------------------------------------- worker side
+
+def _make_runner(engine, path, threads):
+    """Load ``path`` in ``engine`` with ``threads`` threads; return a no-argument run()."""
+    import numpy as np
+    if engine == "jitconv":
+        import jitconv as jc
+        sess = jc.Session(jc.load(path), jc.Config(threads=threads))
+        feeds = {s.name: _input(s.shape) for s in sess.graph.inputs}
+        return lambda: sess.run(feeds), lambda: _describe_jitconv(sess)
+    if engine == "onnxruntime":
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feeds = {i.name: _input(i.shape) for i in sess.get_inputs()}
+        return lambda: sess.run(None, feeds), lambda: f"onnxruntime {ort.__version__}"
+    if engine.startswith("openvino"):
+        import openvino as ov
+        core = ov.Core()
+        props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        if engine == "openvino-f32":
+            props["INFERENCE_PRECISION_HINT"] = "f32"
+        compiled = core.compile_model(core.read_model(path), "CPU", props)
+        req = compiled.create_infer_request()
+        feeds = {i.get_any_name(): _input(tuple(i.get_shape())) for i in compiled.inputs}
+        prec = compiled.get_property("INFERENCE_PRECISION_HINT")
+        return lambda: req.infer(feeds), lambda: f"{engine} {ov.__version__} ({prec})"
+    raise SystemExit(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+
+
+def _input(shape):
+    import numpy as np
+    return np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+
+
+def _describe_jitconv(sess):
+    import jitconv as jc
+    return f"jitconv {jc.__version__} ({sess.info().threading})"
+
+
+def worker(engine, path, threads):
+    """Answer each line "round RUNS" on stdin with the JSON median of RUNS runs."""
+    run, label = _make_runner(engine, path, threads)
+    for _ in range(3):
+        run()
+    print(json.dumps({"ready": label()}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] != "round":
+            break
+        times = []
+        for _ in range(int(cmd[1])):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        print(json.dumps({"median": statistics.median(times)}), flush=True)
+
+
+# ----------------------------------------------------------------------------- parent side
+
+def _export(model, folder):
+    sys.path.insert(0, HERE)
+    from onnx_export import to_onnx
+    import jitconv.models as models
+    path = os.path.join(folder, model + ".onnx")
+    with open(path, "wb") as f:
+        f.write(to_onnx(getattr(models, model)()).SerializeToString())
+    return path
+
+
+class Worker:
+    def __init__(self, engine, path, threads):
+        self.key = (engine, threads)
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", engine, path, str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.label = self._read()["ready"]
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"{self.key[0]} worker ({self.key[1]} threads) died; "
+                             f"run it alone with --worker to see why")
+        return json.loads(line)
+
+    def round(self, runs):
+        self.proc.stdin.write(f"round {runs}\n")
+        return self._read()["median"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _spinner():
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def measure(model, engines, threads, rounds, runs, gap, busy):
+    with tempfile.TemporaryDirectory() as folder:
+        path = _export(model, folder)
+        workers = [Worker(e, path, t) for t in threads for e in engines]
+        spin = _spinner() if busy else None
+        try:
+            meds = {w.key: [] for w in workers}
+            for _ in range(rounds):
+                for w in workers:
+                    time.sleep(gap)
+                    meds[w.key].append(w.round(runs))
+        finally:
+            if spin is not None:
+                spin.kill()
+            for w in workers:
+                w.close()
+    return meds, {w.key: w.label for w in workers}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2"])
+    ap.add_argument("--engines", nargs="+", default=["jitconv", "onnxruntime", "openvino"],
+                    choices=ENGINES)
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--gap", type=float, default=0.05, help="seconds between workers' turns")
+    ap.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
+    args = ap.parse_args(argv)
+    print(f"{'busy core' if args.busy else 'quiet'}: median of {args.rounds} interleaved "
+          f"rounds, each the median of {args.runs} runs; spread = slowest / fastest round")
+    print(f"{'model':13} {'engine':12} {'thr':>3} {'ms':>8} {'spread':>7} {'speed/ort':>9}")
+    labels = {}
+    for model in args.models:
+        meds, lab = measure(model, args.engines, args.threads, args.rounds, args.runs,
+                            args.gap, args.busy)
+        labels.update(lab)
+        for t in args.threads:
+            ort = meds.get(("onnxruntime", t))
+            for e in args.engines:
+                m = meds[(e, t)]
+                ms = statistics.median(m) * 1e3
+                ratio = (f"{statistics.median(ort) / statistics.median(m):9.2f}"
+                         if ort else f"{'':9}")
+                print(f"{model:13} {e:12} {t:>3} {ms:8.2f} {max(m) / min(m):7.2f} {ratio}",
+                      flush=True)
+    print("engines: " + "; ".join(sorted(set(labels.values()))))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        sys.exit(main())
