@@ -105,6 +105,10 @@ def select_layer(requested=None) -> None:
         return
     if requested is None:
         env = os.environ.get("NUMBA_THREADING_LAYER", "").strip().lower()
+        if not env and "NUMBA_THREADING_LAYER" in os.environ:
+            # set but blank: Numba would refuse '' at the first parallel call
+            del os.environ["NUMBA_THREADING_LAYER"]
+            numba.config.THREADING_LAYER = "default"
         if env and env != "default":
             if env == "tbb":
                 _preload_tbb()   # so the user's choice loads without LD_LIBRARY_PATH

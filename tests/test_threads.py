@@ -92,3 +92,8 @@ def test_run_restores_the_callers_thread_count():
 def test_describe_names_the_running_layer():
     jc.Session(conv_chain(layers=1, channels=8, size=8)).run(np.ones((1, 8, 8, 8), np.float32))
     assert threads.describe().split(",")[0].split(" ")[0] == numba.threading_layer()
+
+
+def test_a_blank_environment_variable_means_the_default():
+    got, _ = _child(_RUN.format(cfg="{}"), NUMBA_THREADING_LAYER="")
+    assert got in ("tbb", "omp")
