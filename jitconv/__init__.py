@@ -11,7 +11,7 @@ Quick use::
 """
 # NOTE: Numba's threading layer is fixed when its pool starts, so it is arranged here,
 # before any kernel runs: TBB (from the tbb wheel) by default; see runtime/threads.py.
-from jitconv.runtime import threads as _threads  # noqa: E402
+from jitconv.runtime import threads as _threads
 
 _threads.select_layer()
 

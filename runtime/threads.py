@@ -33,6 +33,7 @@ import numba
 from jitconv.errors import ConfigError, JitconvError
 
 from .config import THREADING_LAYERS as LAYERS
+
 _TBB_NAMES = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}
 
 _state = {"unsafe_child": False, "tbb_path": None, "tbb_error": None}
@@ -88,13 +89,10 @@ def started() -> bool:
 def select_layer(requested=None) -> None:
     """Arrange for Numba to start ``requested`` (or, by default, TBB when it loads).
 
-    Called at jitconv import with no argument, and by a Session whose config names a
-    layer. Leaves everything as it is when the user set NUMBA_THREADING_LAYER, unless a
-    Config asks for a layer (then the Config wins while the pool has not started).
+    Called at jitconv import with no argument, and by every Session with its
+    ``Config.threading_layer`` (already checked by Config). Without a request the user's
+    NUMBA_THREADING_LAYER stands; a request wins while the pool has not started.
     """
-    if requested is not None and requested not in LAYERS:
-        raise ConfigError(f"Config.threading_layer={requested!r} is not allowed; choose one "
-                          f"of: {', '.join(map(repr, LAYERS))}, or None")
     if started():
         running = numba.threading_layer()
         if requested is not None and requested != running:
@@ -103,29 +101,26 @@ def select_layer(requested=None) -> None:
                 f"layer already runs in this process and cannot be changed; choose the layer "
                 f"in the first session, or set NUMBA_THREADING_LAYER before starting Python")
         return
-    if requested is None:
-        env = os.environ.get("NUMBA_THREADING_LAYER", "").strip().lower()
-        if not env and "NUMBA_THREADING_LAYER" in os.environ:
-            # set but blank: Numba would refuse '' at the first parallel call
-            del os.environ["NUMBA_THREADING_LAYER"]
-            numba.config.THREADING_LAYER = "default"
-        if env and env != "default":
-            if env == "tbb":
-                _preload_tbb()   # so the user's choice loads without LD_LIBRARY_PATH
-            elif env == "omp":
-                _short_gomp_spin()
-            return
+    env = os.environ.get("NUMBA_THREADING_LAYER")
+    if env is not None and not env.strip():
+        # set but blank: Numba would refuse '' at the first parallel call
+        del os.environ["NUMBA_THREADING_LAYER"]
+        numba.config.THREADING_LAYER = env = "default"
+    want = requested or (env or "default").strip().lower()
+    if want in ("tbb", "default"):
         # Numba's default priority (tbb, omp, workqueue) takes TBB once it can load it
-        if not _preload_tbb():
-            _short_gomp_spin()
-        return
-    if requested == "tbb" and not _preload_tbb():
-        raise ConfigError(f"Config.threading_layer='tbb' but TBB cannot be loaded "
-                          f"({_state['tbb_error']}); pip install tbb")
-    if requested == "omp":
+        if _preload_tbb():
+            pass
+        elif requested == "tbb":
+            raise ConfigError(f"Config.threading_layer='tbb' but TBB cannot be loaded "
+                              f"({_state['tbb_error']}); pip install tbb")
+        else:
+            _short_gomp_spin()   # OpenMP is what will start
+    elif want == "omp":
         _short_gomp_spin()
-    numba.config.THREADING_LAYER = requested
-    os.environ["NUMBA_THREADING_LAYER"] = requested   # numba re-reads its config from here
+    if requested is not None:
+        numba.config.THREADING_LAYER = requested
+        os.environ["NUMBA_THREADING_LAYER"] = requested   # numba re-reads its config here
 
 
 def _short_gomp_spin():
