@@ -34,6 +34,23 @@ class Simple(Kernel):
         self._fn(inputs, outputs)
 
 
+class Planned(Kernel):
+    """A weightless kernel whose work depends on the shapes: ``plan(in_shapes, out_shapes)``
+    returns the ``fn(inputs, outputs)`` to run, and is called again on every resize."""
+
+    def __init__(self, name, reason, plan):
+        self.name, self.reason, self._plan = name, reason, plan
+        self._fn = None
+
+    def resize(self, in_shapes, out_shapes):
+        self._fn = self._plan([tuple(s) if s is not None else None for s in in_shapes],
+                              [tuple(s) for s in out_shapes])
+        return 0
+
+    def run(self, inputs, outputs, scratch):
+        self._fn(inputs, outputs)
+
+
 def create_relu(ctx):
     return Simple("relu", "elementwise", lambda i, o: ew.relu(_flat(i[0]), _flat(o[0])))
 
@@ -50,20 +67,40 @@ def _pad6(a, shape):
     return np.broadcast_to(a, shape)
 
 
-def _binary(ctx, op_code, same_fn, name):
-    a, b = ctx.in_shapes
-    out = ctx.out_shapes[0]
-    if tuple(a) == tuple(b):
-        return Simple(f"{name}_same", "same shapes",
-                      lambda i, o: same_fn(_flat(i[0]), _flat(i[1]), _flat(o[0])))
-    if len(out) > 6:
-        return None
+class Binary(Kernel):
+    """Add/Mul/Sub/Div/PRelu: a same-shape loop when both inputs have the output's shape,
+    else the 6-D broadcast kernel; which one is decided per shape plan (on every resize),
+    since a batch change can turn a same-shape pair into a broadcast one."""
 
-    def run(i, o):
-        shape6 = (1,) * (6 - len(out)) + tuple(out)
-        act.binary_broadcast(_pad6(i[0], shape6), _pad6(i[1], shape6),
-                             o[0].reshape(shape6), op_code)
-    return Simple(f"{name}_broadcast", f"broadcast {tuple(a)} with {tuple(b)}", run)
+    def __init__(self, op, op_code, same_fn):
+        self.op, self.op_code, self.same_fn = op, op_code, same_fn
+        self.name, self.reason = f"{op}_broadcast", "planned per shape"
+        self._fn = None
+
+    def resize(self, in_shapes, out_shapes):
+        a, b, out = tuple(in_shapes[0]), tuple(in_shapes[1]), tuple(out_shapes[0])
+        same = self.same_fn is not None and a == b == out
+        if same:
+            fn = self.same_fn
+            self._fn = lambda i, o: fn(_flat(i[0]), _flat(i[1]), _flat(o[0]))
+            self.name, self.reason = f"{self.op}_same", "same shapes"
+        else:
+            shape6 = (1,) * (6 - len(out)) + out
+            code = self.op_code
+            self._fn = lambda i, o: act.binary_broadcast(_pad6(i[0], shape6),
+                                                         _pad6(i[1], shape6),
+                                                         o[0].reshape(shape6), code)
+            self.name, self.reason = f"{self.op}_broadcast", f"broadcast {a} with {b}"
+        return 0
+
+    def run(self, inputs, outputs, scratch):
+        self._fn(inputs, outputs)
+
+
+def _binary(ctx, op_code, same_fn, name):
+    if len(ctx.out_shapes[0]) > 6:
+        return None
+    return Binary(name, op_code, same_fn)
 
 
 def create_add(ctx):
@@ -112,30 +149,38 @@ def create_global_avg_pool(ctx):
     return Simple("global_avg_pool", "mean over H*W", run)
 
 
-def create_matmul(ctx):
-    sa, sb = list(ctx.in_shapes[0]), list(ctx.in_shapes[1])
-    a1, b1 = len(sa) == 1, len(sb) == 1
-    sa = [1] + sa if a1 else sa
-    sb = sb + [1] if b1 else sb
+def _matmul_plan(ins, outs):
+    sa, sb = list(ins[0]), list(ins[1])
+    sa = [1] + sa if len(sa) == 1 else sa
+    sb = sb + [1] if len(sb) == 1 else sb
     batch = tuple(np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2])))
     nb = math.prod(batch)
     m, k, n = sa[-2], sa[-1], sb[-1]
 
     def run(i, o):
-        a = np.broadcast_to(i[0].reshape(sa), batch + (m, k)).reshape(-1, m, k) \
-            if nb else np.empty((0, m, k), np.float32)
-        b = np.broadcast_to(i[1].reshape(sb), batch + (k, n))
-        b = b.reshape(-1, k, n) if nb else np.empty((0, k, n), np.float32)
+        if not nb:
+            return
+        a = np.broadcast_to(i[0].reshape(sa), batch + (m, k)).reshape(-1, m, k)
+        b = np.broadcast_to(i[1].reshape(sb), batch + (k, n)).reshape(-1, k, n)
         matmul_batched(a, b, o[0].reshape(nb, m, n))
-    return Simple("matmul_batched", f"batch {batch}, {m}x{k} @ {k}x{n}", run)
+    return run
+
+
+def create_matmul(ctx):
+    sa, sb = ctx.in_shapes[0], ctx.in_shapes[1]
+    return Planned("matmul_batched", f"batched {len(sa)}-D @ {len(sb)}-D, planned per shape",
+                   _matmul_plan)
 
 
 def create_softmax(ctx):
-    shape = ctx.in_shapes[0]
-    axis = int(ctx.node.attr("axis", -1)) % len(shape)
-    o3 = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
-    return Simple("softmax", f"along axis {axis}",
-                  lambda i, o: softmax(i[0].reshape(o3), o[0].reshape(o3)))
+    axis = int(ctx.node.attr("axis", -1))
+
+    def plan(ins, outs):
+        shape = ins[0]
+        ax = axis % len(shape)
+        o3 = (math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:]))
+        return lambda i, o: softmax(i[0].reshape(o3), o[0].reshape(o3))
+    return Planned("softmax", f"along axis {axis % len(ctx.in_shapes[0])}", plan)
 
 
 class BatchNorm(Kernel):
@@ -198,23 +243,6 @@ from jitconv.kernels.resize_nearest import gather4  # noqa: E402
 from jitconv.runtime.reference import resize_source_index, slice_bounds  # noqa: E402
 
 
-class Planned(Kernel):
-    """A weightless kernel whose work depends on the shapes: ``plan(in_shapes, out_shapes)``
-    returns the ``fn(inputs, outputs)`` to run, and is called again on every resize."""
-
-    def __init__(self, name, reason, plan):
-        self.name, self.reason, self._plan = name, reason, plan
-        self._fn = None
-
-    def resize(self, in_shapes, out_shapes):
-        self._fn = self._plan([tuple(s) if s is not None else None for s in in_shapes],
-                              [tuple(s) for s in out_shapes])
-        return 0
-
-    def run(self, inputs, outputs, scratch):
-        self._fn(inputs, outputs)
-
-
 def _unary(name, fn, *args):
     return Simple(name, "elementwise", lambda i, o: fn(_flat(i[0]), _flat(o[0]), *args))
 
@@ -236,39 +264,16 @@ def create_leaky_relu(ctx):
     return _unary("leaky_relu", act.leaky_relu, float(ctx.node.attr("alpha", 0.01)))
 
 
-def _broadcast_fn(op_code, same_fn, shape_a, shape_b, out):
-    """fn(a, b, out_array) for one binary op at these shapes (same-shape loop or 6-D)."""
-    if same_fn is not None and shape_a == shape_b == out:
-        return lambda a, b, y: same_fn(_flat(a), _flat(b), _flat(y))
-    shape6 = (1,) * (6 - len(out)) + out
-    return lambda a, b, y: act.binary_broadcast(_pad6(a, shape6), _pad6(b, shape6),
-                                                y.reshape(shape6), op_code)
-
-
-def _binary_any(ctx, op_code, same_fn, name):
-    """Sub/Div/PRelu: same-shape loop or the 6-D broadcast kernel."""
-    a, b = (tuple(s) for s in ctx.in_shapes[:2])
-    if len(ctx.out_shapes[0]) > 6:
-        return None
-    kind = "same" if same_fn is not None and a == b else "broadcast"
-
-    def plan(ins, outs):
-        fn = _broadcast_fn(op_code, same_fn, ins[0], ins[1], outs[0])
-        return lambda i, o: fn(i[0], i[1], o[0])
-    return Planned(f"{name}_{kind}", "same shapes" if kind == "same" else
-                   f"broadcast {a} with {b}", plan)
-
-
 def create_sub(ctx):
-    return _binary_any(ctx, act.OP_SUB, act.sub_same, "sub")
+    return _binary(ctx, act.OP_SUB, act.sub_same, "sub")
 
 
 def create_div(ctx):
-    return _binary_any(ctx, act.OP_DIV, act.div_same, "div")
+    return _binary(ctx, act.OP_DIV, act.div_same, "div")
 
 
 def create_prelu(ctx):
-    return _binary_any(ctx, act.OP_PRELU, None, "prelu")
+    return _binary(ctx, act.OP_PRELU, None, "prelu")
 
 
 def create_sum(ctx):
