@@ -2,11 +2,19 @@
 
 Plan, then run: graph -> passes -> shape inference -> kernel choice per op -> memory plan.
 resize() re-infers shapes and re-plans memory; kernels keep their packed weights.
+
+Shape plans (every tensor's shape and its place in the arena) are cached per input
+shapes, the last PLAN_CACHE of them: a run whose inputs differ from the current shapes
+only on dynamic axes (an ONNX ``dim_param``, or ``GraphBuilder.input(dynamic_axes=)``)
+switches to that plan without a resize() call. Switching re-plans the kernels (geometry
+and scratch sizes, no compiling); the arena and scratch only grow on such a switch, so
+alternating batch sizes do not reallocate, while an explicit resize() sizes them exactly.
 """
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,6 +36,27 @@ def _base(arr):
     while isinstance(arr.base, np.ndarray):
         arr = arr.base
     return arr
+
+
+PLAN_CACHE = 8     # shape plans kept per session (bounded: each holds its tensor views)
+
+
+class _ShapePlan:
+    """Everything that depends on the input shapes but not on the kernels' weights."""
+    __slots__ = ("key", "input_shapes", "shapes", "intervals", "offsets", "arena_bytes",
+                 "views", "views_of")
+
+    def view(self, arena):
+        if self.views_of is not arena:
+            self.views = {iv.name: arena[self.offsets[iv.name]:self.offsets[iv.name] + iv.nbytes]
+                          .view(np.float32).reshape(self.shapes[iv.name])
+                          for iv in self.intervals}
+            self.views_of = arena
+        return self.views
+
+
+def _key(input_shapes):
+    return tuple(sorted((k, tuple(v)) for k, v in input_shapes.items()))
 
 
 class _Step:
@@ -67,6 +96,7 @@ class Session:
         self._registry = registry or default_registry
         graph = optimize(graph)
         self._input_shapes = {s.name: tuple(s.shape) for s in graph.inputs}
+        self._dynamic = {s.name: tuple(getattr(s, "dynamic", ())) for s in graph.inputs}
         self._main, self._backup = self._pick_backends()
         shapes = infer_shapes(graph, self._input_shapes)
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
@@ -149,6 +179,21 @@ class Session:
         return held
 
     def _plan(self, shapes):
+        """The first plan (shapes already inferred for the graph's own input shapes)."""
+        self._plans = OrderedDict()
+        self._arena = self._scratch = None
+        self._kernels_at = self._current = None
+        self._use(self._shape_plan(self._input_shapes, shapes), exact=True)
+
+    def _shape_plan(self, input_shapes, shapes=None):
+        """The cached plan for these input shapes, or a new one (least recent dropped)."""
+        key = _key(input_shapes)
+        p = self._plans.get(key)
+        if p is not None:
+            self._plans.move_to_end(key)
+            return p
+        if shapes is None:
+            shapes = infer_shapes(self.graph, input_shapes)
         graph_outputs = {o.name for o in self.graph.outputs}
         last_use = {}
         for i, node in enumerate(self.graph.nodes):
@@ -160,19 +205,52 @@ class Session:
                 if t not in graph_outputs:
                     nbytes = 4 * math.prod(shapes[t])
                     intervals.append(Interval(t, nbytes, i, max(i, last_use.get(t, i))))
-        offsets, arena_bytes = plan(intervals)
-        self._arena = allocate(arena_bytes)
-        self._views = {iv.name: self._arena[offsets[iv.name]:offsets[iv.name] + iv.nbytes]
-                       .view(np.float32).reshape(shapes[iv.name]) for iv in intervals}
-        scratch = 0
+        p = _ShapePlan()
+        p.key, p.input_shapes, p.shapes, p.intervals = key, dict(input_shapes), shapes, intervals
+        p.offsets, p.arena_bytes = plan(intervals)
+        p.views = p.views_of = None
+        self._plans[key] = p
+        while len(self._plans) > PLAN_CACHE:
+            self._plans.popitem(last=False)
+        return p
+
+    def _use(self, p, *, exact):
+        """Make ``p`` the current plan: kernels re-planned, arena and scratch big enough
+        (exactly sized when ``exact``, else grown only)."""
+        shapes = p.shapes
+        if self._kernels_at != p.key:
+            before = self._current if self._kernels_at else None
+            self._kernels_at = None           # half re-planned kernels are no plan at all
+            try:
+                self._plan_kernels(shapes)
+            except BaseException:
+                if before is not None:        # back to the plan the session was at
+                    self._plan_kernels(before.shapes)
+                    self._kernels_at = before.key
+                raise
+            self._kernels_at = p.key
+        scratch = max((step.scratch_bytes for step in self._steps), default=0)
+        if self._arena is None or (self._arena.nbytes != p.arena_bytes if exact
+                                   else self._arena.nbytes < p.arena_bytes):
+            self._arena = allocate(p.arena_bytes)
+            for q in self._plans.values():    # views of the old arena must not keep it alive
+                q.views = q.views_of = None
+        if self._scratch is None or (self._scratch.nbytes != scratch if exact
+                                     else self._scratch.nbytes < scratch):
+            self._scratch = allocate(scratch)
+        self._views = p.view(self._arena)
+        self._current = p
+        if p.key in self._plans:
+            self._plans.move_to_end(p.key)
+        self._shapes = shapes
+        self._input_shapes = dict(p.input_shapes)
+
+    def _plan_kernels(self, shapes):
         for step in self._steps:
             ins = [shapes[t] if t else None for t in step.node.inputs]
             outs = [shapes[t] for t in step.node.outputs]
             step.scratch_bytes = int(step.kernel.resize(ins, outs))
             self._check_scratch(step, outs)
-            scratch = max(scratch, step.scratch_bytes)
-        self._scratch = allocate(scratch)
-        self._shapes = shapes
 
     @staticmethod
     def _check_scratch(step, out_shapes):
@@ -199,9 +277,7 @@ class Session:
             raise InputError(f"resize: graph {self.graph.name!r} computes shapes that were "
                              f"folded for input shapes {self._input_shapes} at import; "
                              f"re-import it with jc.load(path, input_shapes={new})")
-        shapes = infer_shapes(self.graph, new)
-        self._input_shapes = new
-        self._plan(shapes)
+        self._use(self._shape_plan(new), exact=True)
 
     # -- running -----------------------------------------------------------------------
 
@@ -229,10 +305,30 @@ class Session:
                 raise InputError(f"input {name!r} has dtype {arr.dtype}, expected float32 "
                                  f"(use arr.astype(np.float32))")
             if tuple(arr.shape) != want:
-                raise InputError(f"input {name!r} has shape {tuple(arr.shape)}, expected {want} "
-                                 f"float32; call Session.resize({{{name!r}: shape}}) to change it")
+                self._check_dynamic(name, tuple(arr.shape), want)
             checked[name] = np.ascontiguousarray(arr)
+        new = {k: tuple(a.shape) for k, a in checked.items()}
+        if new != self._input_shapes:
+            if self.graph.fixed_input_shapes:
+                raise InputError(f"graph {self.graph.name!r} computes shapes that were folded "
+                                 f"for input shapes {self._input_shapes} at import, so it "
+                                 f"cannot run at {new}; re-import it with "
+                                 f"jc.load(path, input_shapes={new})")
+            self._use(self._shape_plan(new), exact=False)
         return checked
+
+    def _check_dynamic(self, name, got, want):
+        """A shape that differs from the current one only on dynamic axes is accepted."""
+        dyn = self._dynamic.get(name, ())
+        fixed = [a for a in range(len(want)) if a not in dyn]
+        if len(got) == len(want) and dyn and all(got[a] == want[a] for a in fixed):
+            return
+        hint = f"call Session.resize({{{name!r}: shape}}) to change it"
+        if dyn:
+            free = ", ".join(map(str, dyn))
+            hint = (f"only axis {free} may change from run to run" if len(dyn) == 1 else
+                    f"only axes {free} may change from run to run") + "; " + hint
+        raise InputError(f"input {name!r} has shape {got}, expected {want} float32; {hint}")
 
     def run(self, feeds) -> dict:
         """Run the graph; returns {output name: new float32 array}."""
