@@ -59,6 +59,7 @@ class GraphBuilder:
         self._inputs, self._outputs, self._nodes = [], [], []
         self._constants = {}
         self._names = set()
+        self._dynamic = {}
 
     def _unique(self, base):
         name, i = base, 0
@@ -78,14 +79,26 @@ class GraphBuilder:
 
     # -- graph boundaries ----------------------------------------------------------------
 
-    def input(self, name: str, shape, dtype: str = "float32") -> Tensor:
+    def input(self, name: str, shape, dtype: str = "float32", *, dynamic_axes=()) -> Tensor:
+        """A graph input of this shape; ``dynamic_axes`` (e.g. ``(0,)`` for the batch) may
+        take another size at each Session.run, which then re-plans for it."""
         if dtype != "float32":
             raise GraphError(f"input {name!r}: dtype {dtype!r} not supported; use float32")
         if name in self._names:
             raise GraphError(f"input {name!r}: the name is already used")
+        shape = tuple(int(d) for d in shape)
+        try:
+            axes = [int(a) for a in dynamic_axes]
+        except (TypeError, ValueError):
+            axes = None
+        if axes is None or any(not -len(shape) <= a < len(shape) for a in axes):
+            raise GraphError(f"input {name!r}: dynamic_axes must be axes of its shape "
+                             f"{shape}, got {dynamic_axes!r}")
+        dyn = tuple(sorted({a % len(shape) for a in axes}))
         self._names.add(name)
-        t = Tensor(name, tuple(int(d) for d in shape))
+        t = Tensor(name, shape)
         self._inputs.append(t)
+        self._dynamic[name] = dyn
         return t
 
     def constant(self, array, name: str | None = None) -> Tensor:
@@ -213,6 +226,7 @@ class GraphBuilder:
         used = {t for n in nodes for t in n.inputs} | {o.name for o in self._outputs}
         consts = {t.name: Constant(t.name, c.data) for t, c in self._constants.values()
                   if t.name in used}
-        return Graph([TensorSpec(t.name, t.shape) for t in self._inputs],
+        return Graph([TensorSpec(t.name, t.shape, dynamic=self._dynamic[t.name])
+                      for t in self._inputs],
                      [TensorSpec(t.name, t.shape) for t in self._outputs],
                      nodes, consts, self.name)

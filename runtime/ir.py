@@ -18,10 +18,15 @@ QUANT_BITS = {"int8": 8, "int4": 4}
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A graph input or output: name, shape and dtype."""
+    """A graph input or output: name, shape and dtype.
+
+    ``dynamic`` lists the axes of an input whose size may change from run to run (an
+    ONNX ``dim_param``): ``shape`` then holds the size the graph is first planned for.
+    """
     name: str
     shape: tuple
     dtype: str = "float32"
+    dynamic: tuple = ()
 
 
 @dataclass

@@ -91,7 +91,11 @@ def save(graph: Graph, path) -> None:
             blobs.append((pos, a))
             pos = _align(pos + a.nbytes)
         consts.append(entry)
-    spec = lambda t: {"name": t.name, "shape": _enc(list(t.shape), t.name), "dtype": t.dtype}
+    def spec(t):
+        entry = {"name": t.name, "shape": _enc(list(t.shape), t.name), "dtype": t.dtype}
+        if t.dynamic:
+            entry["dynamic"] = [int(a) for a in t.dynamic]
+        return entry
     header = {"name": graph.name, "fixed_input_shapes": bool(graph.fixed_input_shapes),
               "inputs": [spec(t) for t in graph.inputs],
               "outputs": [spec(t) for t in graph.outputs],
@@ -204,8 +208,14 @@ def load(path, mmap: bool = True) -> Graph:
         specs[side] = []
         for i, t in enumerate(get(header, side, list, "header")):
             w = f"{side}[{i}]"
-            specs[side].append(TensorSpec(get(t, "name", str, w), shape(get(
-                t, "shape", list, w), w, True), get(t, "dtype", str, w)))
+            shp = shape(get(t, "shape", list, w), w, True)
+            dyn = t.get("dynamic", []) if isinstance(t, dict) else []
+            if not isinstance(dyn, list) or not all(
+                    isinstance(a, int) and not isinstance(a, bool) and 0 <= a < len(shp)
+                    for a in dyn) or len(set(dyn)) != len(dyn):
+                fail(f"{w}: dynamic {dyn!r} is not a list of distinct axes of shape {list(shp)}")
+            specs[side].append(TensorSpec(get(t, "name", str, w), shp, get(t, "dtype", str, w),
+                                          tuple(sorted(dyn))))
     nodes = []
     for i, n in enumerate(get(header, "nodes", list, "header")):
         w = f"nodes[{i}]"

@@ -22,8 +22,12 @@ Graph whose nodes use the op semantics of docs/ops.md:
   type and the opset, raised before anything runs.
 
 Shape computations are folded for the input shapes the model declares (symbolic
-dimensions count as 1 unless ``input_shapes`` says otherwise): import again with other
-``input_shapes`` rather than ``Session.resize`` when a model computes shapes.
+dimensions count as 1 unless ``input_shapes`` says otherwise). Symbolic input axes are
+marked dynamic (``TensorSpec.dynamic``): Session.run accepts any size there. Where the
+folded shape math is a Reshape target that follows those axes (``x.view(x.size(0), -1)``),
+runtime/onnx_dynamic.py rewrites it with Reshape's 0 / -1 so the graph holds for every
+size; where it cannot, the graph stays ``fixed_input_shapes`` and other sizes need a
+re-import with other ``input_shapes``.
 """
 from __future__ import annotations
 
@@ -259,7 +263,12 @@ def import_model(model, *, input_shapes=None, bind=None, name=None) -> OnnxImpor
     """
     model = upgrade(model)
     check_supported(model)
-    return _Importer(model, input_shapes or {}, bind or {}, name).run()
+    result = _Importer(model, input_shapes or {}, bind or {}, name).run()
+    if result.graph.fixed_input_shapes and any(s.dynamic for s in result.graph.inputs):
+        from .onnx_dynamic import generalize  # noqa: PLC0415
+        result = generalize(result, lambda shapes: _Importer(model, shapes, bind or {},
+                                                             name).run())
+    return result
 
 
 class _Importer:
@@ -418,8 +427,12 @@ class _Importer:
             else:
                 shape = tuple(int(d.dim_value) if d.HasField("dim_value") else 1
                               for d in tt.shape.dim)
+            # axes the model leaves symbolic (dim_param or no value) may vary at run time
+            dynamic = () if not tt.HasField("shape") else tuple(
+                a for a, d in enumerate(tt.shape.dim)
+                if not d.HasField("dim_value") and a < len(shape))
             self.shapes[vi.name] = shape
-            self.inputs.append(TensorSpec(vi.name, shape))
+            self.inputs.append(TensorSpec(vi.name, shape, dynamic=dynamic))
         unknown = set(self.input_shapes) - {s.name for s in self.inputs}
         if unknown:
             raise GraphError(f"input_shapes names {sorted(unknown)}, which are not runtime "

@@ -527,9 +527,12 @@ def test_backend_run_node_and_folded_int_outputs(rng):
 
 
 def test_resize_refuses_a_graph_whose_shape_math_was_folded(rng):
-    """Shape -> Reshape folded for (1, 4, 6, 5): resizing would silently mis-reshape."""
+    """Shape -> ConstantOfShape folded for (1, 4, 6, 5): resizing would silently add a
+    constant of the wrong shape (a Reshape target would be generalized instead)."""
     nodes = [helper.make_node("Shape", ["x"], ["s"]),
-             helper.make_node("Reshape", ["x", "s"], ["y"]),
+             helper.make_node("ConstantOfShape", ["s"], ["c"],
+                              value=numpy_helper.from_array(np.ones(1, np.float32))),
+             helper.make_node("Add", ["x", "c"], ["y"]),
              helper.make_node("Relu", ["y"], ["z"])]
     m = model(nodes, {"x": ("N", 4, "H", "W")}, {"z": None}, 13, {})
     g = import_model(m, input_shapes={"x": (1, 4, 6, 5)}).graph
@@ -539,4 +542,4 @@ def test_resize_refuses_a_graph_whose_shape_math_was_folded(rng):
         sess.resize({"x": (2, 4, 6, 5)})
     sess.resize({"x": (1, 4, 6, 5)})           # the same shapes are fine
     x = rnd(rng, 1, 4, 6, 5)
-    np.testing.assert_array_equal(sess.run(x)["z"], np.maximum(x, 0))
+    np.testing.assert_array_equal(sess.run(x)["z"], np.maximum(x + 1, 0))
