@@ -2,8 +2,10 @@
 
     python bench/compare_engines.py [--models resnet50 mobilenet_v2] [--threads 1 2]
         [--rounds 7] [--runs 10] [--busy] [--engines jitconv onnxruntime openvino]
+        [--batch 1 8 32]
 
-The model (from jitconv.models, random weights, batch 1, fp32) is written once as an ONNX
+The model (from jitconv.models, random weights, fp32, at each --batch size: throughput
+runs give images per second too) is written once as an ONNX
 file and every engine loads that same file at its default options, as a user meets it:
 onnxruntime with only intra_op_num_threads set (its pool spins), OpenVINO on "CPU" with
 PERFORMANCE_HINT=LATENCY and INFERENCE_NUM_THREADS, jitconv with Config(threads=T).
@@ -94,13 +96,13 @@ def worker(engine, path, threads):
 
 # ----------------------------------------------------------------------------- parent side
 
-def _export(model, folder):
+def _export(model, folder, batch=1):
     sys.path.insert(0, HERE)
     from onnx_export import to_onnx
     import jitconv.models as models
-    path = os.path.join(folder, model + ".onnx")
+    path = os.path.join(folder, f"{model}_b{batch}.onnx")
     with open(path, "wb") as f:
-        f.write(to_onnx(getattr(models, model)()).SerializeToString())
+        f.write(to_onnx(getattr(models, model)(batch=batch)).SerializeToString())
     return path
 
 
@@ -132,9 +134,9 @@ def _spinner():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def measure(model, engines, threads, rounds, runs, gap, busy):
+def measure(model, engines, threads, rounds, runs, gap, busy, batch=1):
     with tempfile.TemporaryDirectory() as folder:
-        path = _export(model, folder)
+        path = _export(model, folder, batch)
         workers = [Worker(e, path, t) for t in threads for e in engines]
         spin = _spinner() if busy else None
         try:
@@ -161,24 +163,27 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--gap", type=float, default=0.05, help="seconds between workers' turns")
     ap.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
+    ap.add_argument("--batch", nargs="+", type=int, default=[1],
+                    help="batch sizes (images/s is batch / median time)")
     args = ap.parse_args(argv)
     print(f"{'busy core' if args.busy else 'quiet'}: median of {args.rounds} interleaved "
           f"rounds, each the median of {args.runs} runs; spread = slowest / fastest round")
-    print(f"{'model':13} {'engine':12} {'thr':>3} {'ms':>8} {'spread':>7} {'speed/ort':>9}")
+    print(f"{'model':13} {'batch':>5} {'engine':12} {'thr':>3} {'ms':>8} {'img/s':>8} "
+          f"{'spread':>7} {'speed/ort':>9}")
     labels = {}
     for model in args.models:
-        meds, lab = measure(model, args.engines, args.threads, args.rounds, args.runs,
-                            args.gap, args.busy)
-        labels.update(lab)
-        for t in args.threads:
-            ort = meds.get(("onnxruntime", t))
-            for e in args.engines:
-                m = meds[(e, t)]
-                ms = statistics.median(m) * 1e3
-                ratio = (f"{statistics.median(ort) / statistics.median(m):9.2f}"
-                         if ort else f"{'':9}")
-                print(f"{model:13} {e:12} {t:>3} {ms:8.2f} {max(m) / min(m):7.2f} {ratio}",
-                      flush=True)
+        for batch in args.batch:
+            meds, lab = measure(model, args.engines, args.threads, args.rounds, args.runs,
+                                args.gap, args.busy, batch)
+            labels.update(lab)
+            for t in args.threads:
+                ort = meds.get(("onnxruntime", t))
+                for e in args.engines:
+                    m = meds[(e, t)]
+                    sec = statistics.median(m)
+                    ratio = (f"{statistics.median(ort) / sec:9.2f}" if ort else f"{'':9}")
+                    print(f"{model:13} {batch:>5} {e:12} {t:>3} {sec * 1e3:8.2f} "
+                          f"{batch / sec:8.1f} {max(m) / min(m):7.2f} {ratio}", flush=True)
     print("engines: " + "; ".join(sorted(set(labels.values()))))
     return 0
 
