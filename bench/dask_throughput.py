@@ -81,8 +81,9 @@ def main(argv=None):
     print(f"{'config':8} {'img/s':>8} {'spread':>7}")
     for label, v in speeds.items():
         print(f"{label:8} {statistics.median(v):8.1f} {max(v) / min(v):7.2f}")
-    for client, cluster, _ in clusters:
+    for client, _, _ in clusters:            # clients first: no worker talks to a gone one
         client.close()
+    for _, cluster, _ in clusters:
         cluster.close()
     return 0
 
