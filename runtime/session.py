@@ -96,7 +96,7 @@ class Session:
         self._registry = registry or default_registry
         graph = optimize(graph)
         self._input_shapes = {s.name: tuple(s.shape) for s in graph.inputs}
-        self._dynamic = {s.name: tuple(getattr(s, "dynamic", ())) for s in graph.inputs}
+        self._dynamic = {s.name: tuple(s.dynamic) for s in graph.inputs}
         self._main, self._backup = self._pick_backends()
         shapes = infer_shapes(graph, self._input_shapes)
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
