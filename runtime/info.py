@@ -58,6 +58,7 @@ class SessionInfo:
     flops: int
     ops: tuple = field(default_factory=tuple)
     threading: str = ""   # Numba's threading layer (runtime/threads.describe)
+    workspaces: int = 1   # arena + scratch pairs: one per run that was in flight at once
 
     _COLUMNS = ("name", "op_type", "backend", "kernel", "storage", "weight_bytes", "out_shape",
                 "reason")
@@ -67,7 +68,9 @@ class SessionInfo:
 
     def summary(self) -> str:
         return (f"{self.config.label()}: weights {self.weight_bytes:,} B, "
-                f"arena {self.arena_bytes:,} B, scratch {self.scratch_bytes:,} B, "
+                f"arena {self.arena_bytes:,} B, scratch {self.scratch_bytes:,} B"
+                + (f" ({self.workspaces} workspaces: concurrent runs)" if self.workspaces > 1
+                   else "") + ", "
                 f"{self.flops / 1e6:,.1f} MFLOP, {len(self.ops)} ops"
                 + (f"; threads: {self.threading}" if self.threading else ""))
 

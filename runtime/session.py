@@ -9,10 +9,19 @@ only on dynamic axes (an ONNX ``dim_param``, or ``GraphBuilder.input(dynamic_axe
 switches to that plan without a resize() call. Switching re-plans the kernels (geometry
 and scratch sizes, no compiling); the arena and scratch only grow on such a switch, so
 alternating batch sizes do not reallocate, while an explicit resize() sizes them exactly.
+
+Threads: ``run`` may be called from several threads at once. Each call takes a workspace
+(an arena and a scratch buffer) from the session's pool, or makes one when all are busy,
+so concurrent runs never share activation memory; info() counts every workspace. The
+kernels' geometry is shared, so a run at other input shapes waits until the runs in flight
+finish, then switches the plan (runs at the current shapes that arrive meanwhile wait
+behind it, so a switch is not starved). Under Numba's workqueue layer, which cannot run
+two parallel regions at once, runs are serialized process-wide (runtime/threads.py).
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -43,16 +52,34 @@ PLAN_CACHE = 8     # shape plans kept per session (bounded: each holds its tenso
 
 class _ShapePlan:
     """Everything that depends on the input shapes but not on the kernels' weights."""
-    __slots__ = ("key", "input_shapes", "shapes", "intervals", "offsets", "arena_bytes",
-                 "views", "views_of")
+    __slots__ = ("key", "input_shapes", "shapes", "intervals", "offsets", "arena_bytes")
 
-    def view(self, arena):
-        if self.views_of is not arena:
-            self.views = {iv.name: arena[self.offsets[iv.name]:self.offsets[iv.name] + iv.nbytes]
-                          .view(np.float32).reshape(self.shapes[iv.name])
-                          for iv in self.intervals}
-            self.views_of = arena
-        return self.views
+    def views_on(self, arena):
+        return {iv.name: arena[self.offsets[iv.name]:self.offsets[iv.name] + iv.nbytes]
+                .view(np.float32).reshape(self.shapes[iv.name]) for iv in self.intervals}
+
+
+class _Workspace:
+    """One run's activation arena and scratch, with its tensor views per shape plan."""
+    __slots__ = ("arena", "scratch", "views")
+
+    def __init__(self, arena_bytes, scratch_bytes):
+        self.arena, self.scratch, self.views = allocate(arena_bytes), allocate(scratch_bytes), {}
+
+    def fit(self, arena_bytes, scratch_bytes, exact=False):
+        """Reallocate what is too small (or, when ``exact``, any part of another size)."""
+        if self.arena.nbytes < arena_bytes or (exact and self.arena.nbytes != arena_bytes):
+            self.arena, self.views = allocate(arena_bytes), {}
+        if self.scratch.nbytes < scratch_bytes or (exact and self.scratch.nbytes != scratch_bytes):
+            self.scratch = allocate(scratch_bytes)
+
+    def views_for(self, p):
+        v = self.views.get(p.key)
+        if v is None:
+            while len(self.views) >= PLAN_CACHE:
+                self.views.pop(next(iter(self.views)))
+            v = self.views[p.key] = p.views_on(self.arena)
+        return v
 
 
 def _key(input_shapes):
@@ -181,7 +208,11 @@ class Session:
     def _plan(self, shapes):
         """The first plan (shapes already inferred for the graph's own input shapes)."""
         self._plans = OrderedDict()
-        self._arena = self._scratch = None
+        self._cond = threading.Condition()
+        self._inflight = 0         # runs holding a workspace
+        self._switching = 0        # runs waiting to switch the plan (new runs queue behind)
+        self._pool, self._free = [], []    # every workspace; those not in use
+        self._need = (0, 0)
         self._kernels_at = self._current = None
         self._use(self._shape_plan(self._input_shapes, shapes), exact=True)
 
@@ -208,41 +239,40 @@ class Session:
         p = _ShapePlan()
         p.key, p.input_shapes, p.shapes, p.intervals = key, dict(input_shapes), shapes, intervals
         p.offsets, p.arena_bytes = plan(intervals)
-        p.views = p.views_of = None
         self._plans[key] = p
         while len(self._plans) > PLAN_CACHE:
             self._plans.popitem(last=False)
         return p
 
     def _use(self, p, *, exact):
-        """Make ``p`` the current plan: kernels re-planned, arena and scratch big enough
-        (exactly sized when ``exact``, else grown only)."""
-        shapes = p.shapes
+        """Make ``p`` the current plan: kernels re-planned, workspaces big enough (one,
+        exactly sized, when ``exact``; else the free ones grown). Called with no run in
+        flight (under self._cond once the session exists)."""
         if self._kernels_at != p.key:
             before = self._current if self._kernels_at else None
             self._kernels_at = None           # half re-planned kernels are no plan at all
             try:
-                self._plan_kernels(shapes)
+                self._plan_kernels(p.shapes)
             except BaseException:
                 if before is not None:        # back to the plan the session was at
                     self._plan_kernels(before.shapes)
                     self._kernels_at = before.key
                 raise
             self._kernels_at = p.key
-        scratch = max((step.scratch_bytes for step in self._steps), default=0)
-        if self._arena is None or (self._arena.nbytes != p.arena_bytes if exact
-                                   else self._arena.nbytes < p.arena_bytes):
-            self._arena = allocate(p.arena_bytes)
-            for q in self._plans.values():    # views of the old arena must not keep it alive
-                q.views = q.views_of = None
-        if self._scratch is None or (self._scratch.nbytes != scratch if exact
-                                     else self._scratch.nbytes < scratch):
-            self._scratch = allocate(scratch)
-        self._views = p.view(self._arena)
+        self._need = (p.arena_bytes, max((st.scratch_bytes for st in self._steps), default=0))
+        if exact:
+            ws = self._free[0] if self._free else None
+            if ws is None:
+                ws = _Workspace(*self._need)
+            ws.fit(*self._need, exact=True)
+            self._pool, self._free = [ws], [ws]
+        else:
+            for ws in self._free:
+                ws.fit(*self._need)
         self._current = p
         if p.key in self._plans:
             self._plans.move_to_end(p.key)
-        self._shapes = shapes
+        self._shapes = p.shapes
         self._input_shapes = dict(p.input_shapes)
 
     def _plan_kernels(self, shapes):
@@ -262,26 +292,37 @@ class Session:
                                 f"produce outputs of shapes {out_shapes}")
 
     def resize(self, input_shapes: dict) -> None:
-        """Change input shapes; shapes and the memory plan are redone, weights are kept."""
-        new = dict(self._input_shapes)
-        for name, shape in input_shapes.items():
-            if name not in new:
-                raise InputError(f"resize: unknown input {name!r}; inputs are "
-                                 f"{', '.join(map(repr, new))}")
-            shape = tuple(int(d) for d in shape)
-            if len(shape) != len(new[name]) or any(d < 0 for d in shape):
-                raise InputError(f"resize: input {name!r} needs a {len(new[name])}-D shape of "
-                                 f"non-negative sizes, got {shape}")
-            new[name] = shape
-        if self.graph.fixed_input_shapes and new != self._input_shapes:
-            raise InputError(f"resize: graph {self.graph.name!r} computes shapes that were "
-                             f"folded for input shapes {self._input_shapes} at import; "
-                             f"re-import it with jc.load(path, input_shapes={new})")
-        self._use(self._shape_plan(new), exact=True)
+        """Change input shapes; shapes and the memory plan are redone, weights are kept.
+
+        Waits for runs in flight (other threads) to finish first."""
+        with self._cond:
+            new = dict(self._input_shapes)
+            for name, shape in input_shapes.items():
+                if name not in new:
+                    raise InputError(f"resize: unknown input {name!r}; inputs are "
+                                     f"{', '.join(map(repr, new))}")
+                shape = tuple(int(d) for d in shape)
+                if len(shape) != len(new[name]) or any(d < 0 for d in shape):
+                    raise InputError(f"resize: input {name!r} needs a {len(new[name])}-D shape "
+                                     f"of non-negative sizes, got {shape}")
+                new[name] = shape
+            if self.graph.fixed_input_shapes and new != self._input_shapes:
+                raise InputError(f"resize: graph {self.graph.name!r} computes shapes that were "
+                                 f"folded for input shapes {self._input_shapes} at import; "
+                                 f"re-import it with jc.load(path, input_shapes={new})")
+            self._switching += 1
+            try:
+                while self._inflight:
+                    self._cond.wait()
+                self._use(self._shape_plan(new), exact=True)
+            finally:
+                self._switching -= 1
+                self._cond.notify_all()
 
     # -- running -----------------------------------------------------------------------
 
     def _check_feeds(self, feeds):
+        """{name: array} checked against the inputs (names, dtypes, static axes)."""
         if isinstance(feeds, np.ndarray):
             if len(self._input_shapes) != 1:
                 raise InputError(f"this graph has {len(self._input_shapes)} inputs "
@@ -296,7 +337,6 @@ class Session:
             raise InputError(f"inputs do not match the graph: unknown {sorted(unknown)}, "
                              f"missing {sorted(missing)}; expected "
                              f"{', '.join(map(repr, self._input_shapes))}")
-        checked = {}
         for name, arr in feeds.items():
             want = self._input_shapes[name]
             if not isinstance(arr, np.ndarray):
@@ -306,16 +346,13 @@ class Session:
                                  f"(use arr.astype(np.float32))")
             if tuple(arr.shape) != want:
                 self._check_dynamic(name, tuple(arr.shape), want)
-            checked[name] = np.ascontiguousarray(arr)
-        new = {k: tuple(a.shape) for k, a in checked.items()}
-        if new != self._input_shapes:
-            if self.graph.fixed_input_shapes:
-                raise InputError(f"graph {self.graph.name!r} computes shapes that were folded "
-                                 f"for input shapes {self._input_shapes} at import, so it "
-                                 f"cannot run at {new}; re-import it with "
-                                 f"jc.load(path, input_shapes={new})")
-            self._use(self._shape_plan(new), exact=False)
-        return checked
+        new = {k: tuple(a.shape) for k, a in feeds.items()}
+        if new != self._input_shapes and self.graph.fixed_input_shapes:
+            raise InputError(f"graph {self.graph.name!r} computes shapes that were folded "
+                             f"for input shapes {self._input_shapes} at import, so it "
+                             f"cannot run at {new}; re-import it with "
+                             f"jc.load(path, input_shapes={new})")
+        return feeds, new
 
     def _check_dynamic(self, name, got, want):
         """A shape that differs from the current one only on dynamic axes is accepted."""
@@ -330,17 +367,73 @@ class Session:
                     f"only axes {free} may change from run to run") + "; " + hint
         raise InputError(f"input {name!r} has shape {got}, expected {want} float32; {hint}")
 
+    def _begin(self, feeds):
+        """Check ``feeds``, switch the plan if their shapes need it, take a workspace.
+
+        Returns (plan, workspace, feeds); the caller must hand the workspace back with
+        _end(). A switch waits until no run is in flight; runs at the current shapes wait
+        while a switch is waiting."""
+        with self._cond:
+            while True:
+                feeds, new = self._check_feeds(feeds)
+                if new == self._input_shapes:
+                    if not self._switching:
+                        break
+                    self._cond.wait()
+                elif self._inflight:
+                    self._switching += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._switching -= 1
+                else:
+                    try:
+                        self._use(self._shape_plan(new), exact=False)
+                    finally:
+                        self._cond.notify_all()
+                    break
+            if self._free:
+                ws = self._free.pop()
+                ws.fit(*self._need)
+            else:
+                ws = _Workspace(*self._need)
+                self._pool.append(ws)
+            self._inflight += 1
+            p = self._current
+        try:
+            return p, ws, {k: np.ascontiguousarray(a) for k, a in feeds.items()}
+        except BaseException:
+            self._end(ws)
+            raise
+
+    def _end(self, ws):
+        with self._cond:
+            self._inflight -= 1
+            self._free.append(ws)
+            self._cond.notify_all()
+
+    def _run(self, feeds, progress=None, samples=None):
+        p, ws, feeds = self._begin(feeds)
+        try:
+            return self._execute(p, ws, feeds, progress, samples)
+        finally:
+            self._end(ws)
+
     def run(self, feeds) -> dict:
-        """Run the graph; returns {output name: new float32 array}."""
-        return self._execute(self._check_feeds(feeds), None)
+        """Run the graph; returns {output name: new float32 array}.
+
+        Safe to call from several threads at once (see the module docstring)."""
+        return self._run(feeds)
+
+    def _zeros(self):
+        return {k: np.zeros(s, np.float32) for k, s in self.input_shapes.items()}
 
     def warmup(self, progress=None) -> None:
         """Run once on zeros so every kernel compiles (or loads from Numba's cache).
 
         ``progress(i, n, op_info)`` is called before each op; compile time shows up there.
         """
-        feeds = {k: np.zeros(s, np.float32) for k, s in self._input_shapes.items()}
-        self._execute(feeds, progress)
+        self._run(self._zeros(), progress)
 
     def profile(self, feeds=None, runs: int = 10) -> Profile:
         """Time every op over ``runs`` runs (after one warm-up run) and return the per-op
@@ -348,19 +441,22 @@ class Session:
         if runs < 1:
             raise ConfigError(f"profile: runs must be >= 1, got {runs}")
         if feeds is None:
-            feeds = {k: np.zeros(s, np.float32) for k, s in self._input_shapes.items()}
-        feeds = self._check_feeds(feeds)
-        self._execute(feeds, None)
-        samples = [[] for _ in self._steps]
-        totals = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            self._execute(feeds, None, samples)
-            totals.append(time.perf_counter() - t0)
+            feeds = self._zeros()
+        p, ws, feeds = self._begin(feeds)
+        try:
+            self._execute(p, ws, feeds, None)
+            samples = [[] for _ in self._steps]
+            totals = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                self._execute(p, ws, feeds, None, samples)
+                totals.append(time.perf_counter() - t0)
+        finally:
+            self._end(ws)
         return Profile.from_samples(self.config.label(), self.info().ops, samples, totals)
 
-    def _execute(self, feeds, progress, samples=None):
-        buffers = dict(self._views)
+    def _execute(self, p, ws, feeds, progress, samples=None):
+        buffers = dict(ws.views_for(p))
         buffers.update(self._held)
         buffers.update(feeds)
         results = {}
@@ -368,9 +464,10 @@ class Session:
             if spec.name in buffers:      # an input or constant returned as it is
                 results[spec.name] = np.array(buffers[spec.name], dtype=np.float32)
             else:
-                results[spec.name] = buffers[spec.name] = np.empty(self._shapes[spec.name],
+                results[spec.name] = buffers[spec.name] = np.empty(p.shapes[spec.name],
                                                                    np.float32)
         ops = self.info().ops if progress else None
+        scratch = ws.scratch
         check_fork(f"Session({self.graph.name!r}).run")
         with numba_threads(self.config.resolved_threads()):
             for i, step in enumerate(self._steps):
@@ -379,10 +476,10 @@ class Session:
                 ins = [buffers[t] if t else None for t in step.inputs]
                 outs = [buffers[t] for t in step.outputs]
                 if samples is None:
-                    step.kernel.run(ins, outs, self._scratch)
+                    step.kernel.run(ins, outs, scratch)
                 else:
                     t0 = time.perf_counter()
-                    step.kernel.run(ins, outs, self._scratch)
+                    step.kernel.run(ins, outs, scratch)
                     samples[i].append(time.perf_counter() - t0)
         if progress:
             progress(len(self._steps), len(self._steps), None)
@@ -407,8 +504,11 @@ class Session:
             ops.append(OpInfo(node.name, node.op_type, step.backend, step.kernel.name,
                               step.kernel.storage, step.reason, outs[0], f, step.scratch_bytes,
                               sum(held.values())))
-        return SessionInfo(self.config, sum(unique.values()), int(self._arena.nbytes),
-                           int(self._scratch.nbytes), flops, tuple(ops), describe_threads())
+        pool = list(self._pool)
+        return SessionInfo(self.config, sum(unique.values()),
+                           sum(int(ws.arena.nbytes) for ws in pool),
+                           sum(int(ws.scratch.nbytes) for ws in pool), flops, tuple(ops),
+                           describe_threads(), len(pool))
 
     @property
     def input_shapes(self) -> dict:

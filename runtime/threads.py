@@ -26,7 +26,8 @@ workqueue children run.
 import ctypes
 import os
 import sys
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 
 import numba
 
@@ -183,13 +184,29 @@ def check_fork(what: str) -> None:
             f"(pip install tbb; jitconv then picks it)")
 
 
+_WORKQUEUE = threading.Lock()
+
+
+def _one_at_a_time() -> bool:
+    """True under Numba's workqueue layer, which aborts the process when two threads run
+    parallel regions at once (TBB and OpenMP allow it)."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:              # the pool has not started: go by what will start
+        layer = str(numba.config.THREADING_LAYER).lower()
+    return layer == "workqueue"
+
+
 @contextmanager
 def numba_threads(n: int):
-    previous = numba.get_num_threads()
-    if n != previous:
-        numba.set_num_threads(n)
-    try:
-        yield
-    finally:
+    """Run the block with ``n`` Numba threads (a per-thread setting in Numba), serialized
+    process-wide under the workqueue layer."""
+    with _WORKQUEUE if _one_at_a_time() else nullcontext():
+        previous = numba.get_num_threads()
         if n != previous:
-            numba.set_num_threads(previous)
+            numba.set_num_threads(n)
+        try:
+            yield
+        finally:
+            if n != previous:
+                numba.set_num_threads(previous)
