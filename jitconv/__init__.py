@@ -77,10 +77,11 @@ def save(graph, path) -> None:
     _save(graph, path)
 
 
-def load(path, *, mmap=True, input_shapes=None):
+def load(path, *, mmap=True, input_shapes=None, verify=True):
     """Read a model file by extension.
 
-    - .jcm: jitconv's model file (memory-mapped: weights page in from the file as used).
+    - .jcm: jitconv's model file (memory-mapped: weights page in from the file as used);
+      ``verify`` checks its CRC-32 checksums and names a damaged section.
     - .onnx: an ONNX model (needs ``pip install "jitconv[onnx]"``), opsets 9 to 21;
       ``input_shapes`` (name -> shape) overrides the declared input shapes. See
       jitconv.runtime.onnx_import.
@@ -97,7 +98,7 @@ def load(path, *, mmap=True, input_shapes=None):
     if input_shapes is not None:
         raise JitconvError(f"{path}: input_shapes applies to .onnx files; for a .jcm "
                            f"model use Session.resize()")
-    return _load(path, mmap=mmap)
+    return _load(path, mmap=mmap, verify=verify)
 
 
 def backends() -> list:

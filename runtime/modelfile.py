@@ -2,14 +2,24 @@
 
 Layout (all integers little-endian)::
 
-    b"JITCONV\\0" | uint32 version (1) | uint64 header length n | n bytes UTF-8 JSON header
-    | zero padding to a 64-byte boundary | data section: one blob per array
+    b"JITCONV\\0" | uint32 version (2) | uint64 header length n | uint32 CRC-32 of the header
+    | n bytes UTF-8 JSON header | zero padding to a 64-byte boundary
+    | data section: one blob per array
 
 The header holds the graph name, inputs/outputs, nodes (attrs as JSON; a non-finite
 float is written {"$float": "inf" | "-inf" | "nan"}) and constants. Each constant lists
-its arrays (data, and scale/zero for int8/int4) as {dtype, shape, offset, length}, the
-offset relative to the data section and a multiple of 64. Arrays are written as kept
+its arrays (data, and scale/zero for int8/int4) as {dtype, shape, offset, length, crc32},
+the offset relative to the data section and a multiple of 64. Arrays are written as kept
 (fp16: 2 bytes a value, int4: the packed uint8 array). Nothing is ever pickled.
+
+Checksums: load() checks the header's CRC-32 before parsing it and every array's before
+using it (``verify=True``, the default), and names the damaged section. For a mapped file
+the array bytes are checksummed through read() in 256 KiB pieces rather than through the
+mapping, so verifying does not leave the whole file resident in the process (only the
+pages the kernels then read are). Version 1 files (no checksums; a 20-byte prefix) still
+load. Every size in the header is checked against the file before anything is read or
+allocated: lengths against shapes, ranges against the file size, and arrays against each
+other (no two may overlap).
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ import mmap as _mmap
 import os
 import struct
 import tempfile
+import zlib
 
 import numpy as np
 
@@ -27,9 +38,11 @@ from jitconv.errors import JitconvError
 from .ir import STORAGES, Constant, Graph, Node, TensorSpec
 
 MAGIC = b"JITCONV\0"
-VERSION = 1
+VERSION = 2
 ALIGN = 64
-_PREFIX = struct.Struct("<8sIQ")                      # magic, version, header length
+_PREFIX = struct.Struct("<8sIQI")                     # magic, version, header length, CRC
+_PREFIX_V1 = struct.Struct("<8sIQ")                   # version 1: no header CRC
+_CHUNK = 1 << 18                                      # bytes per read() when verifying
 DTYPES = {"float32": "<f4", "float16": "<f2", "int8": "i1", "uint8": "u1"}
 _ARRAYS = ("data", "scale", "zero")
 
@@ -86,8 +99,10 @@ def save(graph: Graph, path) -> None:
                 raise ModelFileError(f"{path}: constant {c.name!r}: {key} has dtype "
                                      f"{a.dtype}; a model file holds {', '.join(DTYPES)}")
             a = np.ascontiguousarray(a, dtype=np.dtype(DTYPES[a.dtype.name]))
+            flat = memoryview(a.reshape(-1)).cast("B") if a.size else b""
             entry["arrays"][key] = {"dtype": a.dtype.name, "shape": list(a.shape),
-                                    "offset": pos, "length": a.nbytes}
+                                    "offset": pos, "length": a.nbytes,
+                                    "crc32": zlib.crc32(flat)}
             blobs.append((pos, a))
             pos = _align(pos + a.nbytes)
         consts.append(entry)
@@ -110,7 +125,7 @@ def save(graph: Graph, path) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_PREFIX.pack(MAGIC, VERSION, len(head)) + head)
+            f.write(_PREFIX.pack(MAGIC, VERSION, len(head), zlib.crc32(head)) + head)
             for off, a in blobs:
                 f.write(b"\0" * (start + off - f.tell()))
                 f.write(memoryview(a.reshape(-1)).cast("B") if a.size else b"")
@@ -124,39 +139,75 @@ def save(graph: Graph, path) -> None:
         raise
 
 
-def load(path, mmap: bool = True) -> Graph:
-    """Read a .jcm file; with ``mmap`` the constants are read-only views of the mapped file."""
+def load(path, mmap: bool = True, verify: bool = True) -> Graph:
+    """Read a .jcm file; with ``mmap`` the constants are read-only views of the mapped file.
+
+    ``verify`` checks the header's and every array's CRC-32 (version 2 files) and raises a
+    ModelFileError naming the damaged section."""
     path = os.fspath(path)
 
     def fail(msg):
         raise ModelFileError(f"{path}: {msg}")
 
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < _PREFIX.size:
-                fail(f"truncated: {size} bytes, shorter than the {_PREFIX.size}-byte prefix")
-            buf = (_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap
-                   else f.read())
+        f = open(path, "rb")
+    except OSError as e:
+        fail(f"cannot read: {e}")
+    with f:
+        return _read(f, path, fail, mmap, verify)
+
+
+def _read(f, path, fail, mmap, verify):
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size < _PREFIX_V1.size:
+            fail(f"truncated: {size} bytes, shorter than the {_PREFIX_V1.size}-byte prefix")
+        buf = (_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap and size
+               else f.read())
     except OSError as e:
         fail(f"cannot read: {e}")
     size = len(buf)
-    magic, version, hlen = _PREFIX.unpack_from(buf, 0)
+    magic, version, hlen = _PREFIX_V1.unpack_from(buf, 0)
     if magic != MAGIC:
         fail(f"not a jitconv model file (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        fail(f"format version {version} is not supported; this jitconv reads version "
+    if version not in (1, VERSION):
+        fail(f"format version {version} is not supported; this jitconv reads versions 1 to "
              f"{VERSION}" + (" (the file is from a newer jitconv)" if version > VERSION else ""))
-    if hlen > size - _PREFIX.size:
+    prefix = _PREFIX if version >= 2 else _PREFIX_V1
+    if size < prefix.size:
+        fail(f"truncated: {size} bytes, shorter than the {prefix.size}-byte prefix")
+    if hlen > size - prefix.size:
         fail(f"truncated: header of {hlen} bytes does not fit in the {size}-byte file")
+    head = bytes(buf[prefix.size:prefix.size + hlen])
+    if version >= 2 and verify:
+        want = _PREFIX.unpack_from(buf, 0)[3]
+        got = zlib.crc32(head)
+        if got != want:
+            fail(f"the header (bytes [{prefix.size}, {prefix.size + hlen})) is damaged: its "
+                 f"CRC-32 is {got:#010x}, the file says {want:#010x}")
     try:
-        header = json.loads(bytes(buf[_PREFIX.size:_PREFIX.size + hlen]).decode("utf-8"),
-                            parse_constant=_no_constant)
+        header = json.loads(head.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:          # bad UTF-8 / JSON, 5000-digit ints
         fail(f"header is not valid JSON: {e}")
     if not isinstance(header, dict):
         fail(f"header is a JSON {type(header).__name__}, not an object")
-    start = _align(_PREFIX.size + hlen)
+    start = _align(prefix.size + hlen)
+    ranges = []                                        # (first byte, end, where)
+    sums = []                                          # (first byte, length, crc, where)
+
+    def checksum(lo, n):
+        if not isinstance(buf, _mmap.mmap):
+            return zlib.crc32(memoryview(buf)[lo:lo + n])
+        crc, piece = 0, bytearray(min(n, _CHUNK))
+        view = memoryview(piece)
+        f.seek(lo)
+        while n:
+            got = f.readinto(view[:min(n, _CHUNK)])
+            if not got:
+                fail(f"bytes from {lo} could not be read (the file shrank while loading?)")
+            crc = zlib.crc32(view[:got], crc)
+            n -= got
+        return crc
 
     def get(d, key, kind, where):
         if not isinstance(d, dict) or key not in d:
@@ -198,6 +249,10 @@ def load(path, mmap: bool = True) -> Graph:
         if start + off + length > size:
             fail(f"{where}: bytes [{start + off}, {start + off + length}) lie past the end "
                  f"of the {size}-byte file (truncated?)")
+        if length:
+            ranges.append((start + off, start + off + length, where))
+        if version >= 2:
+            sums.append((start + off, length, get(a, "crc32", int, where), where))
         try:
             return np.frombuffer(buf, dtype, count, start + off).reshape(shp)
         except ValueError as e:
@@ -261,6 +316,14 @@ def load(path, mmap: bool = True) -> Graph:
                                        got.get("zero"), ls)
         except (JitconvError, ValueError, TypeError, ArithmeticError) as e:
             fail(f"{w}: {e}")
+    ranges.sort()
+    for (_, end, a), (lo, _, b) in zip(ranges, ranges[1:]):
+        if lo < end:
+            fail(f"{a} and {b} overlap in the file (bytes from {lo} to {end})")
+    for lo, n, want, where in sums if verify else ():   # content, once the layout is sane
+        if checksum(lo, n) != want:
+            fail(f"{where} is damaged: the CRC-32 of its bytes [{lo}, {lo + n}) does not "
+                 f"match the header's {want:#010x}")
     try:
         return Graph(specs["inputs"], specs["outputs"], nodes, constants,
                      get(header, "name", str, "header"),

@@ -4,6 +4,7 @@ import math
 import mmap
 import os
 import struct
+import zlib
 import tracemalloc
 
 import numpy as np
@@ -231,18 +232,23 @@ def good(tmp_path, rng):
     return path, path.read_bytes()
 
 
+P = modelfile._PREFIX.size          # the header starts here (version 2)
+
+
 def _header(raw):
     n = struct.unpack_from("<Q", raw, 12)[0]
-    return json.loads(raw[20:20 + n])
+    return json.loads(raw[P:P + n])
 
 
 def _with_header(raw, header):
-    """The file with a new header; blob offsets are relative to the data section."""
+    """The file with a new header and its right CRC (a hostile file, not a damaged one:
+    the checks behind the checksum must hold on their own); blob offsets are relative to
+    the data section."""
     old = struct.unpack_from("<Q", raw, 12)[0]
-    data = raw[modelfile._align(20 + old):]
+    data = raw[modelfile._align(P + old):]
     head = header if isinstance(header, bytes) else json.dumps(header).encode()
-    pad = b"\0" * (modelfile._align(20 + len(head)) - 20 - len(head))
-    return raw[:12] + struct.pack("<Q", len(head)) + head + pad + data
+    pad = b"\0" * (modelfile._align(P + len(head)) - P - len(head))
+    return raw[:12] + struct.pack("<QI", len(head), zlib.crc32(head)) + head + pad + data
 
 
 def _expect(tmp_path, blob, match):
@@ -261,12 +267,13 @@ def test_unmodified_good_file_loads(good):
     load(good[0])
 
 
-@pytest.mark.parametrize("where", ["empty", "magic", "version", "header", "blob", "last"])
+@pytest.mark.parametrize("where", ["empty", "magic", "version", "crc", "header", "blob",
+                                   "last"])
 def test_truncated(tmp_path, good, where):
     raw = good[1]
     hlen = struct.unpack_from("<Q", raw, 12)[0]
-    cut = {"empty": 0, "magic": 5, "version": 10, "header": 20 + hlen // 2,
-           "blob": (modelfile._align(20 + hlen) + len(raw)) // 2, "last": len(raw) - 1}[where]
+    cut = {"empty": 0, "magic": 5, "version": 10, "crc": 22, "header": P + hlen // 2,
+           "blob": (modelfile._align(P + hlen) + len(raw)) // 2, "last": len(raw) - 1}[where]
     _expect(tmp_path, raw[:cut], "truncated|past the end")
 
 
@@ -277,14 +284,14 @@ def test_bad_magic(tmp_path, good):
 def test_newer_version(tmp_path, good):
     msg = _expect(tmp_path, good[1][:8] + struct.pack("<I", 99) + good[1][12:],
                   "version 99")
-    assert "reads version 1" in msg and "newer" in msg
+    assert "reads versions 1 to 2" in msg and "newer" in msg
 
 
 def test_corrupt_json(tmp_path, good):
     raw = good[1]
     hlen = struct.unpack_from("<Q", raw, 12)[0]
-    _expect(tmp_path, raw[:20] + b"{" * hlen + raw[20 + hlen:], "not valid JSON")
-    _expect(tmp_path, raw[:20] + b"\xff" * hlen + raw[20 + hlen:], "not valid JSON")
+    _expect(tmp_path, _with_header(raw, b"{" * hlen), "not valid JSON")
+    _expect(tmp_path, _with_header(raw, b"\xff" * hlen), "not valid JSON")
     _expect(tmp_path, _with_header(raw, [1, 2]), "not an object")
     text = json.dumps(_header(raw)).encode()
     for repl, match in [(b"NaN", "NaN is not JSON"), (b"9" * 5000, "digits"),
@@ -389,3 +396,94 @@ def test_no_pickle_anywhere():
     src = open(modelfile.__file__).read()
     assert "pickle" not in src.replace("Nothing is ever pickled", "")
     assert "np.load" not in src
+
+
+# -- checksums (format version 2) --------------------------------------------------------
+
+def _arrays(raw):
+    """[(constant name, array key, first byte, length)] of a version 2 file."""
+    h = _header(raw)
+    start = modelfile._align(P + struct.unpack_from("<Q", raw, 12)[0])
+    return [(c["name"], k, start + a["offset"], a["length"])
+            for c in h["constants"] for k, a in c["arrays"].items()]
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_a_flipped_bit_in_any_array_is_named(tmp_path, rng, use_mmap):
+    g = small_graph(rng)
+    w = g.nodes[0].inputs[1]
+    raw = _saved(tmp_path, with_storages(g, {w: ("int8", 3, True)}), "q.jcm").read_bytes()
+    arrays = [a for a in _arrays(raw) if a[3]]
+    assert {k for _, k, _, _ in arrays} >= {"data", "scale", "zero"}
+    for name, key, lo, n in arrays:
+        for pos in (lo, lo + n // 2, lo + n - 1):
+            bad = bytearray(raw)
+            bad[pos] ^= 1 << (pos % 8)
+            path = tmp_path / "flip.jcm"
+            path.write_bytes(bytes(bad))
+            with pytest.raises(ModelFileError,
+                               match=f"constant '{name}' array '{key}' is damaged"):
+                load(path, mmap=use_mmap)
+            load(path, mmap=use_mmap, verify=False)      # opting out loads it as it is
+
+
+def test_a_flipped_bit_in_the_header_is_named(tmp_path, good):
+    raw = good[1]
+    hlen = struct.unpack_from("<Q", raw, 12)[0]
+    for pos in (P, P + hlen // 2, P + hlen - 1):
+        bad = bytearray(raw)
+        bad[pos] ^= 0x20          # stays valid-looking text: only the CRC can tell
+        _expect(tmp_path, bytes(bad), r"the header \(bytes .*\) is damaged")
+    bad = bytearray(raw)
+    bad[20] ^= 1                                          # the stored CRC itself
+    _expect(tmp_path, bytes(bad), "header .* is damaged")
+
+
+def test_version_1_files_still_load(tmp_path, rng):
+    g = small_graph(rng)
+    raw = _saved(tmp_path, g).read_bytes()
+    h = _header(raw)
+    for c in h["constants"]:
+        for a in c["arrays"].values():
+            del a["crc32"]
+    head = json.dumps(h).encode()
+    old_start = modelfile._align(P + struct.unpack_from("<Q", raw, 12)[0])
+    v1 = (modelfile.MAGIC + struct.pack("<IQ", 1, len(head)) + head
+          + b"\0" * (modelfile._align(20 + len(head)) - 20 - len(head)) + raw[old_start:])
+    path = tmp_path / "v1.jcm"
+    path.write_bytes(v1)
+    got = load(path)
+    for k, c in g.constants.items():
+        assert np.array_equal(got.constants[k].data, c.data)
+
+
+def test_overlapping_arrays_are_refused(tmp_path, good):
+    raw = good[1]
+
+    def overlap(h):
+        a, b = _data(h, 0), _data(h, 1)
+        b["offset"] = a["offset"]
+        if b["length"] > a["length"]:
+            b["length"], b["shape"] = a["length"], [a["length"] // 4]
+    _expect(tmp_path, _mutate(raw, overlap), "overlap")
+
+
+@pytest.mark.parametrize("count", [10**12, 2**62])
+def test_hostile_sizes_fail_before_allocating(tmp_path, good, count):
+    raw = good[1]
+    fn = lambda h: _data(h).update(shape=[count], length=4 * count)  # noqa: E731
+    tracemalloc.start()
+    try:
+        _expect(tmp_path, _mutate(raw, fn), "past the end")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**22
+
+
+def test_checksums_are_what_save_wrote(tmp_path, good):
+    raw = good[1]
+    for c in _header(raw)["constants"]:
+        for a in c["arrays"].values():
+            lo = modelfile._align(P + struct.unpack_from("<Q", raw, 12)[0]) + a["offset"]
+            assert a["crc32"] == zlib.crc32(raw[lo:lo + a["length"]])
