@@ -18,7 +18,7 @@ _threads.select_layer()
 from jitconv.backends import Backend, Kernel, OpContext, Registry, default_registry  # noqa: E402
 from jitconv.backends import cpu as _cpu  # noqa: F401,E402  registers the CPU backend
 from jitconv.errors import (ConfigError, GraphError, InputError, InternalError,
-                            JitconvError, RegistryError)
+                            JitconvError, OutOfMemoryError, RegistryError)
 from jitconv.runtime.builder import GraphBuilder, Tensor
 from jitconv.runtime.compare import CompareReport, compare
 from jitconv.runtime.config import Config
@@ -109,7 +109,7 @@ def backends() -> list:
 __all__ = [
     "Backend", "CompareReport", "Config", "ConfigError", "Constant", "Graph", "GraphBuilder", "GraphError",
     "InputError", "InternalError", "JitconvError", "Kernel", "Node", "OpContext", "OpInfo",
-    "OpTime", "Profile", "Registry", "RegistryError", "Session", "SessionInfo", "Tensor", "TensorSpec",
+    "OpTime", "OutOfMemoryError", "Profile", "Registry", "RegistryError", "Session", "SessionInfo", "Tensor", "TensorSpec",
     "backends", "compare", "default_registry", "load", "quantize", "register_backend",
     "register_kernel", "save", "unregister_backend",
 ]

@@ -27,3 +27,8 @@ class RegistryError(JitconvError, KeyError):
 
 class InternalError(JitconvError, RuntimeError):
     """An invariant of jitconv itself broke; the message names the op involved."""
+
+
+class OutOfMemoryError(JitconvError, MemoryError):
+    """A shape, model file or initializer asks for more memory than the machine can give;
+    raised before allocating, naming what asked and the bytes it needed."""

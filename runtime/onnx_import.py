@@ -39,6 +39,7 @@ import numpy as np
 from jitconv.errors import GraphError, JitconvError
 
 from .ir import Constant, Graph, Node, TensorSpec
+from .limits import check_bytes
 from .modelfile import ModelFileError
 from .reference import run_op
 from .shapes import infer_node
@@ -293,6 +294,29 @@ class _Importer:
     def fail(self, msg):
         raise GraphError(f"{self.where}: {msg}")
 
+    def tensor(self, t, what):
+        """numpy_helper.to_array of a TensorProto, its size checked first; a GraphError
+        naming ``what`` when the proto's data does not match its dims."""
+        dims = [int(d) for d in t.dims]
+        if any(d < 0 for d in dims):
+            raise GraphError(f"ONNX model: {what} has negative dims {dims}")
+        try:
+            itemsize = np.dtype(self.onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except Exception:
+            raise GraphError(f"ONNX model: {what} has unknown data type {t.data_type}") from None
+        if t.data_location == self.onnx.TensorProto.EXTERNAL:
+            raise GraphError(f"ONNX model: {what} keeps its data in an external file that "
+                             f"was not loaded (pass the .onnx path to jc.load, with the data "
+                             f"file beside it)")
+        nbytes = int(np.prod(dims, dtype=object)) * itemsize if dims else itemsize
+        check_bytes(nbytes, f"ONNX model: {what} of dims {dims}")
+        try:
+            return self.onnx.numpy_helper.to_array(t)
+        except Exception as exc:
+            raise GraphError(f"ONNX model: {what} of dims {dims} and data type "
+                             f"{t.data_type} cannot be read: {type(exc).__name__}: "
+                             f"{exc}") from None
+
     def fresh(self, base):
         name, i = base, 1
         while name in self.taken:
@@ -353,6 +377,14 @@ class _Importer:
             while args and args[-1] is None:
                 args.pop()
             try:
+                folded = infer_node(Node(op, inputs, list(outputs), attrs, label),
+                                    [np.shape(a) if a is not None else None for a in
+                                     [self.values[t] if t else None for t in inputs]])
+            except Exception:        # shapes that follow values: run_op sizes them
+                folded = ()
+            check_bytes(sum(8 * int(np.prod(sh, dtype=object)) for sh in folded),
+                        f"{label}: folding at load (outputs of shapes {list(folded)})")
+            try:
                 result = run_op(op, args, attrs)
             except Exception as exc:
                 self.fail(f"folding at load failed: {type(exc).__name__}: {exc}")
@@ -391,9 +423,8 @@ class _Importer:
 
     def run(self) -> OnnxImport:
         g = self.model.graph
-        np_helper = self.onnx.numpy_helper
         for init in g.initializer:
-            self.values[init.name] = np_helper.to_array(init)
+            self.values[init.name] = self.tensor(init, f"initializer {init.name!r}")
         for init in getattr(g, "sparse_initializer", []):
             raise GraphError(f"ONNX model: sparse initializer {init.values.name!r} is not "
                              f"supported")
@@ -614,7 +645,7 @@ class _Importer:
             if a is None:
                 continue
             if key == "value":
-                v = self.onnx.numpy_helper.to_array(a)
+                v = self.tensor(a, f"{self.where}: attribute 'value'")
             elif key.startswith("value_float"):
                 v = np.asarray(a, dtype=np.float32)
             else:
@@ -627,8 +658,13 @@ class _Importer:
     def op_ConstantOfShape(self):
         shape = self.const(0, "shape")
         value = self.attr("value")
-        value = self.onnx.numpy_helper.to_array(value) if value is not None else \
-            np.zeros(1, np.float32)
+        value = self.tensor(value, f"{self.where}: attribute 'value'") if value is not None \
+            else np.zeros(1, np.float32)
+        dims = [int(d) for d in np.asarray(shape).reshape(-1)]
+        if any(d < 0 for d in dims):
+            self.fail(f"shape {dims} has negative sizes")
+        check_bytes(int(np.prod(dims, dtype=object)) * value.dtype.itemsize,
+                    f"{self.where}: a constant of shape {dims}")
         self.values[self.cur.output[0]] = run_op("ConstantOfShape", [shape], {"value": value})
 
     def op_Shape(self):

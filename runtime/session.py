@@ -33,6 +33,7 @@ from jitconv.errors import ConfigError, GraphError, InputError, InternalError, J
 
 from .config import Config
 from .info import OpInfo, SessionInfo, op_flops
+from .limits import check_bytes
 from .passes import optimize
 from .planner import Interval, allocate, plan
 from .profile import Profile
@@ -214,10 +215,12 @@ class Session:
         self._pool, self._free = [], []    # every workspace; those not in use
         self._need = (0, 0)
         self._kernels_at = self._current = None
-        self._use(self._shape_plan(self._input_shapes, shapes), exact=True)
+        self._use(self._shape_plan(self._input_shapes, shapes, what="Session()"), exact=True)
 
-    def _shape_plan(self, input_shapes, shapes=None):
-        """The cached plan for these input shapes, or a new one (least recent dropped)."""
+    def _shape_plan(self, input_shapes, shapes=None, what="Session.run"):
+        """The cached plan for these input shapes, or a new one (least recent dropped).
+
+        Its activation memory is checked against what the machine can give first."""
         key = _key(input_shapes)
         p = self._plans.get(key)
         if p is not None:
@@ -236,9 +239,14 @@ class Session:
                 if t not in graph_outputs:
                     nbytes = 4 * math.prod(shapes[t])
                     intervals.append(Interval(t, nbytes, i, max(i, last_use.get(t, i))))
+        out_bytes = sum(4 * math.prod(shapes[o.name]) for o in self.graph.outputs)
+        offsets, arena_bytes = plan(intervals)
+        check_bytes(arena_bytes + out_bytes,
+                    f"{what} at input shapes {dict(input_shapes)} (an activation arena of "
+                    f"{arena_bytes:,} bytes and outputs of {out_bytes:,} bytes)")
         p = _ShapePlan()
         p.key, p.input_shapes, p.shapes, p.intervals = key, dict(input_shapes), shapes, intervals
-        p.offsets, p.arena_bytes = plan(intervals)
+        p.offsets, p.arena_bytes = offsets, arena_bytes
         self._plans[key] = p
         while len(self._plans) > PLAN_CACHE:
             self._plans.popitem(last=False)
@@ -253,27 +261,41 @@ class Session:
             self._kernels_at = None           # half re-planned kernels are no plan at all
             try:
                 self._plan_kernels(p.shapes)
+                need = self._workspace_need(p, exact)
             except BaseException:
                 if before is not None:        # back to the plan the session was at
                     self._plan_kernels(before.shapes)
                     self._kernels_at = before.key
                 raise
             self._kernels_at = p.key
-        self._need = (p.arena_bytes, max((st.scratch_bytes for st in self._steps), default=0))
+        else:
+            need = self._workspace_need(p, exact)
+        self._need = need
         if exact:
             ws = self._free[0] if self._free else None
             if ws is None:
-                ws = _Workspace(*self._need)
-            ws.fit(*self._need, exact=True)
+                ws = _Workspace(*need)
+            ws.fit(*need, exact=True)
             self._pool, self._free = [ws], [ws]
         else:
             for ws in self._free:
-                ws.fit(*self._need)
+                ws.fit(*need)
         self._current = p
         if p.key in self._plans:
             self._plans.move_to_end(p.key)
         self._shapes = p.shapes
         self._input_shapes = dict(p.input_shapes)
+
+    def _workspace_need(self, p, exact):
+        """(arena, scratch) bytes a workspace needs at plan ``p``, checked against what
+        the machine can give (the growth of the free workspaces)."""
+        need = (p.arena_bytes, max((st.scratch_bytes for st in self._steps), default=0))
+        grow = sum(need) if exact or not self._free else len(self._free) * sum(
+            max(0, n - have) for n, have in zip(
+                need, (self._free[0].arena.nbytes, self._free[0].scratch.nbytes)))
+        check_bytes(grow, f"input shapes {p.input_shapes} (arena {need[0]:,} bytes, "
+                          f"kernel scratch {need[1]:,} bytes per workspace)")
+        return need
 
     def _plan_kernels(self, shapes):
         for step in self._steps:
@@ -314,7 +336,7 @@ class Session:
             try:
                 while self._inflight:
                     self._cond.wait()
-                self._use(self._shape_plan(new), exact=True)
+                self._use(self._shape_plan(new, what="Session.resize"), exact=True)
             finally:
                 self._switching -= 1
                 self._cond.notify_all()
