@@ -65,7 +65,11 @@ def fill_pair(xn, xf, q, sh, pt, pl, Hq, Wq):
     # padded column 2u + pl: even source columns land in phase pl % 2, odd ones in the other
     jE = pl // 2
     jO = (pl + 1) // 2
-    nu = min(W // 2, Wq - jE, Wq - jO)
+    # source columns that land inside the planes: nE even ones, nO odd ones (nE >= nO:
+    # jE <= jO and (W + 1) // 2 >= W // 2); the first nu of each are copied in pairs
+    nE = min((W + 1) // 2, Wq - jE)
+    nO = min(W // 2, Wq - jO)
+    nu = min(nE, nO)
     d0 = xf[2 * q * plane:(2 * q + 1) * plane]
     d1 = xf[(2 * q + 1) * plane:(2 * q + 2) * plane]
     for j in range(plane):
@@ -90,8 +94,10 @@ def fill_pair(xn, xf, q, sh, pt, pl, Hq, Wq):
         for u in range(nu):
             e[u] = src[2 * u]
             o[u] = src[2 * u + 1]
-        if W % 2 == 1 and jE + W // 2 < Wq:
-            e[W // 2] = src[W - 1]
+        # the even columns past the last pair: the last column of an odd W, and (odd pl)
+        # the one whose odd partner falls outside its plane
+        for u in range(nu, nE):
+            e[u] = src[2 * u]
 
 
 @njit(inline="always", **_OPTS)

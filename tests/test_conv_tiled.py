@@ -44,6 +44,10 @@ CASES = [
     (1, 12, 10, 10, 12, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 4),  # groups 4, 3 channels a group
     (1, 12, 9, 9, 20, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 2),  # 1x1 groups 2, tiles straddle
     (1, 16, 11, 11, 24, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 2),  # strided groups 2
+    # column stride 2, odd left pad, the odd phase plane full: the last even column was
+    # dropped (found by tests/test_property_conv.py)
+    (1, 1, 2, 2, 2, 2, 2, (1, 2), (0, 1, 0, 0), (1, 1), 1),
+    (1, 20, 6, 8, 40, 3, 2, (1, 2), (1, 1, 0, 0), (1, 1), 1),
 ]
 
 ACTS = [("", 0), ("relu", 1), ("clip", 2)]
