@@ -1,20 +1,18 @@
 """Every weight storage x memory mode x precision x conv kind prepares, runs and matches
-the reference computed with the dequantized weights. MNN broke exactly here."""
+the reference computed with the dequantized weights. MNN broke exactly here.
+
+Each conv's own output is a graph output, compared pixel by pixel: one wrong pixel is
+not averaged away by the pool and the dense layer that follow it (whose output "y" is
+checked too: the Gemm runs on the same storage)."""
 import itertools
 
 import numpy as np
 import pytest
 
 import jitconv as jc
-from helpers import assert_close, rand
-from jitconv.kernels.int8dot import activation_quant
-from jitconv.runtime.reference import evaluate
+from helpers import (MEMORY_MODES, PRECISIONS, STORAGES, assert_close, kernel_reference, rand,
+                     storage_id, stored)
 
-# (weights, block, symmetric)
-STORAGES = [("fp32", None, True), ("fp16", None, True)] + [
-    (w, blk, sym) for w in ("int8", "int4") for blk in (None, 16) for sym in (True, False)]
-MEMORY = ("normal", "high", "low")
-PRECISION = ("normal", "high", "low")
 # name -> (C, M, k, stride, padding, dilation, groups)
 CONV_KINDS = {
     "1x1": (32, 24, 1, 1, 0, 1, 1),
@@ -34,6 +32,7 @@ def _graph(kind, seed=0):
     x = g.input("x", (1, c, 9, 11))
     y = g.conv2d(x, rand(rng, m, c // groups, k, k, scale=0.3), rand(rng, m), stride=stride,
                  padding=pad, dilation=dil, groups=groups, activation="relu6", name="conv")
+    g.output(y, "conv_out")         # every pixel of the conv itself
     y = g.flatten(g.global_average_pool(y))
     g.output(g.dense(y, rand(rng, 10, m, scale=0.3), rand(rng, 10), name="fc"), "y")
     return g.build()
@@ -45,34 +44,32 @@ _QUANTIZED = {}
 def _quantized(kind, weights, block, symmetric):
     key = (kind, weights, block, symmetric)
     if key not in _QUANTIZED:
-        g = _graph(kind)
-        _QUANTIZED[key] = g if weights == "fp32" else jc.quantize(g, weights, block=block,
-                                                                  symmetric=symmetric)
+        _QUANTIZED[key] = stored(_graph(kind), weights, block, symmetric)
     return _QUANTIZED[key]
 
 
 @pytest.mark.parametrize("kind", sorted(CONV_KINDS))
-@pytest.mark.parametrize("storage", STORAGES, ids=lambda s: f"{s[0]}-b{s[1]}-{'sym' if s[2] else 'asym'}")
+@pytest.mark.parametrize("storage", STORAGES, ids=storage_id)
 def test_every_combination_runs_and_matches(kind, storage):
     graph = _quantized(kind, *storage)
     x = np.random.default_rng(1).standard_normal((1, 32, 9, 11)).astype(np.float32)
-    ref = evaluate(graph, {"x": x})["y"]
-    stored = graph.constants[graph.nodes[0].inputs[1]].storage
-    for memory, precision in itertools.product(MEMORY, PRECISION):
+    stored_as = graph.constants[graph.nodes[0].inputs[1]].storage
+    assert [o.name for o in graph.outputs] == ["conv_out", "y"]
+    for memory, precision in itertools.product(MEMORY_MODES, PRECISIONS):
         sess = jc.Session(graph, jc.Config(threads=2, memory=memory, precision=precision))
-        got = sess.run(x)["y"]
+        got = sess.run(x)
         conv = next(op for op in sess.info().ops if op.name == "conv")
-        want = ref
-        if conv.kernel == "conv2d_int8dot":
-            # precision=low quantizes the conv's input per tensor (documented rule): the
-            # reference sees the same quantized input, so the check stays at 1e-4
-            qx, sx = activation_quant(x)
-            want = evaluate(graph, {"x": (qx * sx).astype(np.float32)})["y"]
-        assert_close(got, want, rtol=1e-4, what=f"{kind} {storage} {memory} {precision}")
-        if memory == "low" or stored == "fp32":
-            assert conv.storage == stored
+        # precision=low may run conv2d_int8dot, which quantizes the conv's input per tensor
+        # (documented rule): the reference then sees the same quantized input, so the
+        # check stays at 1e-4
+        want = kernel_reference(graph, {"x": x}, conv.kernel)
+        what = f"{kind} {storage_id(storage)} {memory} {precision} {conv.kernel}"
+        assert_close(got["conv_out"], want["conv_out"], rtol=1e-4, what=f"conv output: {what}")
+        assert_close(got["y"], want["y"], rtol=1e-4, what=f"y: {what}")
+        if memory == "low" or stored_as == "fp32":
+            assert conv.storage == stored_as
         else:
-            assert conv.storage == f"fp32 (from {stored})"
+            assert conv.storage == f"fp32 (from {stored_as})"
         assert conv.weight_bytes > 0
 
 
