@@ -4,7 +4,7 @@ import pytest
 
 import jitconv as jc
 from helpers import assert_close, rand
-from jitconv.runtime.reference import evaluate
+from jitconv.runtime.reference import evaluate, run_op
 
 
 class NegateRelu(jc.Kernel):
@@ -16,12 +16,26 @@ class NegateRelu(jc.Kernel):
         np.minimum(inputs[0], 0, out=outputs[0])
 
 
-def _graph(rng):
+def _graph(rng, relu_output=False):
     g = jc.GraphBuilder()
     x = g.input("x", (1, 2, 6, 6))
     y = g.conv2d(x, rand(rng, 3, 2, 3, 3), padding=1)
-    g.output(g.max_pool(g.relu(g.add(y, y)), 2), "y")
+    r = g.relu(g.add(y, y))
+    if relu_output:
+        g.output(r, "r")      # every value the Relu kernel wrote
+    g.output(g.max_pool(r, 2), "y")
     return g.build()
+
+
+def _reference_with(graph, feeds, op_type, fn):
+    """evaluate(), with the reference of ``op_type`` replaced by ``fn(x)``."""
+    values = {name: c.as_float32() for name, c in graph.constants.items()}
+    values.update(feeds)
+    for node in graph.nodes:
+        args = [values[t] for t in node.inputs if t]
+        values[node.outputs[0]] = fn(*args) if node.op_type == op_type else \
+            run_op(node.op_type, args, node.attrs)
+    return {o.name: values[o.name] for o in graph.outputs}
 
 
 @pytest.fixture
@@ -51,16 +65,21 @@ def test_unknown_backend_lists_known_ones():
 
 def test_toy_backend_runs_its_op_and_cpu_runs_the_rest(rng, toy):
     jc.register_kernel("toy", "Relu", lambda ctx: NegateRelu())
-    graph = _graph(rng)
+    graph = _graph(rng, relu_output=True)
     sess = jc.Session(graph, jc.Config(backend="toy"))
     ops = {op.op_type: op for op in sess.info().ops}
     assert ops["Relu"].backend == "toy" and ops["Relu"].kernel == "toy_min0"
-    assert ops["Conv"].backend == "cpu" and "toy has no Conv kernel; ran on cpu" in ops["Conv"].reason
+    assert "toy backend's own kernel" in ops["Relu"].reason
+    for op in ("Conv", "Add", "MaxPool"):
+        assert ops[op].backend == "cpu" and f"toy has no {op} kernel; ran on cpu" in ops[op].reason
     x = rand(rng, 1, 2, 6, 6)
-    # the toy relu is min(x, 0): check the session really used it
-    feeds = {"x": x}
-    y = sess.run(feeds)["y"]
-    assert np.all(y <= 0)
+    got = sess.run({"x": x})
+    # the toy relu is min(x, 0) everywhere, and the cpu ops around it are exact
+    want = _reference_with(graph, {"x": x}, "Relu", lambda v: np.minimum(v, 0))
+    relu = evaluate(graph, {"x": x})
+    assert np.any(relu["r"] > 0) and np.any(want["r"] < 0)  # the two relus tell apart here
+    assert_close(got["r"], want["r"], rtol=1e-5, what="toy Relu output")
+    assert_close(got["y"], want["y"], rtol=1e-5, what="max pool of the toy Relu")
 
 
 def test_declining_creator_falls_back_to_cpu(rng, toy):
