@@ -120,8 +120,11 @@ class Pool(Kernel):
 
     def resize(self, in_shapes, out_shapes):
         kh, kw = self.node.attr("kernel_shape")
-        pads, s, d, _ = window_geometry(self.node, in_shapes[0][2:], (kh, kw),
-                                        ceil_mode=bool(self.node.attr("ceil_mode", 0)))
+        pads, s, d, out_hw = window_geometry(self.node, in_shapes[0][2:], (kh, kw),
+                                             ceil_mode=bool(self.node.attr("ceil_mode", 0)))
+        # NOTE: one window along an axis: its stride is never used, and max_pool2d's row
+        # buffer grows with the column stride (a stride of 10**9 would take 4 GB)
+        s = [1 if o <= 1 else v for o, v in zip(out_hw, s)]
         if self.is_max:
             self.args = (kh, kw, s[0], s[1], pads[0], pads[1], d[0], d[1])
         elif d != [1, 1]:

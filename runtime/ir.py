@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from jitconv.errors import GraphError
+from .attrs import check_node
 
 STORAGES = ("fp32", "fp16", "int8", "int4")
 QUANT_BITS = {"int8": 8, "int4": 4}
@@ -165,7 +166,8 @@ class Graph:
         self.validate()
 
     def validate(self) -> None:
-        """Check names are defined before use, unique, and outputs exist."""
+        """Check names are defined before use, unique, outputs exist, and attributes
+        hold values of their kinds (runtime/attrs.py)."""
         defined = {}
         for spec in self.inputs:
             if spec.name in defined:
@@ -180,6 +182,7 @@ class Graph:
             if node.name in seen_nodes:
                 raise GraphError(f"graph {self.name!r}: node name {node.name!r} used twice")
             seen_nodes.add(node.name)
+            check_node(node)
             for t in node.inputs:
                 if t and t not in defined:
                     raise GraphError(f"{node.describe()}: input tensor {t!r} is not defined "

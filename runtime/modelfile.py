@@ -294,7 +294,8 @@ def _read(f, path, fail, mmap, verify):
         arrs = get(c, "arrays", dict, w)
         extra = set(arrs) - set(_ARRAYS)
         quant = storage in ("int8", "int4")
-        if extra or (not quant and len(arrs) > 1) or (quant and "scale" not in arrs):
+        if extra or "data" not in arrs or (not quant and len(arrs) > 1) or \
+                (quant and "scale" not in arrs):
             fail(f"{w}: storage {storage} cannot hold arrays {sorted(arrs)}")
         got = {k: array(arrs, k, w) for k in _ARRAYS if k in arrs}
         if quant:

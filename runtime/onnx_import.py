@@ -202,8 +202,8 @@ def check_supported(model) -> None:
             problems.append(f"{where}: version {since} of {node.op_type} is not supported "
                             f"(known: {', '.join(map(str, KNOWN_VERSIONS[node.op_type]))})")
             continue
-        extra = sorted(a.name for a in node.attribute
-                       if a.name not in ATTRS.get(node.op_type, set()))
+        extra = sorted(a.name if isinstance(a.name, str) else repr(a.name)  # bytes: bad UTF-8
+                       for a in node.attribute if a.name not in ATTRS.get(node.op_type, set()))
         if extra:
             problems.append(f"{where}: attribute {', '.join(extra)} is not supported")
     if problems:

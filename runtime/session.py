@@ -123,10 +123,19 @@ class Session:
         select_layer(config.threading_layer)
         self._registry = registry or default_registry
         graph = optimize(graph)
-        self._input_shapes = {s.name: tuple(s.shape) for s in graph.inputs}
+        for spec in graph.inputs:
+            if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in spec.shape):
+                raise InputError(f"input {spec.name!r} has shape {tuple(spec.shape)}: every "
+                                 f"axis needs a size (a non-negative int) to plan a session")
+        self._input_shapes = {s.name: tuple(int(d) for d in s.shape) for s in graph.inputs}
         self._dynamic = {s.name: tuple(s.dynamic) for s in graph.inputs}
         self._main, self._backup = self._pick_backends()
         shapes = infer_shapes(graph, self._input_shapes)
+        big = max(shapes, key=lambda t: math.prod(shapes[t]), default=None)
+        if big is not None:       # before kernel choice, which plans for these sizes
+            check_bytes(4 * math.prod(shapes[big]),
+                        f"Session() at input shapes {self._input_shapes}: tensor {big!r} of "
+                        f"shape {shapes[big]}")
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
         self._held = self._held_constants(graph)
         # NOTE: keep the structure, not the constants: weights live only in what the
