@@ -38,6 +38,7 @@ import numpy as np
 
 from jitconv.errors import GraphError, JitconvError
 
+from .attrs import check_node
 from .ir import Constant, Graph, Node, TensorSpec
 from .limits import check_bytes
 from .modelfile import ModelFileError
@@ -262,6 +263,7 @@ def import_model(model, *, input_shapes=None, bind=None, name=None) -> OnnxImpor
         Graph input name -> array: treat that input as a constant of this value (for
         integer inputs, or inputs that feed a shape or other load-time parameter).
     """
+    _check_strings(model)
     model = upgrade(model)
     check_supported(model)
     result = _Importer(model, input_shapes or {}, bind or {}, name).run()
@@ -270,6 +272,39 @@ def import_model(model, *, input_shapes=None, bind=None, name=None) -> OnnxImpor
         result = generalize(result, lambda shapes: _Importer(model, shapes, bind or {},
                                                              name).run())
     return result
+
+
+def _check_strings(model):
+    """Every name in the graph is text: protobuf hands a string field that is not valid
+    UTF-8 back as bytes, which no later step expects."""
+    g = model.graph
+
+    def bad(v):
+        return not isinstance(v, str)
+    for kind, items in (("input", g.input), ("output", g.output),
+                        ("initializer", g.initializer), ("value_info", g.value_info)):
+        for i, item in enumerate(items):
+            if bad(item.name):
+                raise GraphError(f"ONNX model: graph {kind} #{i} has a name that is not "
+                                 f"valid UTF-8: {item.name!r}")
+    for i, node in enumerate(g.node):
+        fields = [node.name, node.op_type, node.domain, *node.input, *node.output,
+                  *(a.name for a in node.attribute)]
+        if any(bad(v) for v in fields):
+            raise GraphError(f"ONNX model: node #{i} has a name, op type, tensor name or "
+                             f"attribute name that is not valid UTF-8: "
+                             f"{[v for v in fields if bad(v)][:3]}")
+
+
+def _dtype_name(onnx, code):
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(code))
+    except Exception:
+        return f"code {code} (unknown to onnx)"
+
+
+# AttributeProto types an op of ours may take; GRAPH, TYPE_PROTO, SPARSE_TENSOR... never
+_ATTR_TYPES = (1, 2, 3, 4, 6, 7, 8)      # FLOAT INT STRING TENSOR FLOATS INTS STRINGS
 
 
 class _Importer:
@@ -356,6 +391,9 @@ class _Importer:
     def attr(self, key, default=None):
         for a in self.cur.attribute:
             if a.name == key:
+                if a.type not in _ATTR_TYPES:
+                    self.fail(f"attribute {key!r} has ONNX attribute type {a.type}; this op "
+                              f"takes ints, floats, strings and tensors")
                 return self.onnx.helper.get_attribute_value(a)
         return default
 
@@ -402,6 +440,10 @@ class _Importer:
             name, i = f"{label}_{i}", i + 1
         self.node_names.add(name)
         node = Node(op, inputs, list(outputs), attrs, name)
+        try:
+            check_node(node)
+        except GraphError as e:
+            self.fail(str(e).split(": ", 1)[1])
         in_shapes = [self.shape_of(t) if t else None for t in inputs]
         out_shapes = infer_node(node, in_shapes)
         for t, s in zip(outputs, out_shapes):
@@ -447,7 +489,7 @@ class _Importer:
             if tt.elem_type != 1:
                 raise GraphError(
                     f"ONNX graph input {vi.name!r} has element type "
-                    f"{self.onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)}; jitconv "
+                    f"{_dtype_name(self.onnx, tt.elem_type)}; jitconv "
                     f"runs float32 tensors: pass its value at load (bind={{{vi.name!r}: "
                     f"array}}) to fold it")
             if vi.name in self.input_shapes:
@@ -480,7 +522,16 @@ class _Importer:
                 if t and self.resolve(t) not in self.values and self.resolve(t) not in self.shapes:
                     self.fail(f"input tensor {t!r} is not defined before this node (ONNX "
                               f"nodes must be in topological order)")
-            getattr(self, "op_" + node.op_type)()
+            if not node.output:
+                self.fail("has no outputs")
+            try:
+                getattr(self, "op_" + node.op_type)()
+            except JitconvError:
+                raise
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+                # NOTE: a damaged model reaches here with values of kinds the op's reader
+                # does not expect (a string where an int goes); name the node, not Python
+                self.fail(f"cannot be read: {type(exc).__name__}: {exc}")
         return self.finish()
 
     def finish(self) -> OnnxImport:

@@ -80,5 +80,54 @@ def test_a_non_utf8_attribute_name_is_reported(tmp_path):
     raw = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
     path = tmp_path / "m.onnx"
     path.write_bytes(raw.replace(b"\x02ok", b"\x02\xff\xfe"))
-    with pytest.raises(jc.JitconvError, match="attribute .* is not supported|not a readable"):
+    with pytest.raises(jc.JitconvError, match="not valid UTF-8|not a readable"):
+        jc.load(path)
+
+
+def _relu_model(**node_kw):
+    node = helper.make_node("Softmax", ["x"], ["y"], **node_kw)
+    g = helper.make_graph([node], "m",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _load_model(tmp_path, m):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    return jc.load(path)
+
+
+def test_an_attribute_of_a_foreign_onnx_type_is_named(tmp_path):
+    m = _relu_model(axis=1)
+    m.graph.node[0].attribute[0].type = onnx.AttributeProto.TYPE_PROTO
+    with pytest.raises(jc.GraphError, match="attribute 'axis' has ONNX attribute type 13"):
+        _load_model(tmp_path, m)
+
+
+def test_a_string_where_an_int_goes_is_named(tmp_path):
+    m = _relu_model(axis="one")
+    with pytest.raises(jc.GraphError, match=r"Softmax node .*cannot be read: ValueError"):
+        _load_model(tmp_path, m)
+
+
+def test_a_node_without_outputs_is_named(tmp_path):
+    m = _relu_model()
+    del m.graph.node[0].output[:]
+    with pytest.raises(jc.GraphError, match="Softmax node .*has no outputs|never produced"):
+        _load_model(tmp_path, m)
+
+
+def test_an_unknown_input_element_type_is_named(tmp_path):
+    m = _relu_model()
+    m.graph.input[0].type.tensor_type.elem_type = 101
+    with pytest.raises(jc.GraphError, match="input 'x' has element type code 101"):
+        _load_model(tmp_path, m)
+
+
+def test_a_tensor_name_that_is_not_utf8_is_named(tmp_path):
+    raw = _relu_model().SerializeToString().replace(b"\x01y", b"\x01\xff")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(raw)
+    with pytest.raises(jc.JitconvError, match="not valid UTF-8|not a readable"):
         jc.load(path)
