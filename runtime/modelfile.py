@@ -312,6 +312,9 @@ def _read(f, path, fail, mmap, verify):
             sc = got["scale"].shape
             if len(sc) != 2 or sc[1] == 0:
                 fail(f"{w}: scale shape {sc} has no blocks")
+            for k in ("scale", "zero"):
+                if k in got and not np.isfinite(got[k]).all():
+                    fail(f"{w}: {k} holds non-finite values (NaN or inf)")
         try:
             constants[name] = Constant(name, got["data"], storage, got.get("scale"),
                                        got.get("zero"), ls)

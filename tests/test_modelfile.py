@@ -487,3 +487,19 @@ def test_checksums_are_what_save_wrote(tmp_path, good):
         for a in c["arrays"].values():
             lo = modelfile._align(P + struct.unpack_from("<Q", raw, 12)[0]) + a["offset"]
             assert a["crc32"] == zlib.crc32(raw[lo:lo + a["length"]])
+
+
+def test_non_finite_scales_are_refused(tmp_path, rng):
+    g = small_graph(rng)
+    w = g.nodes[0].inputs[1]
+    q = with_storages(g, {w: ("int8", 1, True)})
+    for key, bad in (("scale", np.inf), ("zero", np.nan)):
+        c = q.constants[w]
+        arr = getattr(c, key).copy()
+        arr[0, 0] = bad
+        consts = dict(q.constants)
+        consts[w] = Constant(w, c.data, "int8", arr if key == "scale" else c.scale,
+                             arr if key == "zero" else c.zero, c.logical_shape)
+        path = _saved(tmp_path, Graph(q.inputs, q.outputs, q.nodes, consts, q.name), "nf.jcm")
+        with pytest.raises(ModelFileError, match=f"{key} holds non-finite"):
+            load(path)
