@@ -122,3 +122,34 @@ def test_a_failing_run_gives_its_workspace_back(rng):
     sess.resize({"x": (3, 3, 8, 8)})                     # would wait forever if leaked
     x = rand(rng, 3, 3, 8, 8)
     assert_close(sess.run(x)["p"], evaluate(graph, {"x": x})["p"])
+
+
+_WORKQUEUE_SCRIPT = """
+import threading, numpy as np, jitconv as jc, numba
+from jitconv import models
+g = models.mobilenet_v2(input_size=32, width=0.35, num_classes=10)
+s = jc.Session(g, jc.Config(threads=2))
+x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+want = s.run(x)["logits"]
+bad = []
+def work():
+    for _ in range(20):
+        if not np.array_equal(s.run(x)["logits"], want):
+            bad.append(1)
+ts = [threading.Thread(target=work) for _ in range(3)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(numba.threading_layer(), "wrong", len(bad))
+"""
+
+
+def test_workqueue_layer_runs_are_serialized_not_aborted():
+    """Numba's workqueue layer terminates the process when two threads launch parallel
+    regions at once; jitconv serializes runs under it."""
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    r = subprocess.run([sys.executable, "-c", _WORKQUEUE_SCRIPT], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["workqueue", "wrong", "0"]
