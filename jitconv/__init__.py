@@ -17,6 +17,9 @@ _threads.select_layer()
 
 from jitconv.backends import Backend, Kernel, OpContext, Registry, default_registry  # noqa: E402
 from jitconv.backends import cpu as _cpu  # noqa: F401,E402  registers the CPU backend
+from jitconv.kernels import cache as _kernel_cache  # noqa: E402
+
+_kernel_cache.drop_stale()   # cached kernels compiled from other sources (kernels/cache.py)
 from jitconv.errors import (ConfigError, GraphError, InputError, InternalError,
                             JitconvError, OutOfMemoryError, RegistryError)
 from jitconv.runtime.builder import GraphBuilder, Tensor
