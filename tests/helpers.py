@@ -62,3 +62,13 @@ def kernel_reference(graph, feeds, kernel, conv_input="x"):
         qx, sx = activation_quant(feeds[conv_input])
         feeds = {**feeds, conv_input: (qx * sx).astype(np.float32)}
     return evaluate(graph, feeds)
+
+
+def dynamic_graph(rng):
+    """conv + relu, global pool, dense, softmax; input "x" (n, 3, 8, 8) with a dynamic batch."""
+    g = jc.GraphBuilder("dyn")
+    x = g.input("x", (1, 3, 8, 8), dynamic_axes=(0,))
+    y = g.flatten(g.global_average_pool(g.conv2d(x, rand(rng, 6, 3, 3, 3), padding=1,
+                                                 activation="relu")))
+    g.output(g.softmax(g.dense(y, rand(rng, 5, 6), rand(rng, 5))), "p")
+    return g.build()

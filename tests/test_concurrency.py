@@ -14,7 +14,7 @@ from jitconv import models
 from jitconv.runtime import session as session_mod
 from jitconv.runtime.reference import evaluate
 
-from helpers import assert_close, rand
+from helpers import assert_close, dynamic_graph, rand
 
 RUNS = int(os.environ.get("JITCONV_STRESS_RUNS", "12"))
 
@@ -66,18 +66,9 @@ def test_one_session_many_threads_every_answer_right(rng, threads, kernel_thread
     assert info.arena_bytes == single * info.workspaces    # every workspace is counted
 
 
-def _dynamic_graph(rng):
-    g = jc.GraphBuilder("dyn")
-    x = g.input("x", (1, 3, 8, 8), dynamic_axes=(0,))
-    y = g.flatten(g.global_average_pool(g.conv2d(x, rand(rng, 6, 3, 3, 3), padding=1,
-                                                 activation="relu")))
-    g.output(g.softmax(g.dense(y, rand(rng, 5, 6), rand(rng, 5))), "p")
-    return g.build()
-
-
 def test_threads_at_different_batch_sizes_switch_plans_safely(rng, monkeypatch):
     monkeypatch.setattr(session_mod, "PLAN_CACHE", 2)    # switches also rebuild plans
-    graph = _dynamic_graph(rng)
+    graph = dynamic_graph(rng)
     sess = jc.Session(graph, jc.Config(threads=1))
     jobs = [(i, 1 + i % 4) for i in range(4 * RUNS)]
     xs = {j: rand(rng, j[1], 3, 8, 8) for j in jobs}
@@ -87,7 +78,7 @@ def test_threads_at_different_batch_sizes_switch_plans_safely(rng, monkeypatch):
 
 
 def test_resize_while_other_threads_run(rng):
-    graph = _dynamic_graph(rng)
+    graph = dynamic_graph(rng)
     sess = jc.Session(graph, jc.Config(threads=1))
     x = rand(rng, 2, 3, 8, 8)
     want = evaluate(graph, {"x": x})["p"]
@@ -114,7 +105,7 @@ def test_resize_while_other_threads_run(rng):
 
 
 def test_a_failing_run_gives_its_workspace_back(rng):
-    graph = _dynamic_graph(rng)
+    graph = dynamic_graph(rng)
     sess = jc.Session(graph, jc.Config(threads=1))
     with pytest.raises(jc.InputError, match="'x' has shape"):
         sess.run(rand(rng, 1, 4, 8, 8))

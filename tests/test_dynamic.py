@@ -13,7 +13,7 @@ import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
 
 import jitconv as jc
-from helpers import assert_close, rand
+from helpers import assert_close, dynamic_graph, rand
 from jitconv.runtime import session as session_mod
 from jitconv.runtime.onnx_import import import_model
 from jitconv.runtime.reference import evaluate
@@ -148,18 +148,9 @@ def test_reshape_targets_follow_every_symbolic_axis(rng):
         np.testing.assert_array_equal(sess.run(x)["y"], np.maximum(x, 0))
 
 
-def _builder_graph(rng):
-    g = jc.GraphBuilder("dyn")
-    x = g.input("x", (1, 3, 8, 8), dynamic_axes=(0,))
-    y = g.flatten(g.global_average_pool(g.conv2d(x, rand(rng, 6, 3, 3, 3), padding=1,
-                                                 activation="relu")))
-    g.output(g.softmax(g.dense(y, rand(rng, 5, 6), rand(rng, 5))), "p")
-    return g.build()
-
-
 def test_plans_are_cached_bounded_and_the_arena_only_grows_at_run(rng, monkeypatch):
     monkeypatch.setattr(session_mod, "PLAN_CACHE", 3)
-    graph = _builder_graph(rng)
+    graph = dynamic_graph(rng)
     sess = jc.Session(graph, jc.Config(threads=1))
     one = sess.info().arena_bytes
     for n in (1, 2, 5, 9, 4, 2, 1, 7):
@@ -173,7 +164,7 @@ def test_plans_are_cached_bounded_and_the_arena_only_grows_at_run(rng, monkeypat
 
 
 def test_builder_dynamic_axes_survive_a_model_file(rng, tmp_path):
-    graph = _builder_graph(rng)
+    graph = dynamic_graph(rng)
     assert graph.inputs[0].dynamic == (0,)
     jc.save(graph, tmp_path / "d.jcm")
     back = jc.load(tmp_path / "d.jcm")
