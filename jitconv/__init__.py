@@ -9,9 +9,15 @@ Quick use::
     sess = jc.Session(g.build(), jc.Config(threads=2))
     out = sess.run(array)
 """
-# NOTE: Numba's threading layer is fixed when its pool starts, so it is arranged here,
-# before any kernel runs: TBB (from the tbb wheel) by default; see runtime/threads.py.
-from jitconv.runtime import threads as _threads
+# NOTE: Numba fixes its CPU features when the first function is decorated and its threading
+# layer when its pool starts, so both are arranged here, before any kernel module is
+# imported: 512-bit vectors on AVX-512 CPUs (runtime/target.py), TBB (from the tbb wheel)
+# by default (runtime/threads.py).
+from jitconv.runtime import target as _target
+
+_target.prefer_full_vectors()
+
+from jitconv.runtime import threads as _threads  # noqa: E402
 
 _threads.select_layer()
 

@@ -59,6 +59,7 @@ class SessionInfo:
     ops: tuple = field(default_factory=tuple)
     threading: str = ""   # Numba's threading layer (runtime/threads.describe)
     workspaces: int = 1   # arena + scratch pairs: one per run that was in flight at once
+    vectors: str = ""     # the vector width the kernels were compiled for (runtime/target)
 
     _COLUMNS = ("name", "op_type", "backend", "kernel", "storage", "weight_bytes", "out_shape",
                 "reason")
@@ -72,7 +73,8 @@ class SessionInfo:
                 + (f" ({self.workspaces} workspaces: concurrent runs)" if self.workspaces > 1
                    else "") + ", "
                 f"{self.flops / 1e6:,.1f} MFLOP, {len(self.ops)} ops"
-                + (f"; threads: {self.threading}" if self.threading else ""))
+                + (f"; threads: {self.threading}" if self.threading else "")
+                + (f"; vectors: {self.vectors}" if self.vectors else ""))
 
     def __str__(self) -> str:
         return text_table(self._COLUMNS, self._rows(), self.summary())

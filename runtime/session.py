@@ -40,6 +40,7 @@ from .profile import Profile
 from .shapes import infer_shapes
 from .threads import check_fork, numba_threads, select_layer
 from .threads import describe as describe_threads
+from .target import describe as describe_target
 
 
 def _base(arr):
@@ -539,7 +540,7 @@ class Session:
         return SessionInfo(self.config, sum(unique.values()),
                            sum(int(ws.arena.nbytes) for ws in pool),
                            sum(int(ws.scratch.nbytes) for ws in pool), flops, tuple(ops),
-                           describe_threads(), len(pool))
+                           describe_threads(), len(pool), describe_target())
 
     @property
     def input_shapes(self) -> dict:
