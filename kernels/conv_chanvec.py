@@ -27,6 +27,8 @@ why the chooser keeps K < 128 on conv_tiled.
 Threads: pixel blocks (input of a block ~384 KiB, in L2: conv_tiled's ``_block``), in a
 block the weight chunks, in a chunk the block's pixel tiles; threads take runs of that
 sequence from a shared counter (as conv_tiled does), so a late thread does less of it.
+A run (up to _SB tiles of one chunk) goes through K in blocks of KB rows, all its tiles per
+block, so the block's weights are read from L1 by every tile of the run.
 Groups: 1 only (the chooser sends grouped convs to conv_tiled).
 """
 
@@ -45,6 +47,10 @@ _ACC = NP * NC
 _SB = 16   # tiles staged per thread before they are stored
 _STAGE = _SB * _ACC + 16 * NC   # + 16 pixel rows that transpose16 may read past the run
 _F32 = 4
+# K rows per block: a run's tiles reuse the block's weights (KB x NC floats, 8 KiB) from L1.
+# Measured, 1 thread, Emerald Rapids: F 4.0-4.5 -> 3.7-3.8 ms, B 1.48-1.57 -> 1.29-1.32 ms
+# (KB 128 alike on F, 256 slower; no blocking streamed a K x NC chunk from L2 per tile)
+KB = 64
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -82,22 +88,25 @@ def chanvec_scratch_bytes(x_shape, w_shape, out_shape, sh, sw, pt, pl, dh, dw):
 # ----------------------------------------------------------------------------- micro-kernel
 
 @njit(inline="always", **_OPTS)
-def _tile(xf, koff, wc, bias, m0, g0, st):
-    """One NP-pixel x NC-channel tile: grid pixels g0..g0+NP-1 (read at xf[koff[k] + g]),
-    channels m0..m0+NC-1 of the chunk wc (K, NC), plus bias (padded to whole chunks);
-    written to st (NP, NC) as it is."""
+def _tile(xf, koff, g, wc, k0, kn, bias, m0, first, st):
+    """K rows k0..k0+kn-1 of one NP-pixel x NC-channel tile: grid pixels g..g+NP-1 (read at
+    xf[koff[k] + g]), channels m0..m0+NC-1 of the chunk wc (K, NC). The tile starts from
+    bias (padded to whole chunks) when ``first``, else from st (NP, NC), and is left in st."""
     acc = stack_f32(_ACC)
-    bt = stack_f32(NC)
-    for j in range(NC):
-        bt[j] = bias[m0 + j]
-    # NOTE: every loop over the tile runs channels (the vector dimension) inner-most
-    for i in range(NP):
+    if first:
+        bt = stack_f32(NC)
         for j in range(NC):
-            acc[i * NC + j] = bt[j]
-    K = koff.shape[0]
-    for k in range(K):
-        xs = xf[koff[k] + g0:]
-        wk = wc[k]
+            bt[j] = bias[m0 + j]
+        # NOTE: every loop over the tile runs channels (the vector dimension) inner-most
+        for i in range(NP):
+            for j in range(NC):
+                acc[i * NC + j] = bt[j]
+    else:
+        for t in range(_ACC):
+            acc[t] = st[t]
+    for kk in range(kn):
+        xs = xf[koff[k0 + kk] + g:]
+        wk = wc[k0 + kk]
         for j in range(NC):
             wv = wk[j]
             for i in range(NP):
@@ -162,6 +171,7 @@ def _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthrea
                lo, hi):
     """All tiles of one image over a grid of G pixels (G = OH * Wq); ctr[0] is 0 on entry."""
     nch = wp.shape[0]
+    K = koff.shape[0]
     npt = (G + NP - 1) // NP
     ntiles = nch * npt
     nth = max(1, min(nthreads, ntiles))
@@ -187,8 +197,13 @@ def _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthrea
                 m0 = c * NC
                 nm = min(NC, M - m0)
                 g0 = (pb * PB + jj) * NP
-                for u in range(cnt):
-                    _tile(xf, koff, wc, bias, m0, g0 + u * NP, st[u * _ACC:])
+                # K in blocks of KB rows: a block's weights (KB x NC floats) stay in L1 while
+                # the run's cnt tiles use them
+                for k0 in range(0, K, KB):
+                    kn = min(KB, K - k0)
+                    for u in range(cnt):
+                        _tile(xf, koff, g0 + u * NP, wc, k0, kn, bias, m0, k0 == 0,
+                              st[u * _ACC:])
                 _flush(st, min(cnt * NP, G - g0), g0, of, rf, has_res, m0, nm, Wq, OH, OW,
                        act, lo, hi)
                 i += cnt
