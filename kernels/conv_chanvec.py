@@ -170,43 +170,55 @@ def _flush(st, npx, g0, of, rf, has_res, m0, nm, Wq, OH, OW, act, lo, hi):
 def _conv_grid(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, nthreads, ctr, act,
                lo, hi):
     """All tiles of one image over a grid of G pixels (G = OH * Wq); ctr[0] is 0 on entry."""
+    ntiles = wp.shape[0] * ((G + NP - 1) // NP)
+    nth = max(1, min(nthreads, ntiles))
+    grab = grab_size(ntiles, nth, PB)
+    # NOTE: the loop body is one call, so Numba's parfor passes see a few lines instead of
+    # the inlined tiles (see conv_tiled._conv_grid)
+    for th in prange(nth):
+        _grid_worker(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, ctr, act, lo,
+                     hi, grab)
+
+
+@njit(**_OPTS)
+def _grid_worker(xf, koff, wp, bias, of, rf, has_res, M, G, Wq, OH, OW, PB, ctr, act, lo, hi,
+                 grab):
+    """One thread's share of _conv_grid: runs of ``grab`` tiles from ctr[0] until none are
+    left."""
     nch = wp.shape[0]
     K = koff.shape[0]
     npt = (G + NP - 1) // NP
     ntiles = nch * npt
-    nth = max(1, min(nthreads, ntiles))
-    grab = grab_size(ntiles, nth, PB)
-    for th in prange(nth):
-        # this thread's staged tiles: runs of up to _SB tiles, stored transposed by _flush
-        st = stack_f32(_STAGE)
-        while True:
-            # runs of grab tiles from the shared counter (see conv_tiled._conv_grid)
-            i = fetch_add(ctr, 0, grab)
-            if i >= ntiles:
-                break
-            iend = min(ntiles, i + grab)
-            while i < iend:
-                # tile i: pixel block pb (pbs tiles), chunk c, tile jj of the block
-                pb = i // (nch * PB)
-                r = i - pb * nch * PB
-                pbs = min(PB, npt - pb * PB)
-                c = r // pbs
-                jj = r - c * pbs
-                cnt = min(pbs - jj, iend - i, _SB)
-                wc = wp[c]
-                m0 = c * NC
-                nm = min(NC, M - m0)
-                g0 = (pb * PB + jj) * NP
-                # K in blocks of KB rows: a block's weights (KB x NC floats) stay in L1 while
-                # the run's cnt tiles use them
-                for k0 in range(0, K, KB):
-                    kn = min(KB, K - k0)
-                    for u in range(cnt):
-                        _tile(xf, koff, g0 + u * NP, wc, k0, kn, bias, m0, k0 == 0,
-                              st[u * _ACC:])
-                _flush(st, min(cnt * NP, G - g0), g0, of, rf, has_res, m0, nm, Wq, OH, OW,
-                       act, lo, hi)
-                i += cnt
+    # this thread's staged tiles: runs of up to _SB tiles, stored transposed by _flush
+    st = stack_f32(_STAGE)
+    while True:
+        # runs of grab tiles from the shared counter (see conv_tiled._conv_grid)
+        i = fetch_add(ctr, 0, grab)
+        if i >= ntiles:
+            break
+        iend = min(ntiles, i + grab)
+        while i < iend:
+            # tile i: pixel block pb (pbs tiles), chunk c, tile jj of the block
+            pb = i // (nch * PB)
+            r = i - pb * nch * PB
+            pbs = min(PB, npt - pb * PB)
+            c = r // pbs
+            jj = r - c * pbs
+            cnt = min(pbs - jj, iend - i, _SB)
+            wc = wp[c]
+            m0 = c * NC
+            nm = min(NC, M - m0)
+            g0 = (pb * PB + jj) * NP
+            # K in blocks of KB rows: a block's weights (KB x NC floats) stay in L1 while
+            # the run's cnt tiles use them
+            for k0 in range(0, K, KB):
+                kn = min(KB, K - k0)
+                for u in range(cnt):
+                    _tile(xf, koff, g0 + u * NP, wc, k0, kn, bias, m0, k0 == 0,
+                          st[u * _ACC:])
+            _flush(st, min(cnt * NP, G - g0), g0, of, rf, has_res, m0, nm, Wq, OH, OW,
+                   act, lo, hi)
+            i += cnt
 
 
 @njit(**_OPTS)

@@ -237,70 +237,82 @@ def _conv_grid(xf, gstride, koff, xt, kofft, kind, wp, wq, scale, zero, wtmp, bi
     copied tail xt (C, NR) with offsets kofft instead.
     """
     nmt = wp.shape[0] if kind == KIND_F32 else wq.shape[0]
+    ntiles = nmt * ((P + NR - 1) // NR)
+    nth = max(1, min(nthreads, ntiles))
+    grab = grab_size(ntiles, nth, PB)
+    # NOTE: the loop body is one call: Numba's parfor passes then work on a few lines, not
+    # on the inlined tile code (cold compile of this function 11.8 -> see _grid_worker)
+    for th in prange(nth):
+        _grid_worker(xf, gstride, koff, xt, kofft, kind, wp, wq, scale, zero, wtmp[th], bias,
+                     of, rf, has_res, M, Mg, Cg, P, Wq, OH, OW, PB, ctr, act, lo, hi, grab)
+
+
+@njit(**_OPTS)
+def _grid_worker(xf, gstride, koff, xt, kofft, kind, wp, wq, scale, zero, wbuf, bias, of, rf,
+                 has_res, M, Mg, Cg, P, Wq, OH, OW, PB, ctr, act, lo, hi, grab):
+    """One thread's share of _conv_grid: runs of ``grab`` tiles from ctr[0] until none are
+    left; wbuf is this slot's weight panel, decoded to float32."""
+    nmt = wp.shape[0] if kind == KIND_F32 else wq.shape[0]
     K = koff.shape[0]
     npt = (P + NR - 1) // NR
     ntiles = nmt * npt
     tail_copy = xt.shape[0] > 0
-    nth = max(1, min(nthreads, ntiles))
-    grab = grab_size(ntiles, nth, PB)
-    for th in prange(nth):
-        # this slot's weight panel, decoded to float32 (held: the channel tile it holds)
-        wbuf = wtmp[th]
-        held = -1
-        while True:
-            i = fetch_add(ctr, 0, grab)
-            if i >= ntiles:
-                break
-            iend = min(ntiles, i + grab)
-            # position of tile i: pixel block pb (pbs tiles), channel tile mt, tile jj of the block
-            pb = i // (nmt * PB)
-            r = i - pb * nmt * PB
-            pbs = min(PB, npt - pb * PB)
-            mt = r // pbs
-            jj = r - mt * pbs
-            while i < iend:
-                m0 = mt * MR
-                mend = min(m0 + MR, M)
-                if mt != held:
-                    if kind == KIND_F32:
-                        wbuf[:K] = wp[mt]
+    # held: the channel tile wbuf holds
+    held = -1
+    while True:
+        i = fetch_add(ctr, 0, grab)
+        if i >= ntiles:
+            break
+        iend = min(ntiles, i + grab)
+        # position of tile i: pixel block pb (pbs tiles), channel tile mt, tile jj of the block
+        pb = i // (nmt * PB)
+        r = i - pb * nmt * PB
+        pbs = min(PB, npt - pb * PB)
+        mt = r // pbs
+        jj = r - mt * pbs
+        while i < iend:
+            m0 = mt * MR
+            mend = min(m0 + MR, M)
+            if mt != held:
+                if kind == KIND_F32:
+                    wbuf[:K] = wp[mt]
+                else:
+                    decode_panel(kind, wq, scale, zero, mt, wbuf)
+                held = mt
+            wt = wbuf
+            g0 = m0 // Mg
+            cnt = min(pbs - jj, iend - i)
+            p0 = (pb * PB + jj) * NR
+            oh = p0 // Wq
+            ow = p0 - oh * Wq
+            for u in range(cnt):
+                g = g0
+                while g * Mg < mend:
+                    mlo = max(m0, g * Mg)
+                    mhi = min(mend, (g + 1) * Mg)
+                    if tail_copy and p0 + NR > P:
+                        src = xt
+                        base = g * Cg * NR
+                        ko = kofft
                     else:
-                        decode_panel(kind, wq, scale, zero, mt, wbuf)
-                    held = mt
-                wt = wbuf
-                g0 = m0 // Mg
-                cnt = min(pbs - jj, iend - i)
-                p0 = (pb * PB + jj) * NR
-                oh = p0 // Wq
-                ow = p0 - oh * Wq
-                for u in range(cnt):
-                    g = g0
-                    while g * Mg < mend:
-                        mlo = max(m0, g * Mg)
-                        mhi = min(mend, (g + 1) * Mg)
-                        if tail_copy and p0 + NR > P:
-                            src = xt
-                            base = g * Cg * NR
-                            ko = kofft
-                        else:
-                            src = xf
-                            base = g * gstride + p0
-                            ko = koff
-                        _tile(src, base, ko, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow,
-                              Wq, OH, OW, act, lo, hi)
-                        g += 1
-                    p0 += NR
-                    ow += NR
-                    while ow >= Wq:
-                        ow -= Wq
-                        oh += 1
-                i += cnt
-                jj = 0
-                mt += 1
-                if mt == nmt:
-                    mt = 0
-                    pb += 1
-                    pbs = min(PB, npt - pb * PB)
+                        src = xf
+                        base = g * gstride + p0
+                        ko = koff
+                    _tile(src, base, ko, wt, of, rf, has_res, bias, m0, mlo, mhi, oh, ow,
+                          Wq, OH, OW, act, lo, hi)
+                    g += 1
+                p0 += NR
+                ow += NR
+                while ow >= Wq:
+                    ow -= Wq
+                    oh += 1
+            i += cnt
+            jj = 0
+            mt += 1
+            if mt == nmt:
+                mt = 0
+                pb += 1
+                pbs = min(PB, npt - pb * PB)
 
 
 @njit(**_OPTS)

@@ -100,7 +100,7 @@ def fill_pair(xn, xf, q, sh, pt, pl, Hq, Wq):
             e[u] = src[2 * u]
 
 
-@njit(inline="always", **_OPTS)
+@njit(**_OPTS)
 def fill_plane(xn, xf, q, sh, sw, pt, pl, Hq, Wq, used):
     """Phase plane q = (c*sh + a)*sw + b of xf (see fill_phases)."""
     C, H, W = xn.shape
@@ -165,6 +165,7 @@ def fill_phases(xn, xf, sh, sw, pt, pl, Hq, Wq, used):
     """
     C = xn.shape[0]
     n = C * sh * sw
+    # NOTE: fill_plane is a call, not inlined by Numba: the parfor passes then see one line
     for q in prange(n):
         fill_plane(xn, xf, q, sh, sw, pt, pl, Hq, Wq, used)
     tail = xf[n * Hq * Wq:]
