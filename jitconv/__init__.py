@@ -110,12 +110,27 @@ def load(path, *, mmap=True, input_shapes=None, verify=True):
     return _load(path, mmap=mmap, verify=verify)
 
 
+def precompile(model, config=None, *, jobs=None, input_shapes=None) -> dict:
+    """Compile every kernel a session of ``model`` (a Graph, or an .onnx / .jcm path) runs
+    under ``config``, in ``jobs`` processes at once (default: the usable cores, at most 8),
+    into Numba's on-disk cache; returns {kernel name: seconds}. See runtime/compile.py.
+
+    >>> import jitconv as jc
+    >>> from jitconv.models import conv_chain
+    >>> sorted(jc.precompile(conv_chain(layers=2, size=8), jobs=1))
+    ['conv2d_tiled']
+    """
+    from jitconv.runtime.compile import precompile as _precompile
+    return _precompile(model, config, jobs=jobs, input_shapes=input_shapes)
+
+
 def backends() -> list:
     """Names of the registered backends."""
     return default_registry.names()
 
 
 __all__ = [
+    "precompile",
     "Backend", "CompareReport", "Config", "ConfigError", "Constant", "Graph", "GraphBuilder", "GraphError",
     "InputError", "InternalError", "JitconvError", "Kernel", "Node", "OpContext", "OpInfo",
     "OpTime", "OutOfMemoryError", "Profile", "Registry", "RegistryError", "Session", "SessionInfo", "Tensor", "TensorSpec",

@@ -31,6 +31,30 @@ def _cmd_demo(args):
     return 0
 
 
+def _cmd_compile(args):
+    import jitconv as jc
+    from jitconv.runtime.compile import default_jobs
+    from jitconv.runtime.tables import text_table
+    if not os.path.exists(args.model):
+        raise JitconvError(f"{args.model}: no such file")
+    jobs = args.jobs or default_jobs()
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: must be at least 1")
+    done = _note(f"compiling the kernels of {args.model} in {jobs} process(es)")
+    times = jc.precompile(args.model, _config(args), jobs=jobs)
+    done()
+    rows = [[k, f"{v:.2f}"] for k, v in sorted(times.items(), key=lambda kv: -kv[1])]
+    print(text_table(("kernel", "first run s"), rows,
+                     f"cache: {_cache_dir()} (NUMBA_CACHE_DIR moves it)"))
+    return 0
+
+
+def _cache_dir():
+    from jitconv.kernels.cache import cache_folders
+    folders = sorted(cache_folders())
+    return folders[0] if len(folders) == 1 else ", ".join(folders) or "none"
+
+
 # -- helpers -------------------------------------------------------------------------
 
 def _load(path, input_shapes=None):
@@ -287,6 +311,18 @@ def build_parser():
                    help="int8/int4: min/max scales with a zero point (default: symmetric)")
     q.add_argument("-v", "--verbose", action="store_true", help="print the per-layer report")
     q.set_defaults(func=_cmd_quantize)
+
+    comp = sub.add_parser("compile", help="compile the kernels a model needs into Numba's cache",
+                          description="Load MODEL (.onnx or .jcm) and compile every kernel a "
+                                      "session of it runs under the given config, in several "
+                                      "processes at once, into Numba's on-disk cache, so later "
+                                      "processes start in seconds (a deployment or image "
+                                      "build pays once).")
+    comp.add_argument("model", metavar="MODEL", help="an .onnx or .jcm file")
+    _add_config_args(comp)
+    comp.add_argument("--jobs", type=int, default=None,
+                      help="processes compiling at once (default: usable cores, at most 8)")
+    comp.set_defaults(func=_cmd_compile)
 
     info = sub.add_parser("info", help="show the graph and the weights each memory mode keeps",
                           description="Load MODEL (.onnx or .jcm) and print its inputs, "

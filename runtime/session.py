@@ -467,6 +467,23 @@ class Session:
         """
         self._run(self._zeros(), progress)
 
+    def warm_kernels(self, kernels) -> dict:
+        """Run only the ops whose kernel name is in ``kernels``, once, on zero inputs (the
+        other ops' outputs are left as the arena holds them), so those kernels compile.
+        Returns {kernel name: seconds its ops took}. runtime/compile.py splits a session's
+        kernels this way between processes."""
+        samples = [[] for _ in self._steps]
+        p, ws, feeds = self._begin(self._zeros())
+        try:
+            self._execute(p, ws, feeds, None, samples, only=set(kernels))
+        finally:
+            self._end(ws)
+        times = {}
+        for step, took in zip(self._steps, samples):
+            if took:
+                times[step.kernel.name] = times.get(step.kernel.name, 0.0) + took[0]
+        return times
+
     def profile(self, feeds=None, runs: int = 10) -> Profile:
         """Time every op over ``runs`` runs (after one warm-up run) and return the per-op
         medians. ``feeds`` as for run(); zeros of the input shapes when None."""
@@ -487,7 +504,7 @@ class Session:
             self._end(ws)
         return Profile.from_samples(self.config.label(), self.info().ops, samples, totals)
 
-    def _execute(self, p, ws, feeds, progress, samples=None):
+    def _execute(self, p, ws, feeds, progress, samples=None, only=None):
         buffers = dict(ws.views_for(p))
         buffers.update(self._held)
         buffers.update(feeds)
@@ -503,6 +520,8 @@ class Session:
         check_fork(f"Session({self.graph.name!r}).run")
         with numba_threads(self.config.resolved_threads()):
             for i, step in enumerate(self._steps):
+                if only is not None and step.kernel.name not in only:
+                    continue
                 if progress:
                     progress(i, len(self._steps), ops[i])
                 ins = [buffers[t] if t else None for t in step.inputs]
