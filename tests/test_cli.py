@@ -52,7 +52,7 @@ def test_help_on_every_command(capsys, command):
 
 def test_parser_knows_every_command():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == {"demo", "run", "quantize", "info"}
+    assert set(sub.choices) == {"demo", "run", "quantize", "info", "compile"}
 
 
 def test_run_with_input_file_and_output(onnx_model, tmp_path, capsys):
