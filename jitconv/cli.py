@@ -128,7 +128,7 @@ def _config(args):
 # -- run -----------------------------------------------------------------------------
 
 def _cmd_run(args):
-    from jitconv.progress import ProgressLine
+    from jitconv.progress import CompileProgress
     from jitconv.runtime.session import Session
     if args.repeat < 1:
         raise InputError(f"--repeat {args.repeat}: must be at least 1")
@@ -150,7 +150,7 @@ def _cmd_run(args):
     resized = {k: v.shape for k, v in feeds.items() if tuple(v.shape) != sess.input_shapes[k]}
     if resized:
         sess.resize(resized)
-    sess.warmup(progress=ProgressLine("compiling/warming"))
+    sess.warmup(progress=CompileProgress("compiling/warming"))
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()

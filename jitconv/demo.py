@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from jitconv.models import mobilenet_v2
-from jitconv.progress import ProgressLine
+from jitconv.progress import CompileProgress
 from jitconv.runtime.config import Config
 from jitconv.runtime.reference import evaluate
 from jitconv.runtime.session import Session
@@ -63,7 +63,7 @@ def run_demo(*, input_size=224, repeat=10, threads=(1, 2), seed=0, out=print):
     rows = []
     for storage, cfg in demo_rows(threads):
         sess = Session(graphs[storage], cfg)
-        sess.warmup(progress=ProgressLine(f"compiling/warming {storage} {cfg.label()}"))
+        sess.warmup(progress=CompileProgress(f"compiling/warming {storage} {cfg.label()}"))
         med, best = median_latency(sess, x, repeat)
         got = sess.run(x)["logits"]
         info = sess.info()

@@ -87,8 +87,10 @@ def precompile(model, config=None, *, jobs: int | None = None, input_shapes=None
             input_shapes = None
         job = {"path": path, "input_shapes": input_shapes, "config": dataclasses.asdict(config),
                "shapes": sess.input_shapes}
+        env = dict(os.environ, JITCONV_PROGRESS="0")   # one voice: the caller's
         workers = [subprocess.Popen([sys.executable, "-m", "jitconv.runtime.compile"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    env=env)
                    for _ in parts[1:]]
         for w, part in zip(workers, parts[1:]):
             w.stdin.write(json.dumps(dict(job, kernels=part)))

@@ -41,6 +41,9 @@ class Config:
         Numba's threading layer. None: TBB when it loads, else GNU OpenMP (or what
         NUMBA_THREADING_LAYER says). One layer runs per process, from the first parallel
         kernel on: a session asking for another one after that is a ConfigError.
+    progress : bool
+        Show a progress bar (tqdm) when a session's first run takes over a second, which is
+        when it compiles kernels; False (or JITCONV_PROGRESS=0) keeps it quiet.
 
     Examples
     --------
@@ -54,6 +57,7 @@ class Config:
     precision: str = "normal"
     memory: str = "normal"
     threading_layer: str | None = None
+    progress: bool = True
 
     def __post_init__(self):
         from jitconv.backends import default_registry  # backends register themselves there
@@ -67,6 +71,8 @@ class Config:
         _check_choice("memory", self.memory, MEMORY_MODES)
         if self.threading_layer is not None:
             _check_choice("threading_layer", self.threading_layer, THREADING_LAYERS)
+        if not isinstance(self.progress, bool):
+            raise ConfigError(f"Config.progress={self.progress!r} must be True or False")
 
     def resolved_threads(self) -> int:
         """The thread count a run will use, capped at what Numba allows."""

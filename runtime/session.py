@@ -31,6 +31,9 @@ import numpy as np
 from jitconv.backends import OpContext, default_registry
 from jitconv.errors import ConfigError, GraphError, InputError, InternalError, JitconvError
 
+from jitconv.progress import CompileProgress
+from jitconv.progress import wanted as wanted_progress
+
 from .config import Config
 from .info import OpInfo, SessionInfo, op_flops
 from .limits import check_bytes
@@ -139,6 +142,7 @@ class Session:
                         f"shape {shapes[big]}")
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
         self._held = self._held_constants(graph)
+        self._ran = False   # a run finished: later runs show no compile progress
         # NOTE: keep the structure, not the constants: weights live only in what the
         # kernels kept (weight_bytes counts exactly those arrays)
         self.graph = SimpleNamespace(
@@ -446,8 +450,13 @@ class Session:
 
     def _run(self, feeds, progress=None, samples=None):
         p, ws, feeds = self._begin(feeds)
+        if progress is None and not self._ran and wanted_progress(self.config):
+            # the first run compiles what this process has not: a bar if it is slow
+            progress = CompileProgress(f"jitconv {self.graph.name}: first run")
         try:
-            return self._execute(p, ws, feeds, progress, samples)
+            out = self._execute(p, ws, feeds, progress, samples)
+            self._ran = True
+            return out
         finally:
             self._end(ws)
 
@@ -463,7 +472,8 @@ class Session:
     def warmup(self, progress=None) -> None:
         """Run once on zeros so every kernel compiles (or loads from Numba's cache).
 
-        ``progress(i, n, op_info)`` is called before each op; compile time shows up there.
+        ``progress(i, n, op_info)`` is called before each op (op_info None at the end);
+        by default a tqdm bar appears when this takes over a second (jitconv.progress).
         """
         self._run(self._zeros(), progress)
 
