@@ -1,20 +1,40 @@
-"""Import and first-inference time, each in a fresh process (Numba cache warm)."""
+"""Import and first-inference time, each in a fresh process: with Numba's cache warm (the
+warm start a user meets every time) and with an empty cache (the first run after install,
+or on a new CPU), compiling in one process or with jc.precompile over the usable cores."""
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 FIRST_RUN = """
 import numpy as np, jitconv as jc
 from jitconv.models import mobilenet_v2
-s = jc.Session(mobilenet_v2(), jc.Config(threads=2))
+s = jc.Session(mobilenet_v2(), jc.Config(threads=2, progress=False))
 s.run(np.zeros((1, 3, 224, 224), np.float32))
 """
 
+PRECOMPILED_RUN = """
+import numpy as np, jitconv as jc
+from jitconv.models import mobilenet_v2
+g, cfg = mobilenet_v2(), jc.Config(threads=2, progress=False)
+jc.precompile(g, cfg)
+jc.Session(g, cfg).run(np.zeros((1, 3, 224, 224), np.float32))
+"""
 
-def _wall(code):
+
+def _wall(code, cache_dir=None):
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
     return time.perf_counter() - t0
+
+
+def _cold(code):
+    with tempfile.TemporaryDirectory(prefix="jitconv-asv-cache-") as empty:
+        return _wall(code, empty)
 
 
 class FreshProcess:
@@ -32,3 +52,18 @@ class FreshProcess:
     def track_first_inference_seconds(self):
         return _wall(FIRST_RUN)
     track_first_inference_seconds.unit = "seconds"
+
+
+class ColdCache:
+    """An empty NUMBA_CACHE_DIR for every sample: everything the model needs compiles."""
+    timeout = 900
+    repeat = 1
+    number = 1
+
+    def track_cold_first_inference_seconds(self):
+        return _cold(FIRST_RUN)
+    track_cold_first_inference_seconds.unit = "seconds"
+
+    def track_cold_precompiled_first_inference_seconds(self):
+        return _cold(PRECOMPILED_RUN)
+    track_cold_precompiled_first_inference_seconds.unit = "seconds"
