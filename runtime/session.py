@@ -37,6 +37,7 @@ from jitconv.progress import wanted as wanted_progress
 from .config import Config
 from .info import OpInfo, SessionInfo, op_flops
 from .limits import check_bytes
+from .resident import settle
 from .passes import optimize
 from .planner import Interval, allocate, plan
 from .profile import Profile
@@ -143,6 +144,8 @@ class Session:
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
         self._held = self._held_constants(graph)
         self._ran = False   # a run finished: later runs show no compile progress
+        # the weights are packed: give back what packing left resident (runtime/resident.py)
+        settle(graph)
         # NOTE: keep the structure, not the constants: weights live only in what the
         # kernels kept (weight_bytes counts exactly those arrays)
         self.graph = SimpleNamespace(

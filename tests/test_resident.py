@@ -1,0 +1,71 @@
+"""runtime/resident.py: after Session() the model file's pages are not resident any more."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import jitconv as jc
+from jitconv.runtime import resident
+
+from helpers import assert_close
+
+
+def _graph(rng):
+    g = jc.GraphBuilder("resident")
+    x = g.input("x", (1, 64, 8, 8))
+    y = g.conv2d(x, (rng.standard_normal((256, 64, 3, 3)) * 0.05).astype(np.float32),
+                 padding=1, activation="relu")
+    y = g.conv2d(y, (rng.standard_normal((128, 256, 3, 3)) * 0.05).astype(np.float32),
+                 padding=1)
+    g.output(y, "y")
+    return g.build()
+
+
+def _mapped_kib(path):
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:       # a mapping's first line
+                inside = len(head) >= 6 and head[5] == str(path)
+            elif inside and line.startswith("Rss:"):
+                total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+@pytest.mark.parametrize("storage,memory", [("fp32", "normal"), ("int8", "low"),
+                                            ("fp16", "high")])
+def test_the_file_pages_go_after_session(tmp_path, storage, memory):
+    rng = np.random.default_rng(0)
+    graph = _graph(rng)
+    path = os.path.realpath(tmp_path / "m.jcm")
+    jc.save(graph if storage == "fp32" else jc.quantize(graph, storage), path)
+    g = jc.load(path)
+    for c in g.constants.values():        # page the whole file in, as packing would
+        np.asarray(c.data).sum()
+    assert _mapped_kib(path) * 1024 > 0.5 * os.path.getsize(path)
+    sess = jc.Session(g, jc.Config(threads=1, memory=memory))
+    assert _mapped_kib(path) * 1024 < 0.05 * os.path.getsize(path)
+    # the mapping still serves whatever reads it later, and the answers are right
+    x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    assert_close(sess.run(x)["y"], jc.Session(g, jc.Config(threads=1)).run(x)["y"], rtol=1e-4)
+
+
+def test_release_pages_counts_only_mappings(tmp_path):
+    graph = _graph(np.random.default_rng(1))
+    assert resident.release_pages(graph) == 0                # arrays in memory
+    jc.save(graph, tmp_path / "m.jcm")
+    assert resident.release_pages(jc.load(tmp_path / "m.jcm", mmap=False)) == 0
+    expected = 1 if hasattr(__import__("mmap"), "MADV_DONTNEED") else 0
+    assert resident.release_pages(jc.load(tmp_path / "m.jcm")) == expected
+
+
+def test_trim_heap_says_whether_it_ran():
+    assert resident.trim_heap() in (True, False)
+    if sys.platform.startswith("linux") and os.path.exists("/usr/lib/x86_64-linux-gnu/libc.so.6"):
+        assert resident.trim_heap() is True
