@@ -129,6 +129,8 @@ def _config(args):
 
 def _cmd_run(args):
     from jitconv.progress import CompileProgress
+    from jitconv.runtime.resident import rss_bytes
+    rss_import = rss_bytes()
     from jitconv.runtime.session import Session
     if args.repeat < 1:
         raise InputError(f"--repeat {args.repeat}: must be at least 1")
@@ -167,6 +169,10 @@ def _cmd_run(args):
           f"min {min(times) * 1e3:.3f} ms")
     print(f"memory: weights {_bytes(info.weight_bytes)}, arena {_bytes(info.arena_bytes)}, "
           f"scratch {_bytes(info.scratch_bytes)}")
+    rss = rss_bytes()
+    if rss and rss_import:
+        print(f"process RSS (what top shows): {_bytes(rss)} after the runs, "
+              f"{_bytes(rss - rss_import)} over the {_bytes(rss_import)} after import")
     print(info)
     if args.output:
         np.savez(args.output, **outputs)

@@ -60,6 +60,7 @@ class SessionInfo:
     threading: str = ""   # Numba's threading layer (runtime/threads.describe)
     workspaces: int = 1   # arena + scratch pairs: one per run that was in flight at once
     vectors: str = ""     # the vector width the kernels were compiled for (runtime/target)
+    rss_at_prepare: int = 0   # the process's RSS when Session() returned (0: unknown)
 
     _COLUMNS = ("name", "op_type", "backend", "kernel", "storage", "weight_bytes", "out_shape",
                 "reason")
@@ -74,7 +75,9 @@ class SessionInfo:
                    else "") + ", "
                 f"{self.flops / 1e6:,.1f} MFLOP, {len(self.ops)} ops"
                 + (f"; threads: {self.threading}" if self.threading else "")
-                + (f"; vectors: {self.vectors}" if self.vectors else ""))
+                + (f"; vectors: {self.vectors}" if self.vectors else "")
+                + (f"; process RSS at prepare {self.rss_at_prepare / 2**20:,.1f} MiB"
+                   if self.rss_at_prepare else ""))
 
     def __str__(self) -> str:
         return text_table(self._COLUMNS, self._rows(), self.summary())

@@ -57,6 +57,15 @@ def _mapping(a):
     return None
 
 
+def rss_bytes() -> int:
+    """This process's resident set size now (what top shows), or 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * mmap.PAGESIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def trim_heap() -> bool:
     """glibc's malloc_trim(0); False where the C library has none (musl, macOS, Windows)."""
     if not _libc:

@@ -37,7 +37,7 @@ from jitconv.progress import wanted as wanted_progress
 from .config import Config
 from .info import OpInfo, SessionInfo, op_flops
 from .limits import check_bytes
-from .resident import settle
+from .resident import rss_bytes, settle
 from .passes import optimize
 from .planner import Interval, allocate, plan
 from .profile import Profile
@@ -146,6 +146,7 @@ class Session:
         self._ran = False   # a run finished: later runs show no compile progress
         # the weights are packed: give back what packing left resident (runtime/resident.py)
         settle(graph)
+        self._rss_at_prepare = rss_bytes()
         # NOTE: keep the structure, not the constants: weights live only in what the
         # kernels kept (weight_bytes counts exactly those arrays)
         self.graph = SimpleNamespace(
@@ -572,7 +573,8 @@ class Session:
         return SessionInfo(self.config, sum(unique.values()),
                            sum(int(ws.arena.nbytes) for ws in pool),
                            sum(int(ws.scratch.nbytes) for ws in pool), flops, tuple(ops),
-                           describe_threads(), len(pool), describe_target())
+                           describe_threads(), len(pool), describe_target(),
+                           self._rss_at_prepare)
 
     @property
     def input_shapes(self) -> dict:

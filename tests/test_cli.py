@@ -66,6 +66,8 @@ def test_run_with_input_file_and_output(onnx_model, tmp_path, capsys):
     assert "latency over 2 runs: median" in text.out and "min" in text.out
     assert "memory: weights" in text.out and "arena" in text.out and "scratch" in text.out
     assert "conv2d_" in text.out and "memory=low" in text.out    # Session.info() table
+    if sys.platform.startswith("linux"):
+        assert "process RSS (what top shows)" in text.out and "after import" in text.out
     got = np.load(out)["y"]
     ref = evaluate(jc.load(onnx_model), {"x": x})["y"]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)

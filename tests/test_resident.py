@@ -69,3 +69,11 @@ def test_trim_heap_says_whether_it_ran():
     assert resident.trim_heap() in (True, False)
     if sys.platform.startswith("linux") and os.path.exists("/usr/lib/x86_64-linux-gnu/libc.so.6"):
         assert resident.trim_heap() is True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_info_reports_the_process_rss_at_prepare():
+    before = resident.rss_bytes()
+    info = jc.Session(_graph(np.random.default_rng(3)), jc.Config(threads=1)).info()
+    assert info.rss_at_prepare >= before > 0
+    assert "process RSS at prepare" in info.summary()
