@@ -27,7 +27,8 @@ MEMORY_MODES = ("normal", "high", "low")
 def _cmd_demo(args):
     from jitconv.demo import run_demo
     threads = tuple(sorted({1, args.threads})) if args.threads else (1, 2)
-    run_demo(input_size=args.size, repeat=args.repeat, threads=threads, seed=args.seed)
+    run_demo(input_size=args.size, repeat=args.repeat, threads=threads, seed=args.seed,
+             jobs=args.jobs)
     return 0
 
 
@@ -286,6 +287,10 @@ def build_parser():
     demo.add_argument("--threads", type=int, default=None,
                       help="largest thread count to try (default: 1 and 2)")
     demo.add_argument("--seed", type=int, default=0, help="weights and input seed (0)")
+    demo.add_argument("--jobs", type=int, default=1,
+                      help="processes compiling every config's kernels first (default 1: "
+                           "compile in this process as each config runs; more helps on "
+                           "machines with more cores)")
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="run a model and print latency, memory and kernels",

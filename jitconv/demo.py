@@ -8,6 +8,7 @@ import numpy as np
 
 from jitconv.models import mobilenet_v2
 from jitconv.progress import CompileProgress
+from jitconv.runtime.compile import default_jobs, precompile_many
 from jitconv.runtime.config import Config
 from jitconv.runtime.reference import evaluate
 from jitconv.runtime.session import Session
@@ -43,12 +44,16 @@ def _table(header, rows, out):
         out("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
-def run_demo(*, input_size=224, repeat=10, threads=(1, 2), seed=0, out=print):
+def run_demo(*, input_size=224, repeat=10, threads=(1, 2), seed=0, out=print, jobs=1):
     """Build the model, run each (storage, config), print and return the table rows.
 
     Error columns compare the logits: "kernel err" against the NumPy reference computed
     with the same (dequantized) weights, "vs fp32" against the fp32 model's reference,
-    both as max abs error relative to max |reference|.
+    both as max abs error relative to max |reference|. With ``jobs`` > 1 (None: the usable
+    cores, at most 8) the kernels of every config are compiled first, in that many
+    processes (runtime/compile.py). The default, 1, compiles as each config first runs:
+    on the 2-vCPU dev machine two compiling processes were slower than one (cold demo
+    91 s vs 79 s: they duplicate shared helpers and the two vCPUs slow each other).
     """
     from jitconv import quantize
     graph = mobilenet_v2(input_size=input_size, seed=seed)
@@ -60,6 +65,12 @@ def run_demo(*, input_size=224, repeat=10, threads=(1, 2), seed=0, out=print):
     t0 = time.perf_counter()
     refs = {s: evaluate(g, {"input": x})["logits"] for s, g in graphs.items()}
     out(f"NumPy references computed in {time.perf_counter() - t0:.1f}s")
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs > 1:
+        t0 = time.perf_counter()
+        done = precompile_many([(graphs[s], cfg) for s, cfg in demo_rows(threads)], jobs=jobs)
+        out(f"{len(done)} kernels compiled or loaded from the cache in "
+            f"{time.perf_counter() - t0:.1f}s ({jobs} processes)")
     rows = []
     for storage, cfg in demo_rows(threads):
         sess = Session(graphs[storage], cfg)

@@ -22,29 +22,44 @@ import subprocess
 import sys
 import tempfile
 
-# Seconds to compile each kernel family cold, with what it calls (ResNet-50 / MobileNetV2,
-# numba 0.68, 2-core Xeon: `jitconv compile --jobs 1` on each). Only the ratios
-# matter: they balance the shares. Kernels not listed count 1.
+# Seconds to compile each kernel cold, with what it calls (numba 0.68, 2-core Xeon: the
+# demo's configs with precompile_many(jobs=1), and ResNet-50). Only the ratios matter:
+# they balance the shares. Kernels not listed count 1.
 COST = {
+    "conv2d_tiled": 18.0,         # its fp32 specialization also holds the fp16 decoder
+    "conv2d_depthwise": 15.0,
     "conv2d_winograd": 14.0,
-    "conv2d_tiled": 11.0,
-    "conv2d_chanvec": 7.0,
-    "conv2d_depthwise": 11.0,
+    "conv2d_tiled_int8w": 10.5,
+    "conv2d_tiled_int4w": 10.5,
     "conv2d_int8dot": 8.0,
+    "conv2d_chanvec": 5.0,
+    "gemm_nt_int4w": 3.5,
     "max_pool2d": 3.0,
+    "gemm_nt_fp16w": 2.5,
+    "gemm_nt_int8w": 2.0,
+    "conv2d_depthwise_fp16w": 1.5,
     "gemm_nt": 1.5,
 }
 
 
 def shares(kernels, jobs: int) -> list:
-    """Split kernel names into at most ``jobs`` lists of about equal COST (longest first,
-    each to the lightest share); the heaviest share comes first."""
+    """Split kernels (names, or (name, storage) pairs) into at most ``jobs`` lists of
+    about equal COST of their names (longest first, each to the lightest share); the
+    heaviest share comes first."""
+    def cost(k):
+        return COST.get(k if isinstance(k, str) else k[0], 1.0)
+
     bins = [[0.0, []] for _ in range(max(1, jobs))]
-    for name in sorted(set(kernels), key=lambda k: (-COST.get(k, 1.0), k)):
+    for k in sorted(set(kernels), key=lambda k: (-cost(k), str(k))):
         lightest = min(bins, key=lambda b: b[0])
-        lightest[0] += COST.get(name, 1.0)
-        lightest[1].append(name)
+        lightest[0] += cost(k)
+        lightest[1].append(k)
     return [names for _, names in sorted(bins, key=lambda b: -b[0]) if names]
+
+
+def kernel_key(step):
+    """What tells a step's compiled code apart: its kernel and the storage it reads."""
+    return step.kernel.name, str(step.kernel.storage).split(" ")[0]
 
 
 def default_jobs() -> int:
@@ -66,61 +81,99 @@ def precompile(model, config=None, *, jobs: int | None = None, input_shapes=None
     compiling included}. Later sessions, in this process or any other on this machine,
     load the kernels from the cache.
     """
+    times = {}
+    for (name, _), t in precompile_many([(model, config)], jobs=jobs,
+                                        input_shapes=input_shapes).items():
+        times[name] = times.get(name, 0.0) + t
+    return times
+
+
+def precompile_many(items, *, jobs: int | None = None, input_shapes=None) -> dict:
+    """``precompile`` for several (model, config) pairs at once (the demo's configs, say):
+    each distinct (kernel, storage) is compiled once, by one of ``jobs`` processes.
+    Returns {(kernel name, storage): seconds}."""
     from jitconv import load
     from jitconv.errors import JitconvError
     from .config import Config
     from .modelfile import save
     from .session import Session
-    config = Config() if config is None else config
     jobs = default_jobs() if jobs is None else int(jobs)
-    path = None if hasattr(model, "nodes") else os.fspath(model)
-    graph = model if path is None else load(path, input_shapes=input_shapes)
-    sess = Session(graph, config)
-    parts = shares([step.kernel.name for step in sess._steps], jobs)
-    if len(parts) < 2:
-        return sess.warm_kernels(set().union(*parts))
+    prepared, owner = [], {}
+    for i, (model, config) in enumerate(items):
+        config = Config() if config is None else config
+        path = None if hasattr(model, "nodes") else os.fspath(model)
+        graph = model if path is None else load(path, input_shapes=input_shapes)
+        sess = Session(graph, config)
+        prepared.append((graph, path, config, sess))
+        for step in sess._steps:
+            owner.setdefault(kernel_key(step), i)
+    parts = shares(owner, jobs)
     times = {}
+
+    def mine(part):
+        for key in part:
+            times.update(prepared[owner[key]][3].warm_kernels({key}))
+
+    if len(parts) < 2:
+        mine(parts[0] if parts else [])
+        return times
     with tempfile.TemporaryDirectory(prefix="jitconv-compile-") as folder:
-        if path is None:
-            path = os.path.join(folder, "model.jcm")
-            save(graph, path)
-            input_shapes = None
-        job = {"path": path, "input_shapes": input_shapes, "config": dataclasses.asdict(config),
-               "shapes": sess.input_shapes}
+        jobs_of = []
+        for part in parts[1:]:
+            todo = []
+            for i in sorted({owner[k] for k in part}):
+                graph, path, config, sess = prepared[i]
+                if path is None:
+                    path = os.path.join(folder, f"model{i}.jcm")
+                    if not os.path.exists(path):
+                        save(graph, path)
+                shapes = input_shapes if path.lower().endswith(".onnx") else None
+                todo.append({"path": path, "input_shapes": shapes,
+                             "config": dataclasses.asdict(config),
+                             "shapes": sess.input_shapes,
+                             "kernels": [list(k) for k in part if owner[k] == i]})
+            jobs_of.append(todo)
         env = dict(os.environ, JITCONV_PROGRESS="0")   # one voice: the caller's
         workers = [subprocess.Popen([sys.executable, "-m", "jitconv.runtime.compile"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                     env=env)
-                   for _ in parts[1:]]
-        for w, part in zip(workers, parts[1:]):
-            w.stdin.write(json.dumps(dict(job, kernels=part)))
+                   for _ in jobs_of]
+        for w, todo in zip(workers, jobs_of):
+            w.stdin.write(json.dumps(todo))
             w.stdin.close()
         try:
-            times.update(sess.warm_kernels(set(parts[0])))
+            mine(parts[0])
         finally:
             answers = [(w.stdout.read(), w.wait()) for w in workers]
         for (out, rc), part in zip(answers, parts[1:]):
             if rc != 0:
-                raise JitconvError(f"precompile: the process compiling {', '.join(part)} "
-                                   f"failed (exit status {rc}; its error is above)")
-            times.update(json.loads(out))
+                names = ", ".join(sorted({k[0] for k in part}))
+                raise JitconvError(f"precompile: the process compiling {names} failed "
+                                   f"(exit status {rc}; its error is above)")
+            for name, storage, t in json.loads(out):
+                times[(name, storage)] = t
     return times
 
 
 def _worker_main() -> None:
-    """``python -m jitconv.runtime.compile``: one share, as JSON on stdin and stdout."""
+    """``python -m jitconv.runtime.compile``: a list of jobs (one per model and config) as
+    JSON on stdin; [[kernel, storage, seconds], ...] as JSON on stdout."""
     from jitconv import load
     from jitconv.runtime.config import Config
     from jitconv.runtime.session import Session
-    job = json.loads(sys.stdin.read())
-    shapes = job["input_shapes"]
-    if shapes is not None:
-        shapes = {k: tuple(v) for k, v in shapes.items()}
-    sess = Session(load(job["path"], input_shapes=shapes), Config(**job["config"]))
-    want = {k: tuple(v) for k, v in job["shapes"].items()}
-    if dict(sess.input_shapes) != want:
-        sess.resize(want)
-    print(json.dumps(sess.warm_kernels(set(job["kernels"]))))
+    out = []
+    for job in json.loads(sys.stdin.read()):
+        shapes = job["input_shapes"]
+        if shapes is not None:
+            shapes = {k: tuple(v) for k, v in shapes.items()}
+        sess = Session(load(job["path"], input_shapes=shapes), Config(**job["config"]))
+        want = {k: tuple(v) for k, v in job["shapes"].items()}
+        if dict(sess.input_shapes) != want:
+            sess.resize(want)
+        for k in job["kernels"]:
+            for (name, storage), t in sess.warm_kernels({tuple(k)}).items():
+                out.append([name, storage, t])
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -482,20 +482,26 @@ class Session:
         self._run(self._zeros(), progress)
 
     def warm_kernels(self, kernels) -> dict:
-        """Run only the ops whose kernel name is in ``kernels``, once, on zero inputs (the
-        other ops' outputs are left as the arena holds them), so those kernels compile.
-        Returns {kernel name: seconds its ops took}. runtime/compile.py splits a session's
-        kernels this way between processes."""
+        """Run only the ops whose kernel is in ``kernels`` (names, or (name, storage) pairs
+        as runtime/compile.kernel_key gives), once, on zero inputs (the other ops' outputs
+        are left as the arena holds them), so those kernels compile. Returns {(name,
+        storage): seconds its ops took}. runtime/compile.py splits the kernels of sessions
+        this way between processes."""
+        from .compile import kernel_key
+        want = set(kernels)
+        only = {i for i, step in enumerate(self._steps)
+                if step.kernel.name in want or kernel_key(step) in want}
         samples = [[] for _ in self._steps]
         p, ws, feeds = self._begin(self._zeros())
         try:
-            self._execute(p, ws, feeds, None, samples, only=set(kernels))
+            self._execute(p, ws, feeds, None, samples, only=only)
         finally:
             self._end(ws)
         times = {}
         for step, took in zip(self._steps, samples):
             if took:
-                times[step.kernel.name] = times.get(step.kernel.name, 0.0) + took[0]
+                key = kernel_key(step)
+                times[key] = times.get(key, 0.0) + took[0]
         return times
 
     def profile(self, feeds=None, runs: int = 10) -> Profile:
@@ -534,7 +540,7 @@ class Session:
         check_fork(f"Session({self.graph.name!r}).run")
         with numba_threads(self.config.resolved_threads()):
             for i, step in enumerate(self._steps):
-                if only is not None and step.kernel.name not in only:
+                if only is not None and i not in only:
                     continue
                 if progress:
                     progress(i, len(self._steps), ops[i])

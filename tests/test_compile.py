@@ -69,3 +69,18 @@ def test_cli_compile_names_a_missing_file_and_bad_jobs(tmp_path, capsys):
     jc.save(_net(np.random.default_rng(2)), path)
     assert main(["compile", str(path), "--jobs", "-1"]) == 2
     assert "--jobs -1" in capsys.readouterr().err
+
+
+def test_precompile_many_compiles_each_kernel_and_storage_once():
+    rng = np.random.default_rng(4)
+    graph = _net(rng)
+    items = [(graph, jc.Config(threads=1)), (graph, jc.Config(threads=1, memory="high")),
+             (jc.quantize(graph, "int8"), jc.Config(threads=1, memory="low"))]
+    from jitconv.runtime.compile import precompile_many
+    times = precompile_many(items, jobs=2)
+    want = set()
+    for g, cfg in items:
+        for op in jc.Session(g, cfg).info().ops:
+            want.add((op.kernel, str(op.storage).split(" ")[0]))
+    assert set(times) == want
+    assert ("conv2d_tiled", "fp32") in want and any(s == "int8" for _, s in want)
