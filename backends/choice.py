@@ -2,9 +2,11 @@
 
 Two steps, kept apart on purpose (MNN's "Acquire buffer size = 0" came from mixing them):
 
-1. ``keep_weights(constant, memory)`` is the loader: it decides what stays resident.
-   memory normal/high: fp16 and quantized weights are decoded to fp32 once, here.
-   memory low: weights stay exactly as stored (fp16 stays fp16, int8/int4 stay quantized).
+1. ``keep_weights(constant, memory, int8_dot=...)`` is the loader: it decides what stays
+   resident. memory normal/high: fp16 and quantized weights are decoded to fp32 once,
+   here, except int8 weights the int8-dot kernel will read (precision=low,
+   ``int8_dot_fits``), which it keeps as stored in every mode: decoding them would only
+   make the session slower and bigger. memory low: weights stay exactly as stored.
 2. ``choose_conv`` / ``choose_gemm`` look only at the *kept* constant (its storage and the
    bytes its arrays really hold), the op's attributes, precision, memory mode and backend.
    They never look at the stored model's quantization metadata. The table is in
@@ -27,11 +29,21 @@ class Choice:
     option: object = None        # kernel-specific: the Winograd output tile m
 
 
-def keep_weights(const: Constant, memory: str) -> Constant:
-    """What the session keeps resident for a weight constant under a memory mode."""
-    if const.storage == "fp32" or memory == "low":
+def keep_weights(const: Constant, memory: str, *, int8_dot: bool = False) -> Constant:
+    """What the session keeps resident for a weight constant under a memory mode;
+    ``int8_dot``: the op will run the int8-dot kernel (``int8_dot_fits``), which reads
+    int8 weights as stored."""
+    if const.storage == "fp32" or memory == "low" or (int8_dot and const.storage == "int8"):
         return const
     return Constant(const.name, const.as_float32(), "fp32")
+
+
+def int8_dot_fits(const: Constant, attrs: dict, precision: str, vnni: bool) -> bool:
+    """conv2d_int8dot can run this conv: precision=low, int8 weights with one symmetric
+    scale per output channel, groups 1, and a CPU with AVX512-VNNI."""
+    return (precision == "low" and const.storage == "int8" and vnni
+            and const.scale is not None and const.scale.shape[1] == 1
+            and const.zero is None and int(attrs.get("group", 1)) == 1)
 
 
 def _check_kept(node_desc: str, kept: Constant) -> None:
@@ -48,6 +60,9 @@ def _storage_reason(kept: Constant, memory: str, decoded_from: str) -> str:
         if decoded_from != "fp32":
             return f"{decoded_from} weights decoded to fp32 at prepare (memory={memory})"
         return "fp32 weights"
+    if memory != "low":
+        return (f"{kept.storage} weights kept as stored for the int8 dot kernel "
+                f"(precision=low, memory={memory}, {kept.nbytes:,} B)")
     how = "converted" if kept.storage == "fp16" else "dequantized"
     return (f"{kept.storage} weights kept as stored (memory=low, {kept.nbytes:,} B), "
             f"{how} one panel at a time")
@@ -139,8 +154,7 @@ def choose_conv(node_desc: str, attrs: dict, kept: Constant, *, decoded_from: st
         return _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why)
     name = "conv2d_" + _LOW_KERNELS[kept.storage]
     if precision == "low" and kept.storage == "int8":
-        per_channel = kept.scale.shape[1] == 1 and kept.zero is None
-        if per_channel and int(attrs.get("group", 1)) == 1 and vnni:
+        if int8_dot_fits(kept, attrs, precision, vnni):
             return Choice("conv2d_int8dot", f"{why}; precision=low: activations quantized "
                                             f"per tensor, int8 dot products (vpdpbusd)")
         why += ("; precision=low int8 dot needs symmetric per-channel weights, groups=1 and "

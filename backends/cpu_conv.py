@@ -17,7 +17,7 @@ from jitconv.kernels.vnni import has_vnni
 from jitconv.runtime.shapes import window_geometry
 
 from .base import Kernel, scratch_view
-from .choice import choose_conv, keep_weights
+from .choice import choose_conv, int8_dot_fits, keep_weights
 
 ACT_NONE, ACT_RELU, ACT_CLIP = 0, 1, 2
 NO_ZERO = conv_lowmem.NO_ZERO
@@ -228,11 +228,13 @@ class Conv(Kernel):
             self.reason = "weights computed at run time; direct conv"
             self.plan = _Direct("conv2d_direct", None, w_runtime=True)
         else:
-            kept = keep_weights(w, cfg.memory)
+            vnni = has_vnni()
+            kept = keep_weights(w, cfg.memory, int8_dot=int8_dot_fits(
+                w, ctx.node.attrs, cfg.precision, vnni))
             choice = choose_conv(ctx.node.describe(), ctx.node.attrs, kept,
                                  decoded_from=w.storage, precision=cfg.precision,
                                  memory=cfg.memory, x_shape=ctx.in_shapes[0],
-                                 out_shape=ctx.out_shapes[0], vnni=has_vnni())
+                                 out_shape=ctx.out_shapes[0], vnni=vnni)
             self.name, self.reason = choice.kernel, choice.reason
             self.storage = kept.storage if kept.storage == w.storage else \
                 f"{kept.storage} (from {w.storage})"

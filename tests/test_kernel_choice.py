@@ -85,6 +85,45 @@ def test_fp32_cost_model_rows():
         assert choice.kernel == "conv2d_chanvec" and "Winograd ruled out" in choice.reason
 
 
+@pytest.mark.parametrize("memory", ["normal", "high"])
+def test_precision_low_keeps_int8_for_the_dot_kernel_in_every_memory_mode(memory):
+    from jitconv.backends.choice import int8_dot_fits
+    const = _const("int8")
+    attrs = {"group": 1}
+    assert int8_dot_fits(const, attrs, "low", vnni=True)
+    kept = keep_weights(const, memory, int8_dot=True)
+    assert kept is const
+    choice = choose_conv("Conv node 'c'", attrs, kept, decoded_from="int8", precision="low",
+                         memory=memory, x_shape=(1, 64, 28, 28), out_shape=(1, 64, 26, 26),
+                         vnni=True)
+    assert choice.kernel == "conv2d_int8dot"
+    assert f"kept as stored for the int8 dot kernel (precision=low, memory={memory}" \
+        in choice.reason
+    # no dot kernel (another precision, no VNNI, asymmetric, grouped): decoded as before
+    for fits in (int8_dot_fits(const, attrs, "normal", vnni=True),
+                 int8_dot_fits(const, attrs, "low", vnni=False),
+                 int8_dot_fits(_const("int8", sym=False), attrs, "low", vnni=True),
+                 int8_dot_fits(const, {"group": 2}, "low", vnni=True),
+                 int8_dot_fits(_const("fp16"), attrs, "low", vnni=True)):
+        assert not fits
+    assert keep_weights(const, memory).storage == "fp32"
+
+
+def test_session_precision_low_runs_int8_dot_in_memory_normal():
+    from jitconv.kernels.vnni import has_vnni
+    rng = np.random.default_rng(2)
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, 32, 12, 12))
+    g.output(g.conv2d(x, rng.standard_normal((48, 32, 3, 3)).astype(np.float32), padding=1,
+                      name="conv"), "y")
+    q = jc.quantize(g.build(), "int8")
+    op = jc.Session(q, jc.Config(threads=1, precision="low")).info().ops[0]
+    if has_vnni():
+        assert op.kernel == "conv2d_int8dot" and op.storage == "int8"
+    else:
+        assert op.storage == "fp32 (from int8)"
+
+
 def test_precision_low_int8_dot_only_for_symmetric_per_channel():
     assert _choose("int8", memory="low", precision="low")[1].kernel == "conv2d_int8dot"
     asym = _choose("int8", memory="low", precision="low", sym=False)[1]
