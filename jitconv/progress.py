@@ -54,6 +54,13 @@ class CompileProgress:
                                                 name="jitconv-progress")
                 self._thread.start()
 
+    def close(self):
+        """End the bar (if one opened) and its refreshing; harmless after the end."""
+        with self._lock:
+            self._ended.set()
+            if self._bar is not None:
+                self._bar.close()
+
     def _watch(self):
         """After show_after seconds open the bar; then refresh it every second."""
         if self._ended.wait(self.show_after):

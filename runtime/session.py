@@ -30,21 +30,20 @@ import numpy as np
 
 from jitconv.backends import OpContext, default_registry
 from jitconv.errors import ConfigError, GraphError, InputError, InternalError, JitconvError
-
 from jitconv.progress import CompileProgress
 from jitconv.progress import wanted as wanted_progress
 
 from .config import Config
 from .info import OpInfo, SessionInfo, op_flops
 from .limits import check_bytes
-from .resident import rss_bytes, settle
 from .passes import optimize
 from .planner import Interval, allocate, plan
 from .profile import Profile
+from .resident import rss_bytes, settle
 from .shapes import infer_shapes
+from .target import describe as describe_target
 from .threads import check_fork, numba_threads, select_layer
 from .threads import describe as describe_threads
-from .target import describe as describe_target
 
 
 def _base(arr):
@@ -454,14 +453,17 @@ class Session:
 
     def _run(self, feeds, progress=None, samples=None):
         p, ws, feeds = self._begin(feeds)
+        made = None
         if progress is None and not self._ran and wanted_progress(self.config):
             # the first run compiles what this process has not: a bar if it is slow
-            progress = CompileProgress(f"jitconv {self.graph.name}: first run")
+            progress = made = CompileProgress(f"jitconv {self.graph.name}: first run")
         try:
             out = self._execute(p, ws, feeds, progress, samples)
             self._ran = True
             return out
         finally:
+            if made is not None:
+                made.close()        # also when the run failed: no bar left ticking
             self._end(ws)
 
     def run(self, feeds) -> dict:

@@ -67,3 +67,15 @@ def test_a_sessions_first_run_reports_and_later_runs_do_not(monkeypatch):
     assert made == ["jitconv tiny: first run"]
     jc.Session(graph, jc.Config(threads=1, progress=False)).run(x)
     assert len(made) == 1
+
+
+def test_a_failed_run_stops_the_bar():
+    out = io.StringIO()
+    p = progress.CompileProgress("first run", show_after=0.05, file=out)
+    p(0, 3, _op("conv2d_tiled", "conv1"))
+    time.sleep(0.2)
+    p.close()                             # the run raised before op None arrived
+    seen = out.getvalue()
+    time.sleep(1.3)                       # the watcher refreshes each second while alive
+    assert out.getvalue() == seen and "conv2d_tiled (conv1)" in seen
+    p.close()
