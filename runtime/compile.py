@@ -5,13 +5,14 @@ model spends nearly all of its time there: ResNet-50 with an empty cache took 47
 cores, 45 s of it compiling. Processes compile independently and share Numba's on-disk
 cache, so ``precompile`` splits the session's kernels into ``jobs`` shares by their
 measured compile cost, compiles one share in this process and each other share in a
-process of its own (``python -m jitconv.runtime.compile``, which loads the model file, a
-temporary .jcm for a Graph, and answers with JSON; a plain subprocess rather than
-multiprocessing, whose "spawn" re-runs the caller's script), and waits for all of them. The session's next run then loads every kernel from the
-cache.
+process of its own, and waits for all of them; the session's next run then loads every
+kernel from the cache. A worker is ``python -m jitconv.runtime.compile``: it loads the
+model file (a temporary .jcm for a Graph) and answers in JSON. It is a plain subprocess,
+not multiprocessing, whose "spawn" would re-run the caller's script.
 
-Each share runs the ops of its kernels once on the session's workspace (zero inputs); an
-op that fails there is left for the session's own run to compile and report.
+Each share runs the ops of its kernels once on a session's workspace (zero inputs). A
+share that fails raises a JitconvError naming its kernels (a worker's own error is printed
+above it).
 """
 from __future__ import annotations
 
