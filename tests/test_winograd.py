@@ -172,3 +172,29 @@ def test_cost_model():
     assert winograd.winograd_cost(512, 512, 7, 7, 2) < winograd.winograd_cost(512, 512, 7, 7, 4)
     # a 1x1 map: mostly padding, Winograd does not pay
     assert winograd.winograd_cost(64, 64, 1, 1, 4) > 1
+
+
+# maps with enough tiles for the per-thread mode (two blocks of VOWN bytes per thread):
+# m=2 128 channels 34x30 -> 255 tiles in 64-tile blocks; m=4 64 channels 58x50 -> 195 tiles
+OWN_CASES = [(2, 128, 34, 30, 40, (1, 1, 1, 1)), (1, 64, 58, 50, 24, (1, 2, 1, 0))]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case,m", [(OWN_CASES[0], 2), (OWN_CASES[1], 4)], ids=["m2-C128", "m4-C64"])
+def test_conv2d_winograd_per_thread_blocks(case, m, threads):
+    N, C, H, W, M, pads = case
+    OH, OW = H + pads[0] + pads[2] - 2, W + pads[1] + pads[3] - 2
+    nslab = int(numba.config.NUMBA_NUM_THREADS)
+    if not winograd._own_plan(C, OH, OW, m, nslab)[0]:
+        pytest.skip(f"NUMBA_NUM_THREADS={nslab}: the shared mode runs this map")
+    rng, x, w, b = _data(case, "own")
+    pre, _ = _reference(x, w, b, pads, "", None)
+    res = rng.standard_normal(pre.shape).astype(np.float32)
+    ref, scale = _reference(x, w, b, pads, "relu", res)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, nslab))
+    try:
+        got = _run(x, winograd.winograd_pack(w, m), m, b, res, ref.shape, pads, "relu")
+    finally:
+        numba.set_num_threads(previous)
+    _check(got, ref, scale, f"F({m},3) {case} per-thread blocks, {threads} threads")
