@@ -28,11 +28,16 @@ Per image and per block of tiles (sized so V stays under about VCAP = 2 MiB), tw
    to pixel order with permutes (``_inter``), copied to ``out``, and the residual add and
    activation applied on the contiguous output row piece.
 
-All steps of all images and blocks run in one parallel region (``_run_jobs``): threads
-claim numbered jobs from an atomic counter, and a step starts when every job before it
-is done. Both threads share every step whatever its size, and OpenMP's end-of-region
-barrier (which waits milliseconds for a worker descheduled by a neighbour process) is
-paid once a call rather than twice a block.
+All steps of all images and blocks run in one parallel region, in one of two modes:
+
+- per-thread (``_run_blocks``), when every thread gets at least two blocks of VOWN bytes
+  of V: a thread claims whole blocks from an atomic counter and runs their input transform
+  and GEMM jobs itself, in V of its own slot, which stays in its core's L2;
+- shared (``_run_jobs``), for maps with fewer tiles: threads claim numbered jobs from an
+  atomic counter, and a step starts when every job before it is done, so both threads
+  share every step whatever its size. OpenMP's end-of-region barrier (which waits
+  milliseconds for a worker descheduled by a neighbour process) is paid once a call rather
+  than twice a block.
 
 Every transform loop runs on stack buffers (entry-block allocas) over a constant 16 or 32
 lanes: LLVM then needs no runtime alias checks and never falls back to the scalar
