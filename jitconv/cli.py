@@ -38,7 +38,7 @@ def _cmd_compile(args):
     from jitconv.runtime.tables import text_table
     if not os.path.exists(args.model):
         raise JitconvError(f"{args.model}: no such file")
-    jobs = args.jobs or default_jobs()
+    jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: must be at least 1")
     done = _note(f"compiling the kernels of {args.model} in {jobs} process(es)")

@@ -236,9 +236,15 @@ def _plan(C, OH, OW, m):
     q = min(q, max(ntiles, 1))
     nblocks = (ntiles + q - 1) // q
     q = (ntiles + nblocks - 1) // nblocks if nblocks > 0 else 1
-    # V columns: whole sub-blocks of the micro-kernel the GEMM step will use
+    return TH, TW, ntiles, q, _v_cols(q), nblocks
+
+
+@njit(cache=True)
+def _v_cols(q):
+    """Columns of V for blocks of q tiles: whole sub-blocks of the micro-kernel the GEMM
+    step will use."""
     Qp = (q + NB - 1) // NB * NB if _use_b(q) else (q + NR - 1) // NR * NR
-    return TH, TW, ntiles, q, max(Qp, NB), nblocks
+    return max(Qp, NB)
 
 
 @njit(cache=True)
@@ -263,15 +269,13 @@ def _own_plan(C, OH, OW, m, nslab):
     shared mode (``_run_jobs``) runs then."""
     if nslab < 2:
         return 0, 0, 0
-    a = m + 2
-    ntiles = ((OH + m - 1) // m) * ((OW + m - 1) // m)
-    q = max(VOWN // (a * a * max(C, 1) * 4), NR)
+    ntiles = _plan(C, OH, OW, m)[2]
+    q = max(VOWN // ((m + 2) * (m + 2) * max(C, 1) * 4), NR)
     nblocks = (ntiles + q - 1) // q
     if nblocks < 2 * nslab:
         return 0, 0, 0
     q = (ntiles + nblocks - 1) // nblocks
-    Qp = (q + NB - 1) // NB * NB if _use_b(q) else (q + NR - 1) // NR * NR
-    return q, max(Qp, NB), nblocks
+    return q, _v_cols(q), nblocks
 
 
 @njit(cache=True)
@@ -843,8 +847,7 @@ def _block_worker(x, U, m, bias, res, out, pt, pl, vslab, Qp, q, nblocks, thr, c
     OH = out.shape[2]
     OW = out.shape[3]
     has_res = res.size > 0
-    TW = (OW + m - 1) // m
-    ntiles = ((OH + m - 1) // m) * TW
+    TH, TW, ntiles, _, _, _ = _plan(C, OH, OW, m)
     V = vslab[:C * T * (Qp + JC)].reshape((C, T, Qp + JC))
     O = thr[:T * MRP * NR].reshape((T, MRP, NR))
     total = N * nblocks

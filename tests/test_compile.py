@@ -69,6 +69,8 @@ def test_cli_compile_names_a_missing_file_and_bad_jobs(tmp_path, capsys):
     jc.save(_net(np.random.default_rng(2)), path)
     assert main(["compile", str(path), "--jobs", "-1"]) == 2
     assert "--jobs -1" in capsys.readouterr().err
+    assert main(["compile", str(path), "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err
 
 
 def test_precompile_many_compiles_each_kernel_and_storage_once():
