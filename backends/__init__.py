@@ -1,5 +1,5 @@
 """Backend registry and the built-in backends."""
-from .base import Backend, Kernel, OpContext
+from .base import Backend, Kernel, OpContext, Target
 from .registry import Registry, default_registry
 
-__all__ = ["Backend", "Kernel", "OpContext", "Registry", "default_registry"]
+__all__ = ["Backend", "Kernel", "OpContext", "Registry", "Target", "default_registry"]

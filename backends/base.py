@@ -13,14 +13,39 @@ import numpy as np
 from jitconv.errors import RegistryError
 
 
+@dataclass(frozen=True)
+class Target:
+    """The hardware facts kernel choice reads, as one explicit value.
+
+    A backend says what its machine has (``Backend.target_for``); tests and tools may
+    pass another one to a Session (``Session(graph, config, target=...)``) to see what
+    would be chosen elsewhere. Nothing in backends/choice.py asks the machine itself.
+    """
+    vnni: bool = False           # AVX512-VNNI: the int8 dot kernel (vpdpbusd) may run
+    threads: int = 1             # worker threads a run uses
+    name: str = "generic"
+
+    @classmethod
+    def host(cls, threads: int = 1) -> "Target":
+        """This CPU, as Numba compiles for it (kernels/vnni.has_vnni)."""
+        from jitconv.kernels.vnni import has_vnni
+        return cls(vnni=has_vnni(), threads=int(threads), name="host cpu")
+
+
 @dataclass
 class OpContext:
-    """Everything a creator may look at to choose (or decline) a kernel for one node."""
+    """Everything a creator may look at to choose (or decline) a kernel for one node.
+
+    Creation is shape-free: ``in_shapes`` / ``out_shapes`` are the shapes the session
+    is first planned for, for declining by rank only; every decision that depends on
+    sizes (the conv family included) is made in ``Kernel.resize``.
+    """
     node: object                 # runtime.ir.Node
     in_shapes: list              # tuple per input, None for an absent optional input
     out_shapes: list
     constants: dict              # input index -> runtime.ir.Constant, for constant inputs
     config: object               # runtime.config.Config
+    target: Target = field(default_factory=Target)
 
     def constant(self, index):
         """The Constant feeding input ``index``, or None if that input is computed."""
@@ -62,6 +87,13 @@ class Backend:
     description: str = ""
     available: object = None     # callable -> bool; None means always available
     creators: dict = field(default_factory=dict)
+    target: object = None        # callable(config) -> Target; None: a generic Target
+
+    def target_for(self, config) -> Target:
+        """The hardware facts this backend's kernel choice reads, for this config."""
+        if self.target is None:
+            return Target(threads=config.resolved_threads())
+        return self.target(config)
 
     def register(self, op_type: str, creator) -> None:
         if op_type in self.creators:

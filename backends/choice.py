@@ -8,9 +8,13 @@ Two steps, kept apart on purpose (MNN's "Acquire buffer size = 0" came from mixi
    ``int8_dot_fits``), which it keeps as stored in every mode: decoding them would only
    make the session slower and bigger. memory low: weights stay exactly as stored.
 2. ``choose_conv`` / ``choose_gemm`` look only at the *kept* constant (its storage and the
-   bytes its arrays really hold), the op's attributes, precision, memory mode and backend.
-   They never look at the stored model's quantization metadata. The table is in
-   docs/kernel_choice.md; tests/test_storage_matrix.py runs every row.
+   bytes its arrays really hold), the op's attributes, precision, memory mode, the shapes
+   (conv) and the hardware, passed in as one ``Target`` value. They never look at the
+   stored model's quantization metadata, nor ask the machine anything themselves. The
+   table is in docs/kernel_choice.md; tests/test_storage_matrix.py runs every row.
+
+A choice names a kernel family (``Choice.family``, a key of backends/conv_family.py's
+registry) plus its option; families registered with a rule of their own are asked first.
 """
 from __future__ import annotations
 
@@ -20,13 +24,21 @@ from dataclasses import dataclass
 from jitconv.errors import InternalError
 from jitconv.runtime.ir import Constant
 
+from .base import Target
+from .conv_family import RULES, ConvGeometry, ConvRequest
+
 
 @dataclass(frozen=True)
 class Choice:
-    """The kernel to build and why (the reason is shown per op in Session.info())."""
+    """The kernel to build and why (the reason is shown per op in Session.info()).
+
+    ``kernel`` is the name info() shows; ``family`` the registered family that runs it
+    (backends/conv_family.py; "" for a kernel outside the family registry, e.g. Gemm's);
+    ``option`` what the family needs besides the weights (the Winograd output tile m)."""
     kernel: str
     reason: str
-    option: object = None        # kernel-specific: the Winograd output tile m
+    option: object = None
+    family: str = ""
 
 
 def keep_weights(const: Constant, memory: str, *, int8_dot: bool = False) -> Constant:
@@ -41,7 +53,7 @@ def keep_weights(const: Constant, memory: str, *, int8_dot: bool = False) -> Con
 def int8_dot_fits(const: Constant, attrs: dict, precision: str, vnni: bool) -> bool:
     """conv2d_int8dot can run this conv: precision=low, int8 weights with one symmetric
     scale per output channel, groups 1, and a CPU with AVX512-VNNI."""
-    return (precision == "low" and const.storage == "int8" and vnni
+    return (precision == "low" and const.storage == "int8" and bool(vnni)
             and const.scale is not None and const.scale.shape[1] == 1
             and const.zero is None and int(attrs.get("group", 1)) == 1)
 
@@ -81,7 +93,8 @@ def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
     from jitconv.kernels.winograd import winograd_cost
     m, cg, kh, kw, groups, strides, dil, c = _conv_geometry(attrs, kept, x_shape)
     if groups == c == m and cg == 1:
-        return Choice("conv2d_depthwise", f"{why}; depthwise: register-tiled per channel")
+        return Choice("conv2d_depthwise", f"{why}; depthwise: register-tiled per channel",
+                      family="depthwise")
     if (kh, kw) == (3, 3) and strides == [1, 1] and dil == [1, 1] and groups == 1:
         if precision == "high" or memory == "low":
             note = "precision=high" if precision == "high" else "memory=low"
@@ -92,7 +105,7 @@ def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
             if cost < 1.0:
                 return Choice("conv2d_winograd",
                               f"{why}; Winograd F({tile},3): cost {cost:.2f} of tiled direct",
-                              tile)
+                              tile, "winograd")
             why += f"; Winograd cost {cost:.2f} >= 1"
     if groups == 1 and c * kh * kw < CHANVEC_MIN_K:
         why += f"; K = {c * kh * kw} < {CHANVEC_MIN_K}: too short for channel-vectorized tiles"
@@ -101,7 +114,8 @@ def _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why):
         if cv <= tiled:
             return Choice("conv2d_chanvec",
                           f"{why}; channel-vectorized implicit GEMM (32 channels x 7 pixels "
-                          f"per tile: {cv:,} outputs computed with tile padding, tiled {tiled:,})")
+                          f"per tile: {cv:,} outputs computed with tile padding, tiled {tiled:,})",
+                          family="chanvec")
         why += f"; channel-vectorized would compute {cv:,} outputs, tiled {tiled:,}"
     return _tiled_or_direct(kept, groups, cg, why)
 
@@ -136,41 +150,55 @@ def _tiled_or_direct(kept, groups, cg, why):
     or fp16 / int8 / int4 panels decoded one at a time), else the direct family."""
     suffix = "" if kept.storage == "fp32" else "_" + _LOW_KERNELS[kept.storage]
     if groups == 1 or cg >= 8:
-        return Choice("conv2d_tiled" + suffix, f"{why}; register-tiled implicit GEMM")
+        return Choice("conv2d_tiled" + suffix, f"{why}; register-tiled implicit GEMM",
+                      family="tiled")
     direct = "conv2d_direct" if kept.storage == "fp32" else "conv2d_" + _LOW_KERNELS[kept.storage]
-    return Choice(direct, f"{why}; direct conv ({cg} channels per group: too few to tile)")
+    return Choice(direct, f"{why}; direct conv ({cg} channels per group: too few to tile)",
+                  family="direct")
 
 
 def choose_conv(node_desc: str, attrs: dict, kept: Constant, *, decoded_from: str,
-                precision: str, memory: str, x_shape=None, out_shape=None,
-                backend: str = "cpu", vnni: bool = False) -> Choice:
-    """Pick the conv kernel. ``kept`` is what keep_weights() returned; ``vnni`` says whether
-    the CPU has AVX512-VNNI (the caller asks kernels.vnni.has_vnni())."""
+                precision: str, memory: str, geom: ConvGeometry | None = None,
+                target: Target = Target()) -> Choice:
+    """Pick the conv kernel family. ``kept`` is what keep_weights() returned, ``geom`` the
+    shapes and window (None: not known, the direct family), ``target`` the hardware.
+    Rules of registered families (backends/conv_family.py) are asked first."""
     _check_kept(node_desc, kept)
+    if RULES:
+        request = ConvRequest(node_desc, dict(attrs), kept, decoded_from, precision, memory,
+                              geom, target)
+        for _, rule in RULES:
+            choice = rule(request)
+            if choice is not None:
+                return choice
     why = _storage_reason(kept, memory, decoded_from)
+    x_shape = geom.x if geom is not None else None
+    out_shape = geom.out if geom is not None else None
     if kept.storage == "fp32":
         if x_shape is None:
-            return Choice("conv2d_direct", f"{why}; direct conv (no shapes given)")
+            return Choice("conv2d_direct", f"{why}; direct conv (no shapes given)",
+                          family="direct")
         return _choose_fp32(attrs, kept, precision, memory, x_shape, out_shape, why)
     name = "conv2d_" + _LOW_KERNELS[kept.storage]
     if precision == "low" and kept.storage == "int8":
-        if int8_dot_fits(kept, attrs, precision, vnni):
+        if int8_dot_fits(kept, attrs, precision, target.vnni):
             return Choice("conv2d_int8dot", f"{why}; precision=low: activations quantized "
-                                            f"per tensor, int8 dot products (vpdpbusd)")
+                                            f"per tensor, int8 dot products (vpdpbusd)",
+                          family="int8dot")
         why += ("; precision=low int8 dot needs symmetric per-channel weights, groups=1 and "
                 "AVX512-VNNI")
     if x_shape is None:
-        return Choice(name, f"{why}; direct conv (no shapes given)")
+        return Choice(name, f"{why}; direct conv (no shapes given)", family="direct")
     m, cg, kh, kw, groups, _, _, c = _conv_geometry(attrs, kept, x_shape)
     if groups == c == m and cg == 1:
         return Choice("conv2d_depthwise_" + _LOW_KERNELS[kept.storage],
                       f"{why}; depthwise: the (C, KH*KW) panel decoded per call, "
-                      f"register-tiled per channel")
+                      f"register-tiled per channel", family="depthwise_stored")
     return _tiled_or_direct(kept, groups, cg, why)
 
 
 def choose_gemm(node_desc: str, kept: Constant, *, decoded_from: str, precision: str,
-                memory: str, backend: str = "cpu") -> Choice:
+                memory: str) -> Choice:
     """Pick the Gemm kernel (B packed as (N, K) rows)."""
     _check_kept(node_desc, kept)
     why = _storage_reason(kept, memory, decoded_from)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import cpu_conv, cpu_gemm, cpu_ops
-from .base import Backend
+from .base import Backend, Target
 from .registry import default_registry
 
 CREATORS = {
@@ -44,7 +44,8 @@ CREATORS = {
 
 
 def make_cpu_backend() -> Backend:
-    backend = Backend("cpu", "Numba-compiled kernels on the host CPU")
+    backend = Backend("cpu", "Numba-compiled kernels on the host CPU",
+                      target=lambda config: Target.host(config.resolved_threads()))
     for op_type, creator in CREATORS.items():
         backend.register(op_type, creator)
     return backend

@@ -1,7 +1,11 @@
-"""CPU kernel objects for Conv.
+"""CPU conv kernel families, and the Conv kernel that chooses among them per shape.
 
-``Conv`` asks ``choose_conv`` (backends/choice.py) which kernel runs, then builds that
-kernel's plan: the packed weights it keeps, the scratch it needs per shape, and the call.
+Each family (backends/conv_family.py: pack / plan / run) adapts one kernel module: its
+weight layout, its scratch size per geometry and its call. ``Conv`` keeps what the loader
+kept until its first plan; every plan asks ``choose_conv`` (backends/choice.py) again, and
+a conv whose best family changes at a new input size repacks from the current family's
+``unpack()`` (every fp32 layout can give its weights back; the low-memory families are
+chosen by storage and groups only, so their choice never changes with the size).
 """
 from __future__ import annotations
 
@@ -13,58 +17,46 @@ from jitconv.kernels import conv_chanvec, conv_lowmem, conv_tiled, depthwise, in
 from jitconv.kernels import winograd
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
-from jitconv.kernels.vnni import has_vnni
-from jitconv.runtime.shapes import window_geometry
+from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
+from jitconv.runtime.ir import Constant
 
 from .base import Kernel, scratch_view
-from .choice import choose_conv, int8_dot_fits, keep_weights
+from .choice import Choice, choose_conv, int8_dot_fits, keep_weights
+from .conv_family import ConvFamily, ConvGeometry, Epilogue, family, register_conv_family
 
-ACT_NONE, ACT_RELU, ACT_CLIP = 0, 1, 2
 NO_ZERO = conv_lowmem.NO_ZERO
 NO_RES = np.zeros((0, 0, 0, 0), np.float32)
 
 
-def activation_code(node):
-    """(code, lo, hi) of the Conv's fused activation attribute."""
-    act = node.attr("activation", "") or ""
-    if act == "relu":
-        return ACT_RELU, 0.0, 0.0
-    if act == "clip":
-        return (ACT_CLIP, float(node.attr("activation_min", -np.inf)),
-                float(node.attr("activation_max", np.inf)))
-    return ACT_NONE, 0.0, 0.0
-
-
-def apply_residual(out, res, act):
+def apply_residual(out, res, epi):
     """out = act(out + res), for kernels without a fused residual epilogue."""
     flat = out.reshape(-1)
     ew.add_same(flat, res.reshape(-1), flat)
-    if act[0] == ACT_RELU:
+    if epi.act == ACT_RELU:
         ew.relu(flat, flat)
-    elif act[0] == ACT_CLIP:
-        ew.clip(flat, flat, act[1], act[2])
+    elif epi.act == ACT_CLIP:
+        ew.clip(flat, flat, epi.lo, epi.hi)
 
 
-class _Plan:
-    """One kernel family: kept arrays, scratch bytes per shape, and the call."""
-    fuses_residual = False
-    arrays: tuple = ()
-
-    def scratch(self, x, w, out, geom, groups):
-        return 0
-
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
-        raise NotImplementedError
+def _unpanel(panels, m, w_shape):
+    """(ceil(M/R), K, R) float32 panels (channel-minor) back to (M, ...) weights."""
+    nt, k, r = panels.shape
+    return np.ascontiguousarray(panels.transpose(0, 2, 1).reshape(nt * r, k)[:m]
+                                ).reshape(w_shape)
 
 
-class _Direct(_Plan):
-    """conv2d_direct and its fp16/int8/int4 twins: per-pair weight panels."""
+class Direct(ConvFamily):
+    """conv2d_direct and its fp16/int8/int4 twins: per-pair weight panels. The only family
+    that also takes weights computed at run time (``run(..., w=)``)."""
+    key = "direct"
     FNS = {"conv2d_direct": conv2d_direct, "conv2d_fp16w": conv_lowmem.conv2d_fp16w,
            "conv2d_int8w": conv_lowmem.conv2d_int8w, "conv2d_int4w": conv_lowmem.conv2d_int4w}
 
-    def __init__(self, name, kept, w_runtime=False):
+    def pack(self, kept):
+        name = self.choice.kernel
         self.fn = self.FNS[name]
-        if w_runtime:
+        self.kept = kept
+        if kept is None:             # weights computed at run time
             self.weights = None
         elif name == "conv2d_direct":
             self.weights = (kept.data,)
@@ -73,77 +65,114 @@ class _Direct(_Plan):
         else:
             zero = kept.zero if kept.zero is not None else NO_ZERO
             self.weights = (kept.data, kept.scale, zero, kept.shape[2], kept.shape[3])
-        self.arrays = tuple(kept.arrays()) if kept is not None else ()
 
-    def scratch(self, x, w, out, geom, groups):
-        sh, sw, pt, pl, dh, dw = geom
+    def plan(self, geom):
+        x, w, out = geom.x, geom.w, geom.out
+        self.geom = geom
         self.shape = conv2d_scratch_shape(x[1], x[2], x[3], out[2], out[3], w[2], w[3],
-                                          sh, sw, pt, pl, dh, dw)
+                                          *geom.args)
         return 4 * math.prod(self.shape)
 
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act, w=None):
+    def run(self, x, bias, res, out, scratch, epi, w=None):
         weights = self.weights if self.weights is not None else (w,)
-        self.fn(x, *weights, bias, out, scratch_view(scratch, self.shape), *geom, groups, *act)
+        self.fn(x, *weights, bias, out, scratch_view(scratch, self.shape), *self.geom.args,
+                self.geom.groups, *epi.act_args)
+
+    def arrays(self):
+        return tuple(self.kept.arrays()) if self.kept is not None else ()
+
+    def unpack(self):
+        return self.kept if self.kept is not None and self.kept.storage == "fp32" else None
 
 
-class _Tiled(_Plan):
+class Tiled(ConvFamily):
     """conv2d_tiled: fp32 panels, or fp16 / int8 / int4 panels decoded one at a time."""
+    key = "tiled"
     fuses_residual = True
 
-    def __init__(self, kept, threads):
+    def pack(self, kept):
         self.w_shape = kept.shape
-        self.threads = threads      # the session's thread count: one weight panel each
+        self.name = kept.name
         self.packed = tiled_weights.pack_stored(kept)
-        self.arrays = self.packed.arrays()
 
-    def scratch(self, x, w, out, geom, groups):
-        return conv_tiled.tiled_scratch_bytes(x, w, out, *geom, groups, nthreads=self.threads)
+    def plan(self, geom):
+        self.geom = geom
+        # the session's thread count: one decoded weight panel each
+        return conv_tiled.tiled_scratch_bytes(geom.x, geom.w, geom.out, *geom.args,
+                                              geom.groups, nthreads=self.target.threads)
 
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
-        conv_tiled.conv2d_tiled(x, self.packed, self.w_shape, bias, res, out, scratch, *geom,
-                                groups, *act)
+    def run(self, x, bias, res, out, scratch, epi, w=None):
+        conv_tiled.conv2d_tiled(x, self.packed, self.w_shape, bias, res, out, scratch,
+                                *self.geom.args, self.geom.groups, *epi.act_args)
+
+    def arrays(self):
+        return self.packed.arrays()
+
+    def unpack(self):
+        if self.packed.kind != tiled_weights.KIND_F32:
+            return None
+        return Constant(self.name, _unpanel(self.packed.wp, self.w_shape[0], self.w_shape))
 
 
-class _ChanVec(_Plan):
+class ChanVec(ConvFamily):
     """conv2d_chanvec: fp32 weights packed as (M/32, K, 32) chunks, groups 1."""
+    key = "chanvec"
     fuses_residual = True
 
-    def __init__(self, kept):
-        self.w_shape = kept.shape
+    def pack(self, kept):
+        self.w_shape, self.name = kept.shape, kept.name
         self.wp = conv_chanvec.pack_chanvec(kept.data)
-        self.arrays = (self.wp,)
 
-    def scratch(self, x, w, out, geom, groups):
-        return conv_chanvec.chanvec_scratch_bytes(x, w, out, *geom)
+    def plan(self, geom):
+        self.geom = geom
+        return conv_chanvec.chanvec_scratch_bytes(geom.x, geom.w, geom.out, *geom.args)
 
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
-        conv_chanvec.conv2d_chanvec(x, self.wp, self.w_shape, bias, res, out, scratch, *geom,
-                                    *act)
+    def run(self, x, bias, res, out, scratch, epi, w=None):
+        conv_chanvec.conv2d_chanvec(x, self.wp, self.w_shape, bias, res, out, scratch,
+                                    *self.geom.args, *epi.act_args)
+
+    def arrays(self):
+        return (self.wp,)
+
+    def unpack(self):
+        return Constant(self.name, _unpanel(self.wp, self.w_shape[0], self.w_shape))
 
 
-class _Depthwise(_Plan):
-    def __init__(self, kept):
+class Depthwise(ConvFamily):
+    """conv2d_depthwise on fp32 weights, used as they are."""
+    key = "depthwise"
+
+    def pack(self, kept):
+        self.kept = kept
         self.w = kept.data
-        self.arrays = (self.w,)
 
-    def scratch(self, x, w, out, geom, groups):
-        sh, sw, pt, pl, _, _ = geom
-        return depthwise.depthwise_scratch_bytes(x, w[2:], out, sh, sw, pt, pl)
+    def plan(self, geom):
+        self.geom = geom
+        sh, sw, pt, pl, _, _ = geom.args
+        return depthwise.depthwise_scratch_bytes(geom.x, geom.w[2:], geom.out, sh, sw, pt, pl)
 
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
-        depthwise.conv2d_depthwise(x, self.w, bias, out, scratch, *geom, *act)
+    def run(self, x, bias, res, out, scratch, epi, w=None):
+        depthwise.conv2d_depthwise(x, self.w, bias, out, scratch, *self.geom.args,
+                                   *epi.act_args)
+
+    def arrays(self):
+        return (self.w,)
+
+    def unpack(self):
+        return self.kept
 
 
-class _DepthwiseStored(_Plan):
+class DepthwiseStored(ConvFamily):
     """conv2d_depthwise on fp16 / int8 / int4 weights kept as stored (memory=low).
 
     A depthwise weight is one (C, KH*KW) panel, the size of one register-tiled panel of a
     dense conv: each call decodes it into the head of the scratch and runs the fp32 kernel.
     """
+    key = "depthwise_stored"
     KINDS = {"fp16": conv_lowmem.KIND_FP16, "int8": conv_lowmem.KIND_INT8,
              "int4": conv_lowmem.KIND_INT4}
 
-    def __init__(self, kept):
+    def pack(self, kept):
         self.kind = self.KINDS[kept.storage]
         c, _, kh, kw = kept.shape
         self.w_shape = (c, 1, kh, kw)
@@ -152,125 +181,168 @@ class _DepthwiseStored(_Plan):
         else:
             zero = kept.zero if kept.zero is not None else NO_ZERO
             self.src = (kept.data, kept.scale, zero)
-        self.arrays = tuple(kept.arrays())
+        self.kept_arrays = tuple(kept.arrays())
         self.head = -(-4 * c * kh * kw // 64) * 64  # decoded weights, 64-byte aligned
 
-    def scratch(self, x, w, out, geom, groups):
-        sh, sw, pt, pl, _, _ = geom
-        return self.head + depthwise.depthwise_scratch_bytes(x, w[2:], out, sh, sw, pt, pl)
+    def plan(self, geom):
+        self.geom = geom
+        sh, sw, pt, pl, _, _ = geom.args
+        return self.head + depthwise.depthwise_scratch_bytes(geom.x, geom.w[2:], geom.out,
+                                                             sh, sw, pt, pl)
 
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+    def run(self, x, bias, res, out, scratch, epi, w=None):
         c, _, kh, kw = self.w_shape
-        w = scratch_view(scratch, (c, kh * kw))
-        conv_lowmem.load_rows(self.kind, *self.src, 0, c, w)
-        depthwise.conv2d_depthwise(x, w.reshape(self.w_shape), bias, out, scratch[self.head:],
-                                   *geom, *act)
+        wd = scratch_view(scratch, (c, kh * kw))
+        conv_lowmem.load_rows(self.kind, *self.src, 0, c, wd)
+        depthwise.conv2d_depthwise(x, wd.reshape(self.w_shape), bias, out,
+                                   scratch[self.head:], *self.geom.args, *epi.act_args)
+
+    def arrays(self):
+        return self.kept_arrays
 
 
-class _Winograd(_Plan):
+class Winograd(ConvFamily):
+    """conv2d_winograd F(m, 3), m = the choice's option (2 or 4)."""
+    key = "winograd"
     fuses_residual = True
 
-    def __init__(self, kept, m):
-        self.m = m
-        self.U = winograd.winograd_pack(kept.data, m)
-        self.arrays = (self.U,)
+    def pack(self, kept):
+        self.w_shape, self.name = kept.shape, kept.name
+        self.U = winograd.winograd_pack(kept.data, self.option)
 
-    def scratch(self, x, w, out, geom, groups):
-        return winograd.winograd_scratch_bytes(x, out, self.m, geom[2], geom[3])
+    def plan(self, geom):
+        self.geom = geom
+        return winograd.winograd_scratch_bytes(geom.x, geom.out, self.option, geom.pads[0],
+                                               geom.pads[1])
 
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
-        winograd.conv2d_winograd(x, self.U, self.m, bias, res, out, scratch, geom[2], geom[3],
-                                 *act)
+    def run(self, x, bias, res, out, scratch, epi, w=None):
+        winograd.conv2d_winograd(x, self.U, self.option, bias, res, out, scratch,
+                                 self.geom.pads[0], self.geom.pads[1], *epi.act_args)
+
+    def arrays(self):
+        return (self.U,)
+
+    def unpack(self):
+        return Constant(self.name, winograd.winograd_unpack(self.U, self.option,
+                                                            self.w_shape[0]))
 
 
-class _Int8Dot(_Plan):
-    def __init__(self, kept):
+class Int8Dot(ConvFamily):
+    """conv2d_int8dot: int8 weights x activations quantized per tensor (precision=low)."""
+    key = "int8dot"
+
+    def pack(self, kept):
         self.w_shape = kept.shape
         self.packed, self.wsum, self.wscale = int8dot.pack_int8dot(kept.data, kept.scale,
                                                                    kept.shape)
-        self.arrays = (self.packed, self.wsum, self.wscale)
 
-    def scratch(self, x, w, out, geom, groups):
-        return int8dot.int8dot_scratch_bytes(x, w, out, *geom)
+    def plan(self, geom):
+        self.geom = geom
+        return int8dot.int8dot_scratch_bytes(geom.x, geom.w, geom.out, *geom.args)
 
-    def __call__(self, x, bias, res, out, scratch, geom, groups, act):
+    def run(self, x, bias, res, out, scratch, epi, w=None):
         int8dot.conv2d_int8dot(x, self.packed, self.wsum, self.wscale, self.w_shape, bias, out,
-                               scratch, *geom, *act)
+                               scratch, *self.geom.args, *epi.act_args,
+                               vnni=self.target.vnni)
+
+    def arrays(self):
+        return (self.packed, self.wsum, self.wscale)
 
 
-def make_plan(kernel: str, kept, option=None, threads=1) -> _Plan:
-    if kernel.startswith("conv2d_tiled"):
-        return _Tiled(kept, threads)
-    if kernel == "conv2d_chanvec":
-        return _ChanVec(kept)
-    if kernel == "conv2d_depthwise":
-        return _Depthwise(kept)
-    if kernel.startswith("conv2d_depthwise_"):
-        return _DepthwiseStored(kept)
-    if kernel == "conv2d_winograd":
-        return _Winograd(kept, option)
-    if kernel == "conv2d_int8dot":
-        return _Int8Dot(kept)
-    return _Direct(kernel, kept)
+for _cls in (Direct, Tiled, ChanVec, Depthwise, DepthwiseStored, Winograd, Int8Dot):
+    register_conv_family(_cls)
 
 
 class Conv(Kernel):
-    """Conv with the kernel picked by choose_conv from the weights the loader kept."""
+    """Conv whose family is chosen at every plan from the weights the loader kept.
+
+    Creation keeps the weights (``keep_weights``) and reads nothing of the shapes. The
+    first ``resize`` chooses and packs; later ones choose again for the new geometry and
+    repack only when the choice changed, from ``family.unpack()``. A family that cannot
+    unpack (the low-memory and int8 ones) keeps its choice: the built-in table picks those
+    by storage and groups alone, never by size.
+    """
 
     def __init__(self, ctx):
-        self.node = ctx.node
+        self.node, self.target = ctx.node, ctx.target
         w, b = ctx.constant(1), ctx.constant(2)
         cfg = ctx.config
-        m = ctx.in_shapes[1][0]
-        self.groups = int(ctx.node.attr("group", 1))
+        self.precision, self.memory = cfg.precision, cfg.memory
+        self.family = None
+        self._shape_only = None      # an fp32 stand-in of the weights' shape, for re-choosing
         if w is None:
             self.name, self.storage = "conv2d_direct", "computed"
             self.reason = "weights computed at run time; direct conv"
-            self.plan = _Direct("conv2d_direct", None, w_runtime=True)
+            self._source, self._decoded_from = None, "fp32"
         else:
-            vnni = has_vnni()
-            kept = keep_weights(w, cfg.memory, int8_dot=int8_dot_fits(
-                w, ctx.node.attrs, cfg.precision, vnni))
-            choice = choose_conv(ctx.node.describe(), ctx.node.attrs, kept,
-                                 decoded_from=w.storage, precision=cfg.precision,
-                                 memory=cfg.memory, x_shape=ctx.in_shapes[0],
-                                 out_shape=ctx.out_shapes[0], vnni=vnni)
-            self.name, self.reason = choice.kernel, choice.reason
-            self.storage = kept.storage if kept.storage == w.storage else \
-                f"{kept.storage} (from {w.storage})"
-            self.plan = make_plan(choice.kernel, kept, choice.option, cfg.resolved_threads())
+            self._source = keep_weights(w, cfg.memory, int8_dot=int8_dot_fits(
+                w, ctx.node.attrs, cfg.precision, self.target.vnni))
+            self._decoded_from = w.storage
+            kept = self._source.storage
+            self.storage = kept if kept == w.storage else f"{kept} (from {w.storage})"
+            self.name, self.reason = "conv2d", "not planned yet"
+        m = ctx.in_shapes[1][0] if w is None else w.shape[0]
         has_b = len(ctx.node.inputs) > 2 and bool(ctx.node.inputs[2])
         self.bias_const = b is not None
         self.bias = b.as_float32() if b is not None else np.zeros(m, np.float32)
         self.has_runtime_bias = has_b and b is None
-        self.has_res = len(ctx.node.inputs) > 3 and bool(ctx.node.inputs[3])
+        self.epi = Epilogue.of(ctx.node)
         self.owned_inputs = tuple(i for i, c in ((1, w), (2, b)) if c is not None)
-        self.act = activation_code(ctx.node)
 
     def resize(self, in_shapes, out_shapes):
-        x, w, out = in_shapes[0], in_shapes[1], out_shapes[0]
-        pads, strides, dil, _ = window_geometry(self.node, x[2:], w[2:])
-        self.geom = (strides[0], strides[1], pads[0], pads[1], dil[0], dil[1])
-        return self.plan.scratch(x, w, out, self.geom, self.groups)
+        geom = ConvGeometry.of(self.node, in_shapes[0], in_shapes[1], out_shapes[0])
+        if self.storage == "computed":
+            if self.family is None:
+                self.family = Direct(Choice("conv2d_direct", self.reason, family="direct"),
+                                     self.target)
+                self.family.pack(None)
+            return self.family.plan(geom)
+        if self.family is not None and self._shape_only is None:
+            return self.family.plan(geom)     # a low-memory / int8 family: fixed choice
+        kept = self._source if self._source is not None else self._shape_only
+        choice = choose_conv(self.node.describe(), self.node.attrs, kept,
+                             decoded_from=self._decoded_from, precision=self.precision,
+                             memory=self.memory, geom=geom, target=self.target)
+        now = self.family
+        if now is None or (choice.family, choice.kernel, choice.option) != (
+                now.key, now.choice.kernel, now.option):
+            source = self._source if self._source is not None else now.unpack()
+            if source is None:
+                self.reason = (f"{now.choice.reason}; kept at this size although "
+                               f"{choice.kernel} was chosen: {now.key} cannot unpack")
+                return now.plan(geom)
+            fam = family(choice.family)(choice, self.target)
+            fam.pack(source)
+            if source.storage == "fp32":
+                self._shape_only = Constant(source.name, np.broadcast_to(np.float32(0),
+                                                                         source.shape))
+            self.family, self._source = fam, None    # the family holds the weights now
+        else:
+            now.choice = choice
+        self.name, self.reason = choice.kernel, choice.reason
+        return self.family.plan(geom)
 
     def needs_scratch(self):
-        return isinstance(self.plan, _Direct)
+        return isinstance(self.family, Direct)
 
     def run(self, inputs, outputs, scratch):
         b = inputs[2] if self.has_runtime_bias else self.bias
         out = outputs[0]
-        fused = self.plan.fuses_residual or not self.has_res
-        res = inputs[3] if self.has_res and self.plan.fuses_residual else NO_RES
-        act = self.act if fused else (ACT_NONE, 0.0, 0.0)
+        epi = self.epi
+        fused = self.family.fuses_residual or not epi.residual
+        res = inputs[3] if epi.residual and self.family.fuses_residual else NO_RES
+        run_epi = epi if fused else Epilogue()
         if self.storage == "computed":
-            self.plan(inputs[0], b, res, out, scratch, self.geom, self.groups, act, w=inputs[1])
+            self.family.run(inputs[0], b, res, out, scratch, run_epi, w=inputs[1])
         else:
-            self.plan(inputs[0], b, res, out, scratch, self.geom, self.groups, act)
+            self.family.run(inputs[0], b, res, out, scratch, run_epi)
         if not fused:
-            apply_residual(out, inputs[3], self.act)
+            apply_residual(out, inputs[3], epi)
 
     def held_arrays(self):
-        return list(self.plan.arrays) + ([self.bias] if self.bias_const else [])
+        held = list(self.family.arrays()) if self.family is not None else \
+            list(self._source.arrays()) if self._source is not None else []
+        return held + ([self.bias] if self.bias_const else [])
 
 
 def create_conv(ctx):

@@ -21,7 +21,7 @@ from jitconv.runtime import threads as _threads  # noqa: E402
 
 _threads.select_layer()
 
-from jitconv.backends import Backend, Kernel, OpContext, Registry, default_registry  # noqa: E402
+from jitconv.backends import Backend, Kernel, OpContext, Registry, Target, default_registry  # noqa: E402
 from jitconv.backends import cpu as _cpu  # noqa: F401,E402  registers the CPU backend
 from jitconv.kernels import cache as _kernel_cache  # noqa: E402
 
@@ -133,7 +133,8 @@ __all__ = [
     "precompile",
     "Backend", "CompareReport", "Config", "ConfigError", "Constant", "Graph", "GraphBuilder", "GraphError",
     "InputError", "InternalError", "JitconvError", "Kernel", "Node", "OpContext", "OpInfo",
-    "OpTime", "OutOfMemoryError", "Profile", "Registry", "RegistryError", "Session", "SessionInfo", "Tensor", "TensorSpec",
+    "OpTime", "OutOfMemoryError", "Profile", "Registry", "RegistryError", "Session", "SessionInfo",
+    "Target", "Tensor", "TensorSpec",
     "backends", "compare", "default_registry", "load", "quantize", "register_backend",
     "register_kernel", "save", "unregister_backend",
 ]

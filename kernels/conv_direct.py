@@ -20,9 +20,7 @@ This is the "correct, reasonably fast" baseline; register-tiled kernels live els
 import numpy as np
 from numba import njit, prange
 
-ACT_NONE = 0
-ACT_RELU = 1
-ACT_CLIP = 2
+from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU  # noqa: F401
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 

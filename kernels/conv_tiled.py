@@ -51,9 +51,7 @@ from .stack import copy_masked16, stack_f32
 from .tiled_weights import KIND_F32, MR, NO_Q, NO_SCALE, PackedWeights, decode_panel
 from .tiled_weights import pack_weights  # noqa: F401  (re-exported: callers pack here)
 
-ACT_NONE = 0
-ACT_RELU = 1
-ACT_CLIP = 2
+from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU  # noqa: F401
 
 NR = 32  # grid pixels per register tile (vectorized: NR/16 zmm per channel)
 _ACC = MR * NR

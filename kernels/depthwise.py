@@ -44,9 +44,7 @@ from numba.np.ufunc.parallel import _iget_num_threads
 
 from .atomics import fetch_add
 
-ACT_NONE = 0
-ACT_RELU = 1
-ACT_CLIP = 2
+from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU  # noqa: F401
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 

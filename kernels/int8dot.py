@@ -56,9 +56,7 @@ from .vnni import dot4_u8s8, dpbusd16, has_vnni, pack4_u8, stack_i32, zero16
 __all__ = ["has_vnni", "pack_int8dot", "int8dot_scratch_bytes", "conv2d_int8dot",
            "activation_quant", "MR", "NR", "K_MAX"]
 
-ACT_NONE = 0
-ACT_RELU = 1
-ACT_CLIP = 2
+from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU  # noqa: F401
 
 MR = 8  # output channels per register tile (broadcast weights, unrolled)
 NV = 2  # zmm vectors of 16 grid pixels per channel in a tile

@@ -57,9 +57,7 @@ from .atomics import fetch_add as _fetch_add
 from .atomics import fetch_add_release as _fetch_add_release
 from .atomics import load_acquire as _load_acquire
 
-ACT_NONE = 0
-ACT_RELU = 1
-ACT_CLIP = 2
+from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU  # noqa: F401
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -341,6 +339,19 @@ def winograd_pack(w_f32, m):
     cols[:, :, :M] = w.reshape(M, C, 9).transpose(2, 1, 0)
     u = (np.kron(_G[m], _G[m]) @ cols.reshape(9, -1)).astype(np.float32)   # (T, C * MBp)
     return np.ascontiguousarray(u.reshape(a * a, C, MB, MRP).transpose(0, 2, 1, 3))
+
+
+def winograd_unpack(U, m, M):
+    """The (M, C, 3, 3) float32 weights that ``winograd_pack(w, m)`` turned into ``U``.
+
+    G has full column rank, so g = pinv(G (x) G) u exactly in exact arithmetic; in float64
+    from the float32 U the result is within a few ulps of the original weights. A conv
+    that leaves Winograd at a new input size repacks from these (backends/cpu_conv.py).
+    """
+    T, MB, C, R = U.shape
+    u = np.asarray(U, np.float64).transpose(0, 2, 1, 3).reshape(T, C * MB * R)
+    g = (np.linalg.pinv(np.kron(_G[m], _G[m])) @ u).reshape(9, C, MB * R)[:, :, :M]
+    return np.ascontiguousarray(g.transpose(2, 1, 0).reshape(M, C, 3, 3), dtype=np.float32)
 
 
 # ------------------------------------------------------------------------- micro-kernels

@@ -26,7 +26,7 @@ class Config:
     ----------
     backend : {"cpu", "cuda", "auto"} or a registered backend's name
         Backend that gets first pick of every op; "auto" takes the first available
-        of cuda, cpu.
+        of cuda, cpu. Checked against the Session's registry when the Session is made.
     backup : str
         Registered backend that runs the ops the main backend declines. Default "cpu".
     threads : int or None
@@ -60,10 +60,14 @@ class Config:
     progress: bool = True
 
     def __post_init__(self):
-        from jitconv.backends import default_registry  # backends register themselves there
-        known = tuple(dict.fromkeys(BACKENDS + tuple(default_registry.names())))
-        _check_choice("backend", self.backend, known)
-        _check_choice("backup", self.backup, tuple(b for b in known if b != "auto"))
+        # backend names are checked against the registry the Session is given
+        # (Session.__init__), not here: a private registry may hold other backends
+        for name in ("backend", "backup"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip() or \
+                    (name == "backup" and value == "auto"):
+                raise ConfigError(f"Config.{name}={value!r} must name a registered backend"
+                                  + ("" if name == "backup" else " or be 'auto'"))
         if self.threads is not None:
             if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
                 raise ConfigError(f"Config.threads={self.threads!r} must be a positive int or None")

@@ -92,7 +92,13 @@ def _key(input_shapes):
 
 
 class _Step:
-    __slots__ = ("node", "kernel", "backend", "reason", "inputs", "outputs", "scratch_bytes")
+    __slots__ = ("node", "kernel", "backend", "note", "inputs", "outputs", "scratch_bytes")
+
+    @property
+    def reason(self):
+        """Why this kernel: the session's note (fallback, fusion), then the kernel's own
+        reason as of the current plan (a conv's family is chosen per shape)."""
+        return self.note + self.kernel.reason
 
 
 class Session:
@@ -105,7 +111,11 @@ class Session:
     config : Config, optional
         Backend, threads, precision and memory mode; defaults to Config().
     registry : Registry, optional
-        Where backends are looked up; defaults to jitconv's default registry.
+        Where backends are looked up (and the config's backend names checked); defaults to
+        jitconv's default registry.
+    target : Target, optional
+        The hardware facts kernel choice reads (``jitconv.Target``); defaults to what the
+        main backend reports for this machine. Tests set it to see other machines' choices.
 
     Examples
     --------
@@ -118,7 +128,7 @@ class Session:
     0.0
     """
 
-    def __init__(self, graph, config: Config | None = None, *, registry=None):
+    def __init__(self, graph, config: Config | None = None, *, registry=None, target=None):
         if config is None:
             config = Config()
         if not isinstance(config, Config):
@@ -134,6 +144,8 @@ class Session:
         self._input_shapes = {s.name: tuple(int(d) for d in s.shape) for s in graph.inputs}
         self._dynamic = {s.name: tuple(s.dynamic) for s in graph.inputs}
         self._main, self._backup = self._pick_backends()
+        self._targets = {b.name: (target if target is not None and b is self._main
+                                  else b.target_for(config)) for b in (self._main, self._backup)}
         shapes = infer_shapes(graph, self._input_shapes)
         big = max(shapes, key=lambda t: math.prod(shapes[t]), default=None)
         if big is not None:       # before kernel choice, which plans for these sizes
@@ -143,22 +155,26 @@ class Session:
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
         self._held = self._held_constants(graph)
         self._ran = False   # a run finished: later runs show no compile progress
-        # the weights are packed: give back what packing left resident (runtime/resident.py)
-        settle(graph)
-        self._rss_at_prepare = rss_bytes()
         # NOTE: keep the structure, not the constants: weights live only in what the
         # kernels kept (weight_bytes counts exactly those arrays)
         self.graph = SimpleNamespace(
             name=graph.name, inputs=graph.inputs, outputs=graph.outputs, nodes=graph.nodes,
             fixed_input_shapes=graph.fixed_input_shapes,
             constants={k: SimpleNamespace(shape=c.shape) for k, c in graph.constants.items()})
-        self._plan(shapes)
+        self._plan(shapes)     # kernels choose and pack for these shapes here
+        # the weights are packed: give back what packing left resident (runtime/resident.py)
+        settle(graph)
+        self._rss_at_prepare = rss_bytes()
 
     # -- preparation -------------------------------------------------------------------
 
     def _pick_backends(self):
         reg = self._registry
         name = self.config.backend
+        for field, value in (("backend", name), ("backup", self.config.backup)):
+            if value not in reg and not (field == "backend" and value == "auto"):
+                raise ConfigError(f"Config.{field}={value!r}: unknown backend {value!r}; "
+                                  f"registered backends: {', '.join(reg.names()) or '(none)'}")
         if name == "auto":
             name = next((n for n in ("cuda", "cpu") if n in reg and reg.get(n).is_available()),
                         "cpu")
@@ -179,6 +195,7 @@ class Session:
         creator = backend.creator(ctx.node.op_type)
         if creator is None:
             return None
+        ctx.target = self._targets[backend.name]
         try:
             return creator(ctx)
         except JitconvError:
@@ -206,7 +223,7 @@ class Session:
         fused = node.attr("_fused", [])
         if fused:
             note += f"fused {', '.join(fused)}; "
-        step.kernel, step.reason = kernel, note + kernel.reason
+        step.kernel, step.note = kernel, note
         # owned constants were captured by the kernel: they are not passed at run time
         step.inputs = [t if i not in kernel.owned_inputs else ""
                        for i, t in enumerate(node.inputs)]

@@ -4,7 +4,13 @@ import pytest
 
 import jitconv as jc
 from jitconv.backends.choice import choose_conv, choose_gemm, keep_weights
+from jitconv.backends.conv_family import ConvGeometry
 from jitconv.runtime.ir import Constant
+
+
+def _geom(x, w, out, stride=1, groups=1):
+    return ConvGeometry(tuple(x), tuple(w), tuple(out), (stride, stride), (0, 0, 0, 0),
+                        (1, 1), groups)
 
 
 def _const(storage, m=64, c=64, k=3, sym=True):
@@ -27,9 +33,10 @@ def _choose(storage, memory="normal", precision="normal", m=64, c=64, k=3, strid
     kept = keep_weights(const, memory)
     attrs = {"strides": [stride, stride], "group": groups}
     oh = (hw + 2 * (k // 2) - k) // stride + 1
+    geom = _geom((1, c, hw, hw), kept.shape, (1, m, oh, oh), stride, groups)
     return kept, choose_conv("Conv node 'c'", attrs, kept, decoded_from=storage,
-                             precision=precision, memory=memory, x_shape=(1, c, hw, hw),
-                             out_shape=(1, m, oh, oh), vnni=vnni)
+                             precision=precision, memory=memory, geom=geom,
+                             target=jc.Target(vnni=vnni))
 
 
 @pytest.mark.parametrize("storage", ["fp16", "int8", "int4"])
@@ -94,8 +101,9 @@ def test_precision_low_keeps_int8_for_the_dot_kernel_in_every_memory_mode(memory
     kept = keep_weights(const, memory, int8_dot=True)
     assert kept is const
     choice = choose_conv("Conv node 'c'", attrs, kept, decoded_from="int8", precision="low",
-                         memory=memory, x_shape=(1, 64, 28, 28), out_shape=(1, 64, 26, 26),
-                         vnni=True)
+                         memory=memory, geom=_geom((1, 64, 28, 28), kept.shape,
+                                                   (1, 64, 26, 26)),
+                         target=jc.Target(vnni=True))
     assert choice.kernel == "conv2d_int8dot"
     assert f"kept as stored for the int8 dot kernel (precision=low, memory={memory}" \
         in choice.reason

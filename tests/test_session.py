@@ -117,12 +117,27 @@ def test_threads_restore_the_callers_setting(rng):
     assert numba.get_num_threads() == before
 
 
-@pytest.mark.parametrize("field,value", [("backend", "gpu"), ("precision", "fp16"),
+@pytest.mark.parametrize("field,value", [("backend", ""), ("backend", 3), ("precision", "fp16"),
                                          ("memory", "LOW"), ("memory", 1), ("threads", 0),
-                                         ("threads", "2"), ("backup", "")])
+                                         ("threads", "2"), ("backup", ""), ("backup", "auto")])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(jc.ConfigError, match=f"Config.{field}"):
         jc.Config(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["backend", "backup"])
+def test_backend_names_are_checked_against_the_sessions_registry(rng, field):
+    """A name is fine for a Config; the Session checks it against the registry it is
+    given, so a backend known only to a private registry works there and nowhere else."""
+    cfg = jc.Config(**{field: "gpu"})
+    with pytest.raises(jc.ConfigError, match=f"Config.{field}='gpu': unknown backend 'gpu'; "
+                                             f"registered backends: .*cpu"):
+        jc.Session(_small_net(rng), cfg)
+    reg = jc.Registry()
+    reg.register_backend(jc.default_registry.get("cpu"))
+    reg.register_backend(jc.Backend("gpu", creators=dict(jc.default_registry.get("cpu").creators)))
+    sess = jc.Session(_small_net(rng), cfg, registry=reg)
+    assert sess.run(rand(rng, 1, 3, 12, 12))
 
 
 def test_config_is_frozen():

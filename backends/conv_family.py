@@ -1,0 +1,161 @@
+"""Conv kernel families: one interface for every way of computing a convolution.
+
+A family is a class with three steps, in the spirit of MNN's creator / onResize /
+onExecute split:
+
+- ``pack(kept)``: once per chosen family, turn the weights the loader kept (a
+  ``runtime.ir.Constant``) into the family's layout. No shapes are known here.
+- ``plan(geom) -> int``: for one ``ConvGeometry`` (input, weight and output shapes,
+  strides, pads, dilations, groups), remember what the call needs and return the scratch
+  bytes ``run`` will use. Called again on every resize.
+- ``run(x, bias, res, out, scratch, epi, w=None)``: compute ``out`` for the planned
+  geometry, applying the ``Epilogue`` (bias, activation, residual add). ``w`` is the
+  weight tensor when it is computed at run time (the direct family only).
+
+``arrays()`` lists what the family keeps resident (counted in info()'s weight bytes), and
+``unpack()`` gives the fp32 weights back as a Constant when the layout allows it: a conv
+whose best family changes at a new input size repacks from it (backends/cpu_conv.py).
+
+Families are registered by key with ``register_conv_family``; ``Choice.family`` (from
+backends/choice.py) names one. A family may bring its own choice rule, a function of a
+``ConvRequest`` returning a ``Choice`` or None; registered rules are asked before the
+built-in table, so a family added from outside the package is chosen, planned and run
+exactly like the built-in ones (tests/test_conv_family.py registers a toy one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitconv.errors import RegistryError
+from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
+from jitconv.runtime.shapes import window_geometry
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Shapes and window of one conv at one input size (NCHW; pads top, left, bottom,
+    right)."""
+    x: tuple
+    w: tuple
+    out: tuple
+    strides: tuple
+    pads: tuple
+    dilations: tuple
+    groups: int
+
+    @classmethod
+    def of(cls, node, x, w, out) -> "ConvGeometry":
+        pads, strides, dil, _ = window_geometry(node, x[2:], w[2:])
+        return cls(tuple(x), tuple(w), tuple(out), tuple(strides), tuple(pads), tuple(dil),
+                   int(node.attr("group", 1)))
+
+    @property
+    def args(self) -> tuple:
+        """(sh, sw, pt, pl, dh, dw): the window arguments every CPU conv kernel takes."""
+        return (self.strides[0], self.strides[1], self.pads[0], self.pads[1],
+                self.dilations[0], self.dilations[1])
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What follows the convolution sum: bias (always passed; zeros when the node has
+    none), a residual add when ``residual``, then the activation (``act`` is ACT_NONE,
+    ACT_RELU or ACT_CLIP to [lo, hi])."""
+    act: int = ACT_NONE
+    lo: float = 0.0
+    hi: float = 0.0
+    residual: bool = False
+
+    @classmethod
+    def of(cls, node) -> "Epilogue":
+        act = node.attr("activation", "") or ""
+        residual = len(node.inputs) > 3 and bool(node.inputs[3])
+        if act == "relu":
+            return cls(ACT_RELU, 0.0, 0.0, residual)
+        if act == "clip":
+            return cls(ACT_CLIP, float(node.attr("activation_min", float("-inf"))),
+                       float(node.attr("activation_max", float("inf"))), residual)
+        return cls(ACT_NONE, 0.0, 0.0, residual)
+
+    @property
+    def act_args(self) -> tuple:
+        return (self.act, self.lo, self.hi)
+
+
+@dataclass(frozen=True)
+class ConvRequest:
+    """Everything a conv choice rule may read: the node, what the loader kept, the
+    session's precision and memory mode, the geometry (None before shapes are known) and
+    the hardware (``backends.base.Target``)."""
+    node_desc: str
+    attrs: dict
+    kept: object
+    decoded_from: str
+    precision: str
+    memory: str
+    geom: ConvGeometry | None
+    target: object
+
+
+class ConvFamily:
+    """Base class of a conv kernel family (see the module docstring)."""
+    key = ""                 # registry key, what Choice.family names
+    fuses_residual = False   # run() adds the residual before the activation itself
+
+    def __init__(self, choice, target):
+        self.choice, self.target = choice, target
+
+    @property
+    def option(self):
+        return self.choice.option
+
+    def pack(self, kept) -> None:
+        raise NotImplementedError
+
+    def plan(self, geom: ConvGeometry) -> int:
+        return 0
+
+    def run(self, x, bias, res, out, scratch, epi: Epilogue, w=None) -> None:
+        raise NotImplementedError
+
+    def arrays(self) -> tuple:
+        return ()
+
+    def unpack(self):
+        """The weights as an fp32 Constant, or None when this layout cannot give them."""
+        return None
+
+
+FAMILIES: dict = {}
+RULES: list = []             # (key, rule) of families that bring a choice rule
+
+
+def register_conv_family(cls, rule=None):
+    """Make ``cls`` (a ConvFamily subclass with a ``key``) choosable; ``rule(request) ->
+    Choice | None`` is asked before the built-in choice table. Returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, ConvFamily)) or not cls.key:
+        raise RegistryError(f"register_conv_family expects a ConvFamily subclass with a "
+                            f"key, got {cls!r}")
+    if cls.key in FAMILIES:
+        raise RegistryError(f"conv family {cls.key!r} is already registered")
+    if rule is not None and not callable(rule):
+        raise RegistryError(f"conv family {cls.key!r}: rule must be callable")
+    FAMILIES[cls.key] = cls
+    if rule is not None:
+        RULES.append((cls.key, rule))
+    return cls
+
+
+def unregister_conv_family(key: str) -> None:
+    family(key)
+    del FAMILIES[key]
+    RULES[:] = [(k, r) for k, r in RULES if k != key]
+
+
+def family(key: str):
+    """The registered family class of this key (RegistryError naming the known ones)."""
+    try:
+        return FAMILIES[key]
+    except KeyError:
+        raise RegistryError(f"unknown conv family {key!r}; registered: "
+                            f"{', '.join(sorted(FAMILIES)) or '(none)'}") from None
