@@ -6,6 +6,7 @@ A creator is ``creator(ctx: OpContext) -> Kernel | None``; returning None declin
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,20 +81,68 @@ class Kernel:
         return False
 
 
+class HostMemory:
+    """Where the CPU backend (and any backend whose kernels take NumPy arrays) keeps
+    tensors: aligned host buffers, tensors as float32 views of them; nothing to copy."""
+    host = True
+
+    def allocate(self, nbytes: int):
+        from jitconv.runtime.planner import allocate
+        return allocate(nbytes)
+
+    def view(self, buffer, offset: int, nbytes: int, shape):
+        return buffer[offset:offset + nbytes].view(np.float32).reshape(shape)
+
+    def scratch(self, buffer):
+        """The scratch buffer as kernels see it (a uint8 host array here)."""
+        return buffer
+
+
+class DeviceMemory(HostMemory):
+    """What a device backend provides for its own memory: ``allocate(nbytes)`` a buffer,
+    ``view(buffer, offset, nbytes, shape)`` a float32 tensor inside it, and the two copies
+    the session inserts where an op runs on another backend: ``to_device(host_array,
+    device_tensor)`` and ``to_host(device_tensor, host_array)``. The session plans one
+    arena per memory (runtime/planner.py) and never reads device tensors itself."""
+    host = False
+
+    def to_device(self, src, dst) -> None:
+        raise NotImplementedError
+
+    def to_host(self, src, dst) -> None:
+        raise NotImplementedError
+
+
 @dataclass
 class Backend:
-    """A named set of op creators. Registering an op type twice is an error."""
+    """A named set of op creators, the memory its kernels read and write, and the context
+    a run of its kernels needs. Registering an op type twice is an error.
+
+    ``memory`` is a HostMemory (the default: tensors are NumPy arrays, shared with every
+    other host backend without copies) or a DeviceMemory. ``run_context(config, what)``
+    returns the context manager a session enters around every run (the CPU backend's
+    thread count and fork guard live there); ``target(config)`` the hardware facts its
+    kernel choice reads.
+    """
     name: str
     description: str = ""
     available: object = None     # callable -> bool; None means always available
     creators: dict = field(default_factory=dict)
     target: object = None        # callable(config) -> Target; None: a generic Target
+    memory: HostMemory = field(default_factory=HostMemory)
+    run_context: object = None   # callable(config, what) -> context manager; None: none
 
     def target_for(self, config) -> Target:
         """The hardware facts this backend's kernel choice reads, for this config."""
         if self.target is None:
             return Target(threads=config.resolved_threads())
         return self.target(config)
+
+    def context(self, config, what: str):
+        """The context a run of this backend's kernels needs (see the class docstring)."""
+        if self.run_context is None:
+            return nullcontext()
+        return self.run_context(config, what)
 
     def register(self, op_type: str, creator) -> None:
         if op_type in self.creators:

@@ -1,6 +1,10 @@
 """The CPU backend: Numba-compiled kernels, registered in the default registry on import."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+from jitconv.runtime.threads import check_fork, numba_threads
+
 from . import cpu_conv, cpu_gemm, cpu_ops
 from .base import Backend, Target
 from .registry import default_registry
@@ -43,9 +47,19 @@ CREATORS = {
 }
 
 
+@contextmanager
+def cpu_run(config, what):
+    """Around every run of CPU kernels: the fork guard, then the config's Numba thread count
+    (the caller's own setting is restored after)."""
+    check_fork(what)
+    with numba_threads(config.resolved_threads()):
+        yield
+
+
 def make_cpu_backend() -> Backend:
     backend = Backend("cpu", "Numba-compiled kernels on the host CPU",
-                      target=lambda config: Target.host(config.resolved_threads()))
+                      target=lambda config: Target.host(config.resolved_threads()),
+                      run_context=cpu_run)
     for op_type, creator in CREATORS.items():
         backend.register(op_type, creator)
     return backend

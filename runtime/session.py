@@ -24,11 +24,13 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from contextlib import ExitStack
 from types import SimpleNamespace
 
 import numpy as np
 
-from jitconv.backends import OpContext, default_registry
+from jitconv.backends import Kernel, OpContext, default_registry
+from jitconv.backends.base import HostMemory
 from jitconv.errors import ConfigError, GraphError, InputError, InternalError, JitconvError
 from jitconv.progress import CompileProgress
 from jitconv.progress import wanted as wanted_progress
@@ -37,12 +39,13 @@ from .config import Config
 from .info import OpInfo, SessionInfo, op_flops
 from .limits import check_bytes
 from .passes import optimize
-from .planner import Interval, allocate, plan
+from .ir import Node
+from .planner import Interval, plan
 from .profile import Profile
 from .resident import rss_bytes, settle
 from .shapes import infer_shapes
 from .target import describe as describe_target
-from .threads import check_fork, numba_threads, select_layer
+from .threads import select_layer
 from .threads import describe as describe_threads
 
 
@@ -56,34 +59,46 @@ PLAN_CACHE = 8     # shape plans kept per session (bounded: each holds its tenso
 
 
 class _ShapePlan:
-    """Everything that depends on the input shapes but not on the kernels' weights."""
+    """Everything that depends on the input shapes but not on the kernels' weights: each
+    tensor's shape, and its offset in the arena of the memory it lives in."""
     __slots__ = ("key", "input_shapes", "shapes", "intervals", "offsets", "arena_bytes")
 
-    def views_on(self, arena):
-        return {iv.name: arena[self.offsets[iv.name]:self.offsets[iv.name] + iv.nbytes]
-                .view(np.float32).reshape(self.shapes[iv.name]) for iv in self.intervals}
+    def views_on(self, arenas, memories, where):
+        return {iv.name: memories[where[iv.name]].view(
+                    arenas[where[iv.name]], self.offsets[iv.name], iv.nbytes,
+                    self.shapes[iv.name]) for iv in self.intervals}
 
 
 class _Workspace:
-    """One run's activation arena and scratch, with its tensor views per shape plan."""
-    __slots__ = ("arena", "scratch", "views")
+    """One run's activation arenas and scratch buffers (one of each per memory: the host
+    and each device backend's), with its tensor views per shape plan."""
+    __slots__ = ("memories", "arenas", "scratches", "views")
 
-    def __init__(self, arena_bytes, scratch_bytes):
-        self.arena, self.scratch, self.views = allocate(arena_bytes), allocate(scratch_bytes), {}
+    def __init__(self, memories, need):
+        self.memories, self.views = memories, {}
+        self.arenas = {m: memories[m].allocate(a) for m, (a, _) in need.items()}
+        self.scratches = {m: memories[m].allocate(b) for m, (_, b) in need.items()}
 
-    def fit(self, arena_bytes, scratch_bytes, exact=False):
+    def fit(self, need, exact=False):
         """Reallocate what is too small (or, when ``exact``, any part of another size)."""
-        if self.arena.nbytes < arena_bytes or (exact and self.arena.nbytes != arena_bytes):
-            self.arena, self.views = allocate(arena_bytes), {}
-        if self.scratch.nbytes < scratch_bytes or (exact and self.scratch.nbytes != scratch_bytes):
-            self.scratch = allocate(scratch_bytes)
+        for m, (arena, scratch) in need.items():
+            have = self.arenas[m].nbytes
+            if have < arena or (exact and have != arena):
+                self.arenas[m], self.views = self.memories[m].allocate(arena), {}
+            have = self.scratches[m].nbytes
+            if have < scratch or (exact and have != scratch):
+                self.scratches[m] = self.memories[m].allocate(scratch)
 
-    def views_for(self, p):
+    def nbytes(self):
+        return (sum(int(a.nbytes) for a in self.arenas.values()),
+                sum(int(b.nbytes) for b in self.scratches.values()))
+
+    def views_for(self, p, where):
         v = self.views.get(p.key)
         if v is None:
             while len(self.views) >= PLAN_CACHE:
                 self.views.pop(next(iter(self.views)))
-            v = self.views[p.key] = p.views_on(self.arena)
+            v = self.views[p.key] = p.views_on(self.arenas, self.memories, where)
         return v
 
 
@@ -91,8 +106,26 @@ def _key(input_shapes):
     return tuple(sorted((k, tuple(v)) for k, v in input_shapes.items()))
 
 
+class _Copy(Kernel):
+    """A copy between the host and a device backend's memory, inserted by the session
+    where a tensor is read in another memory than the one it was written in."""
+    storage = "-"
+
+    def __init__(self, memory, to_device, src, space):
+        self.memory, self.to_device = memory, to_device
+        self.name = "copy_to_" + (space if to_device else "host")
+        self.reason = f"{src!r} is read by an op on another backend"
+
+    def run(self, inputs, outputs, scratch):
+        if self.to_device:
+            self.memory.to_device(inputs[0], outputs[0])
+        else:
+            self.memory.to_host(inputs[0], outputs[0])
+
+
 class _Step:
-    __slots__ = ("node", "kernel", "backend", "note", "inputs", "outputs", "scratch_bytes")
+    __slots__ = ("node", "kernel", "backend", "note", "inputs", "outputs", "scratch_bytes",
+                 "space")
 
     @property
     def reason(self):
@@ -154,6 +187,7 @@ class Session:
                         f"shape {shapes[big]}")
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
         self._held = self._held_constants(graph)
+        self._route({o.name for o in graph.outputs})
         self._ran = False   # a run finished: later runs show no compile progress
         # NOTE: keep the structure, not the constants: weights live only in what the
         # kernels kept (weight_bytes counts exactly those arrays)
@@ -240,6 +274,80 @@ class Session:
                         held[t] = graph.constants[t].as_float32()
         return held
 
+    def _route(self, graph_outputs):
+        """Give every step the memory its backend's kernels use, and insert copies where a
+        tensor is read in another memory than the one it was written in.
+
+        Graph inputs, held constants and outputs live on the host; so does everything
+        between host backends (the CPU's zero-copy path: no copy step at all). A device
+        backend's tensors live in its own arena; where a host op reads one (an op its
+        backend declined, run on the backup) the session copies it to the host first, and
+        back the other way. ``self._where`` maps each arena tensor to its memory and
+        ``self._alias`` each copy to the tensor it copies."""
+        used = {self._main.name: self._main, self._backup.name: self._backup}
+        self._memories = {"host": HostMemory()}
+        self._contexts = [b for b in used.values()]
+        for b in used.values():
+            if not b.memory.host:
+                self._memories[b.name] = b.memory
+        self._where, self._alias = {}, {}
+        at = {}                          # tensor -> {memory: name of its copy there}
+        routed = []
+
+        def copy(t, src, dst, before):
+            name = f"{t}@{dst}"
+            mem = self._memories[dst if dst != "host" else src]
+            step = _Step()
+            step.node = Node("Copy", [at[t][src]], [name], {}, f"copy {t} to {dst}")
+            step.kernel = _Copy(mem, dst != "host", t, dst)
+            step.backend, step.note, step.space = (dst if dst != "host" else src), "", dst
+            step.inputs, step.outputs = [at[t][src]], [name]
+            before.append(step)
+            at[t][dst] = name
+            self._where[name] = dst
+            self._alias[name] = t
+
+        for step in self._steps:
+            backend = used[step.backend]
+            step.space = "host" if backend.memory.host else backend.name
+            pre = []
+            ins = []
+            for t in step.inputs:
+                if t and t in at and step.space not in at[t]:
+                    src = "host" if "host" in at[t] else next(iter(at[t]))
+                    if src != "host" and step.space != "host":
+                        copy(t, src, "host", pre)
+                        src = "host"
+                    copy(t, src, step.space, pre)
+                ins.append(at[t][step.space] if t and t in at else t)
+            step.inputs = ins
+            routed.extend(pre)
+            routed.append(step)
+            outs = []
+            for t in step.outputs:
+                name = t if step.space == "host" or t not in graph_outputs else f"{t}@{step.space}"
+                at[t] = {step.space: name}
+                if name != t:
+                    self._alias[name] = t
+                if t not in graph_outputs or name != t:
+                    self._where[name] = step.space
+                outs.append(name)
+            step.outputs = outs
+            for t in step.outputs:
+                if t != self._alias.get(t, t):       # a graph output written on a device
+                    orig = self._alias[t]
+                    after = []
+                    mem = self._memories[step.space]
+                    c = _Step()
+                    c.node = Node("Copy", [t], [orig], {}, f"copy {orig} to host")
+                    c.kernel = _Copy(mem, False, orig, "host")
+                    c.backend, c.note, c.space = step.backend, "", "host"
+                    c.inputs, c.outputs = [t], [orig]
+                    after.append(c)
+                    at[orig]["host"] = orig
+                    routed.extend(after)
+        self._steps = routed
+
     def _plan(self, shapes):
         """The first plan (shapes already inferred for the graph's own input shapes)."""
         self._plans = OrderedDict()
@@ -247,7 +355,7 @@ class Session:
         self._inflight = 0         # runs holding a workspace
         self._switching = 0        # runs waiting to switch the plan (new runs queue behind)
         self._pool, self._free = [], []    # every workspace; those not in use
-        self._need = (0, 0)
+        self._need = {m: (0, 0) for m in self._memories}
         self._kernels_at = self._current = None
         self._use(self._shape_plan(self._input_shapes, shapes, what="Session()"), exact=True)
 
@@ -262,24 +370,30 @@ class Session:
             return p
         if shapes is None:
             shapes = infer_shapes(self.graph, input_shapes)
-        graph_outputs = {o.name for o in self.graph.outputs}
+        shapes = dict(shapes)
+        shapes.update({a: shapes[t] for a, t in self._alias.items()})
         last_use = {}
-        for i, node in enumerate(self.graph.nodes):
-            for t in node.inputs:
+        for i, step in enumerate(self._steps):
+            for t in step.inputs:
                 last_use[t] = i
-        intervals = []
-        for i, node in enumerate(self.graph.nodes):
-            for t in node.outputs:
-                if t not in graph_outputs:
+        intervals = {m: [] for m in self._memories}
+        for i, step in enumerate(self._steps):
+            for t in step.outputs:
+                if t in self._where:
                     nbytes = 4 * math.prod(shapes[t])
-                    intervals.append(Interval(t, nbytes, i, max(i, last_use.get(t, i))))
+                    intervals[self._where[t]].append(
+                        Interval(t, nbytes, i, max(i, last_use.get(t, i))))
         out_bytes = sum(4 * math.prod(shapes[o.name]) for o in self.graph.outputs)
-        offsets, arena_bytes = plan(intervals)
-        check_bytes(arena_bytes + out_bytes,
+        offsets, arena_bytes = {}, {}
+        for m, ivs in intervals.items():
+            off, arena_bytes[m] = plan(ivs)
+            offsets.update(off)
+        check_bytes(sum(arena_bytes.values()) + out_bytes,
                     f"{what} at input shapes {dict(input_shapes)} (an activation arena of "
-                    f"{arena_bytes:,} bytes and outputs of {out_bytes:,} bytes)")
+                    f"{sum(arena_bytes.values()):,} bytes and outputs of {out_bytes:,} bytes)")
         p = _ShapePlan()
-        p.key, p.input_shapes, p.shapes, p.intervals = key, dict(input_shapes), shapes, intervals
+        p.key, p.input_shapes, p.shapes = key, dict(input_shapes), shapes
+        p.intervals = [iv for ivs in intervals.values() for iv in ivs]
         p.offsets, p.arena_bytes = offsets, arena_bytes
         self._plans[key] = p
         while len(self._plans) > PLAN_CACHE:
@@ -308,12 +422,12 @@ class Session:
         if exact:
             ws = self._free[0] if self._free else None
             if ws is None:
-                ws = _Workspace(*need)
-            ws.fit(*need, exact=True)
+                ws = _Workspace(self._memories, need)
+            ws.fit(need, exact=True)
             self._pool, self._free = [ws], [ws]
         else:
             for ws in self._free:
-                ws.fit(*need)
+                ws.fit(need)
         self._current = p
         if p.key in self._plans:
             self._plans.move_to_end(p.key)
@@ -321,14 +435,22 @@ class Session:
         self._input_shapes = dict(p.input_shapes)
 
     def _workspace_need(self, p, exact):
-        """(arena, scratch) bytes a workspace needs at plan ``p``, checked against what
-        the machine can give (the growth of the free workspaces)."""
-        need = (p.arena_bytes, max((st.scratch_bytes for st in self._steps), default=0))
-        grow = sum(need) if exact or not self._free else len(self._free) * sum(
-            max(0, n - have) for n, have in zip(
-                need, (self._free[0].arena.nbytes, self._free[0].scratch.nbytes)))
-        check_bytes(grow, f"input shapes {p.input_shapes} (arena {need[0]:,} bytes, "
-                          f"kernel scratch {need[1]:,} bytes per workspace)")
+        """{memory: (arena, scratch) bytes} a workspace needs at plan ``p``, checked
+        against what the machine can give (the growth of the free workspaces)."""
+        need = {m: (p.arena_bytes[m], max((st.scratch_bytes for st in self._steps
+                                           if st.space == m), default=0))
+                for m in self._memories}
+        if exact or not self._free:
+            grow = sum(a + b for a, b in need.values())
+        else:
+            ws = self._free[0]
+            grow = len(self._free) * sum(
+                max(0, a - ws.arenas[m].nbytes) + max(0, b - ws.scratches[m].nbytes)
+                for m, (a, b) in need.items())
+        arena = sum(a for a, _ in need.values())
+        scratch = sum(b for _, b in need.values())
+        check_bytes(grow, f"input shapes {p.input_shapes} (arena {arena:,} bytes, "
+                          f"kernel scratch {scratch:,} bytes per workspace)")
         return need
 
     def _plan_kernels(self, shapes):
@@ -450,9 +572,9 @@ class Session:
                     break
             if self._free:
                 ws = self._free.pop()
-                ws.fit(*self._need)
+                ws.fit(self._need)
             else:
-                ws = _Workspace(*self._need)
+                ws = _Workspace(self._memories, self._need)
                 self._pool.append(ws)
             self._inflight += 1
             p = self._current
@@ -544,7 +666,7 @@ class Session:
         return Profile.from_samples(self.config.label(), self.info().ops, samples, totals)
 
     def _execute(self, p, ws, feeds, progress, samples=None, only=None):
-        buffers = dict(ws.views_for(p))
+        buffers = dict(ws.views_for(p, self._where))
         buffers.update(self._held)
         buffers.update(feeds)
         results = {}
@@ -555,9 +677,12 @@ class Session:
                 results[spec.name] = buffers[spec.name] = np.empty(p.shapes[spec.name],
                                                                    np.float32)
         ops = self.info().ops if progress else None
-        scratch = ws.scratch
-        check_fork(f"Session({self.graph.name!r}).run")
-        with numba_threads(self.config.resolved_threads()):
+        scratch = {m: self._memories[m].scratch(b) for m, b in ws.scratches.items()}
+        with ExitStack() as stack:
+            # each backend's run context: the CPU's fork guard and thread count
+            for backend in self._contexts:
+                stack.enter_context(backend.context(self.config,
+                                                    f"Session({self.graph.name!r}).run"))
             for i, step in enumerate(self._steps):
                 if only is not None and i not in only:
                     continue
@@ -566,10 +691,10 @@ class Session:
                 ins = [buffers[t] if t else None for t in step.inputs]
                 outs = [buffers[t] for t in step.outputs]
                 if samples is None:
-                    step.kernel.run(ins, outs, scratch)
+                    step.kernel.run(ins, outs, scratch[step.space])
                 else:
                     t0 = time.perf_counter()
-                    step.kernel.run(ins, outs, scratch)
+                    step.kernel.run(ins, outs, scratch[step.space])
                     samples[i].append(time.perf_counter() - t0)
         if progress:
             progress(len(self._steps), len(self._steps), None)
@@ -588,16 +713,15 @@ class Session:
             node = step.node
             ins = [self._shapes[t] if t else None for t in node.inputs]
             outs = [self._shapes[t] for t in node.outputs]
-            f = op_flops(node, ins, outs)
+            f = 0 if isinstance(step.kernel, _Copy) else op_flops(node, ins, outs)
             flops += f
             held = {id(_base(a)): _base(a).nbytes for a in step.kernel.held_arrays()}
             ops.append(OpInfo(node.name, node.op_type, step.backend, step.kernel.name,
                               step.kernel.storage, step.reason, outs[0], f, step.scratch_bytes,
                               sum(held.values())))
-        pool = list(self._pool)
-        return SessionInfo(self.config, sum(unique.values()),
-                           sum(int(ws.arena.nbytes) for ws in pool),
-                           sum(int(ws.scratch.nbytes) for ws in pool), flops, tuple(ops),
+        pool = [ws.nbytes() for ws in self._pool]
+        return SessionInfo(self.config, sum(unique.values()), sum(a for a, _ in pool),
+                           sum(b for _, b in pool), flops, tuple(ops),
                            describe_threads(), len(pool), describe_target(),
                            self._rss_at_prepare)
 
