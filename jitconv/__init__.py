@@ -9,6 +9,17 @@ Quick use::
     sess = jc.Session(g.build(), jc.Config(threads=2))
     out = sess.run(array)
 """
+# The repository keeps kernels/, runtime/ and backends/ beside jitconv/ (docs/architecture.md,
+# "Layout"); pip installs them as jitconv.kernels, jitconv.runtime and jitconv.backends. In
+# a checkout that is not installed, the same names resolve to those folders here.
+import importlib.util as _util
+import os as _os
+
+if _util.find_spec("jitconv.runtime") is None:
+    _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+    if _os.path.isfile(_os.path.join(_root, "runtime", "__init__.py")):
+        __path__.append(_root)    # noqa: F821  (a package's own __path__)
+
 # NOTE: Numba fixes its CPU features when the first function is decorated and its threading
 # layer when its pool starts, so both are arranged here, before any kernel module is
 # imported: 512-bit vectors on AVX-512 CPUs (runtime/target.py), TBB (from the tbb wheel)
