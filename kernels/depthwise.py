@@ -45,6 +45,7 @@ from numba.np.ufunc.parallel import _iget_num_threads
 from .atomics import fetch_add
 
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU  # noqa: F401
+from .stack import stack_ptr_f32
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -67,20 +68,6 @@ _GRABS = 8  # work units are taken in about _GRABS pieces per thread
 
 
 # ----------------------------------------------------------------------------- stack arrays
-
-@intrinsic
-def _stack_f32(typingctx, n):
-    """A float32 array of the literal size n on the stack (entry-block alloca)."""
-    if not isinstance(n, types.IntegerLiteral):
-        return None
-    size = n.literal_value
-    sig = types.CPointer(types.float32)(n)
-
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
-
-    return sig, codegen
-
 
 @intrinsic
 def _stack_i64(typingctx, n):
@@ -395,7 +382,7 @@ def _fill_rows(xf, xo, W, buf, ih_lo, ih_hi, sw, pl, Wq):
 @njit(inline="always", **_OPTS)
 def _weights(wc, K):
     """The (K,K) weights wc copied to a stack array; K literal: they end up in registers."""
-    wk = _stack_f32(_WK)
+    wk = stack_ptr_f32(_WK)
     for kh in range(K):
         for kw in range(K):
             wk[kh * K + kw] = wc[kh, kw]
@@ -425,8 +412,8 @@ def _tile(buf, ofl, oend, wk, bias, lo, hi, ob, oh, ih_lo, H, pt, Wq, OW, K, SH,
     for i in range((R - 1) * SH + K):
         ih = oh * SH - pt + i
         rb[i] = (1 + ih - ih_lo) * row if ih >= 0 and ih < H else 0
-    acc = _stack_f32(_ACC)
-    part = _stack_f32(_PART)
+    acc = stack_ptr_f32(_ACC)
+    part = stack_ptr_f32(_PART)
     ow0 = 0
     while ow0 < OW:
         if ow0 + _VL > OW and OW >= _VL:
@@ -462,7 +449,7 @@ def _tile_generic(buf, ofl, oend, wk, bias, lo, hi, ob, oh, ih_lo, H, pt, Wq, OW
                   sh, sw):
     """One output row (flat plane offset ob) of any KHxKW, any stride (dilation 1)."""
     row = sw * Wq
-    acc = _stack_f32(_VL)
+    acc = stack_ptr_f32(_VL)
     ow0 = 0
     while ow0 < OW:
         if ow0 + _VL > OW and OW >= _VL:
@@ -545,7 +532,7 @@ def _flat_plane(buf, mt, ofl, ob, P, wk, bias, lo, hi, Z, W, pt, pl, nch, K):
     (mt[(c*K + kw)*16 + j] == 0). Per column kw the K taps are summed first, so there is
     one mask per column, not per tap. K is a literal constant (the body is inlined).
     """
-    acc = _stack_f32(_VL)
+    acc = stack_ptr_f32(_VL)
     for c in range(nch):
         g0 = c * _VL
         for j in range(_VL):
@@ -594,7 +581,7 @@ def _units_flat(x, w, bias, ofl, slot, ctr, U, grab, Z, OH, OW, pt, pl, lo, hi):
                 mt[(c * K + kw) * _VL + j] = 1.0 if col >= 0 and col < W else 0.0
     xf = x.reshape(x.size)
     HW = H * W
-    wk = _stack_f32(_WK)
+    wk = stack_ptr_f32(_WK)
     while True:
         u0 = fetch_add(ctr, 0, grab)
         if u0 >= U:
@@ -630,7 +617,7 @@ def _units_rows(x, w, bias, ofl, slot, ctr, U, grab, nblk, br, Wq, OH, OW, sh, s
     KH, KW = w.shape[2], w.shape[3]
     xf = x.reshape(x.size)
     special = KH == KW and (KH == 3 or KH == 5) and sh == sw and (sh == 1 or sh == 2)
-    wk = _stack_f32(_WK)
+    wk = stack_ptr_f32(_WK)
     for i in range(slot.shape[0]):
         slot[i] = np.float32(0.0)
     # NOTE: the rows start `lead` floats into the slot so that input column 0 lands on a

@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 
 @intrinsic
-def _stack_ptr_f32(typingctx, n):
+def stack_ptr_f32(typingctx, n):
     """float32* to ``n`` (a literal int) uninitialized floats in the entry block's frame."""
     if not isinstance(n, types.IntegerLiteral):
         return None
@@ -38,7 +38,7 @@ def _stack_ptr_f32(typingctx, n):
 @njit(inline="always")
 def stack_f32(n):
     """A (n,) float32 array on the stack (n a compile-time constant); uninitialized."""
-    return carray(_stack_ptr_f32(n), (n,))
+    return carray(stack_ptr_f32(n), (n,))
 
 
 _V16 = ir.VectorType(ir.FloatType(), 16)

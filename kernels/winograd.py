@@ -58,6 +58,7 @@ from .atomics import fetch_add_release as _fetch_add_release
 from .atomics import load_acquire as _load_acquire
 
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU  # noqa: F401
+from .stack import stack_ptr_f32
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -88,19 +89,6 @@ _NR2 = 2 * 2 * NR
 
 
 # ------------------------------------------------------------------------- intrinsics
-
-
-@intrinsic
-def _stack_f32(typingctx, n):
-    """A pointer to n float32 on the stack (entry-block alloca: LLVM keeps it in registers)."""
-    if not isinstance(n, types.IntegerLiteral):
-        return None
-    size = n.literal_value
-
-    def codegen(context, builder, sig, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
-
-    return types.CPointer(types.float32)(n), codegen
 
 
 @intrinsic
@@ -361,7 +349,7 @@ def winograd_unpack(U, m, M):
 def _micro_a(U, t, mb, h, V, q0, Ot, nacc):
     """Ot[0:8, 0:32] = sum_k U[t, mb, k, 8h:8h+8] x V[k, t, q0:q0+32]: 16 zmm accumulators."""
     C = V.shape[0]
-    acc = carray(_stack_f32(_NACC), (_NACC,))
+    acc = carray(stack_ptr_f32(_NACC), (_NACC,))
     zero = np.float32(0.0)
     for i in range(_NACC):
         acc[i] = zero
@@ -384,7 +372,7 @@ def _micro_a(U, t, mb, h, V, q0, Ot, nacc):
 def _micro_b(U, t, mb, V, q0, Ot, nb):
     """Ot[0:16, 0:16] = sum_k U[t, mb, k, 0:16] x V[k, t, q0:q0+16]: 16 zmm accumulators."""
     C = V.shape[0]
-    acc = carray(_stack_f32(_NACC), (_NACC,))
+    acc = carray(stack_ptr_f32(_NACC), (_NACC,))
     zero = np.float32(0.0)
     for i in range(_NACC):
         acc[i] = zero
@@ -433,9 +421,9 @@ def _load_rows(x_c, ih0, a, col0, ncol, d, wd):
 def _itrans_c4(x_c, Vc, pt, pl, TW, qb0, qb1):
     """m=4: Vc (36, Qp+JC) <- B^T d B of channel plane x_c (H,W) for tiles [qb0, qb1)."""
     wd = _WD4
-    d = carray(_stack_f32(_ND4), (_ND4,))
-    th = carray(_stack_f32(_ND4), (_ND4,))
-    ph = carray(_stack_f32(_NP4), (_NP4,))
+    d = carray(stack_ptr_f32(_ND4), (_ND4,))
+    th = carray(stack_ptr_f32(_ND4), (_ND4,))
+    ph = carray(stack_ptr_f32(_NP4), (_NP4,))
     f4 = np.float32(4.0)
     f5 = np.float32(5.0)
     f2 = np.float32(2.0)
@@ -494,9 +482,9 @@ def _itrans_c4(x_c, Vc, pt, pl, TW, qb0, qb1):
 def _itrans_c2(x_c, Vc, pt, pl, TW, qb0, qb1):
     """m=2: Vc (16, Qp+JC) <- B^T d B of channel plane x_c (H,W) for tiles [qb0, qb1)."""
     wd = _WD2
-    d = carray(_stack_f32(_ND2), (_ND2,))
-    th = carray(_stack_f32(_ND2), (_ND2,))
-    ph = carray(_stack_f32(_NP2), (_NP2,))
+    d = carray(stack_ptr_f32(_ND2), (_ND2,))
+    th = carray(stack_ptr_f32(_ND2), (_ND2,))
+    ph = carray(stack_ptr_f32(_NP2), (_NP2,))
     for i in range(qb0 // TW, (qb1 - 1) // TW + 1):
         ja = max(qb0 - i * TW, 0)
         jb = min(qb1 - i * TW, TW)
@@ -605,9 +593,9 @@ def _write_rows(rb, m, mch, n, out, res, TW, qa, qe, has_res, act, lo, hi):
 def _out_block4(O, nch, ch0, bias, res, out, n, TW, qa, qe, has_res, act, lo, hi):
     """m=4: channels ch0 + i (i < nch): A^T O[:, i, :] A + bias over NR tiles -> out[n]."""
     M = out.shape[1]
-    tmp = carray(_stack_f32(_NT4), (_NT4,))
-    Y = carray(_stack_f32(_NY4), (_NY4,))
-    rb = carray(_stack_f32(_NR4), (_NR4,))
+    tmp = carray(stack_ptr_f32(_NT4), (_NT4,))
+    Y = carray(stack_ptr_f32(_NY4), (_NY4,))
+    rb = carray(stack_ptr_f32(_NR4), (_NR4,))
     f2 = np.float32(2.0)
     f4 = np.float32(4.0)
     f8 = np.float32(8.0)
@@ -659,9 +647,9 @@ def _out_block4(O, nch, ch0, bias, res, out, n, TW, qa, qe, has_res, act, lo, hi
 def _out_block2(O, nch, ch0, bias, res, out, n, TW, qa, qe, has_res, act, lo, hi):
     """m=2: channels ch0 + i (i < nch): A^T O[:, i, :] A + bias over NR tiles -> out[n]."""
     M = out.shape[1]
-    tmp = carray(_stack_f32(_NT2), (_NT2,))
-    Y = carray(_stack_f32(_NY2), (_NY2,))
-    rb = carray(_stack_f32(_NR2), (_NR2,))
+    tmp = carray(stack_ptr_f32(_NT2), (_NT2,))
+    Y = carray(stack_ptr_f32(_NY2), (_NY2,))
+    rb = carray(stack_ptr_f32(_NR2), (_NR2,))
     for i in range(nch):
         mch = ch0 + i
         if mch >= M:
