@@ -17,6 +17,10 @@ workers in turn for one round (the median of --runs runs), so rounds are interle
 no engine's threads share a process with another's. Between two workers' turns the parent
 waits --gap seconds, so a pool that spins after its run has stopped before the next one.
 
+``--checkout NAME=PATH`` adds an engine ``jitconv@NAME``: jitconv imported from another
+checkout of this repository (e.g. a ``git worktree`` of an older commit), so a change is
+measured against its parent in the same interleaved run, each with its own Numba cache.
+
 ``--busy`` starts one more process spinning in a plain Python loop for the whole
 measurement (it keeps one core busy, as another user's job would). The table gives, per
 model and engine, the median of the round medians, the spread (slowest / fastest round
@@ -37,14 +41,41 @@ ENGINES = ("jitconv", "onnxruntime", "openvino", "openvino-f32")
 
 # ----------------------------------------------------------------------------- worker side
 
+def _import_checkout(root):
+    """Make ``import jitconv`` (and jitconv.kernels / runtime / backends, which sit at the
+    top of a checkout) load from the checkout at ``root`` instead of the installed one."""
+    import importlib.machinery
+
+    class Checkout:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            parts = name.split(".")
+            if parts[0] != "jitconv":
+                return None
+            if len(parts) == 1:
+                return importlib.machinery.PathFinder.find_spec(name, [root])
+            if parts[1] in ("kernels", "runtime", "backends"):
+                where = os.path.join(root, *parts[1:-1])
+                return importlib.machinery.PathFinder.find_spec(name, [where])
+            return importlib.machinery.PathFinder.find_spec(
+                name, [os.path.join(root, *parts[:-1])])
+    sys.meta_path.insert(0, Checkout)
+
+
 def _make_runner(engine, path, threads):
     """Load ``path`` in ``engine`` with ``threads`` threads; return a no-argument run()."""
     import numpy as np
+    where = ""
+    if engine.startswith("jitconv@"):
+        where = engine.split("@", 1)[1].split("=", 1)[1]
+        _import_checkout(where)
+        engine = "jitconv"
     if engine == "jitconv":
         import jitconv as jc
         sess = jc.Session(jc.load(path), jc.Config(threads=threads))
         feeds = {s.name: _input(s.shape) for s in sess.graph.inputs}
-        return lambda: sess.run(feeds), lambda: _describe_jitconv(sess)
+        return lambda: sess.run(feeds), lambda: _describe_jitconv(sess) + (
+            f" from {where}" if where else "")
     if engine == "onnxruntime":
         import onnxruntime as ort
         so = ort.SessionOptions()
@@ -111,7 +142,8 @@ class Worker:
         self.key = (engine, threads)
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", engine, path, str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env={**os.environ, "JITCONV_PROGRESS": "0"})
         self.label = self._read()["ready"]
 
     def _read(self):
@@ -163,12 +195,19 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--gap", type=float, default=0.05, help="seconds between workers' turns")
     ap.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
+    ap.add_argument("--checkout", action="append", default=[], metavar="NAME=PATH",
+                    help="also run jitconv from the checkout at PATH, as engine jitconv@NAME")
     ap.add_argument("--batch", nargs="+", type=int, default=[1],
                     help="batch sizes (images/s is batch / median time)")
     args = ap.parse_args(argv)
+    for spec in args.checkout:
+        name, _, where = spec.partition("=")
+        if not name or not os.path.isdir(os.path.join(where, "kernels")):
+            raise SystemExit(f"--checkout {spec!r}: give NAME=PATH of a jitconv checkout")
+        args.engines.append(f"jitconv@{name}={os.path.abspath(where)}")
     print(f"{'busy core' if args.busy else 'quiet'}: median of {args.rounds} interleaved "
           f"rounds, each the median of {args.runs} runs; spread = slowest / fastest round")
-    print(f"{'model':13} {'batch':>5} {'engine':12} {'thr':>3} {'ms':>8} {'img/s':>8} "
+    print(f"{'model':13} {'batch':>5} {'engine':16} {'thr':>3} {'ms':>8} {'img/s':>8} "
           f"{'spread':>7} {'speed/ort':>9}")
     labels = {}
     for model in args.models:
@@ -182,7 +221,7 @@ def main(argv=None):
                     m = meds[(e, t)]
                     sec = statistics.median(m)
                     ratio = (f"{statistics.median(ort) / sec:9.2f}" if ort else f"{'':9}")
-                    print(f"{model:13} {batch:>5} {e:12} {t:>3} {sec * 1e3:8.2f} "
+                    print(f"{model:13} {batch:>5} {e.split('=')[0]:16} {t:>3} {sec * 1e3:8.2f} "
                           f"{batch / sec:8.1f} {max(m) / min(m):7.2f} {ratio}", flush=True)
     print("engines: " + "; ".join(sorted(set(labels.values()))))
     return 0
