@@ -260,7 +260,7 @@ def create_unary(ctx):
         return None
     params = d.scalar_params(ctx.node)
     kernel = make_unary(d.scalar, len(params))
-    return Simple(f"unary_{d.scalar.__name__}", "elementwise, from the OpDef's scalar",
+    return Simple(f"unary_{d.op_type.lower()}", "elementwise, from the OpDef's scalar",
                   lambda i, o: kernel(_flat(i[0]), _flat(o[0]), params))
 
 
