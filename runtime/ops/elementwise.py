@@ -123,6 +123,25 @@ def prelu(inputs, attrs) -> np.ndarray:
     return _out(np.where(x >= 0, x, slope * x))
 
 
+def exp(inputs, attrs) -> np.ndarray:
+    """Exp: e ** x."""
+    with np.errstate(over="ignore"):
+        return _out(np.exp(_f64(inputs[0])))
+
+
+def exp_scalar(x):
+    return math.exp(x)
+
+
+def tanh(inputs, attrs) -> np.ndarray:
+    """Tanh: (e ** x - e ** -x) / (e ** x + e ** -x)."""
+    return _out(np.tanh(_f64(inputs[0])))
+
+
+def tanh_scalar(x):
+    return math.tanh(x)
+
+
 def identity(inputs, attrs) -> np.ndarray:
     """Identity (and Dropout at inference): a copy."""
     return _keep(inputs[0])
@@ -162,11 +181,11 @@ def _onnx_identity(imp):
 
 # -- the ops ---------------------------------------------------------------------------
 
-def _unary(op_type, reference, flops, versions, builder, doc, attrs=(), **kw):
+def _unary(op_type, reference, flops, versions, builder, doc, attrs=(), scalar=None, **kw):
     register(OpDef(op_type, attrs=attrs, shape=_same, reference=reference,
                    flops=_per_element(flops),
                    onnx=OnnxSpec(versions, frozenset(a.name for a in attrs), **kw),
-                   builder=builder, doc=doc))
+                   builder=builder, scalar=scalar, doc=doc))
 
 
 def _binary_op(op_type, reference, versions, builder, doc):
@@ -190,6 +209,8 @@ _unary("HardSwish", hard_swish, 4, (14, 22), "hard_swish", "x max(0, min(1, x / 
 # leaky relu: compare, multiply
 _unary("LeakyRelu", leaky_relu, 2, (6, 16), "leaky_relu", "x if x >= 0 else alpha x",
        attrs=(Attr("alpha", "float", 0.01, "slope below 0"),))
+_unary("Exp", exp, 1, (6, 13), "exp", "e ** x", scalar=exp_scalar)
+_unary("Tanh", tanh, 1, (6, 13), "tanh", "hyperbolic tangent", scalar=tanh_scalar)
 _unary("Identity", identity, 0, (1, 13, 14, 16, 19, 21, 23, 24, 25), "identity",
        "a copy (no arithmetic: 0 FLOPs)", convert=_onnx_identity)
 
