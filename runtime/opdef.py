@@ -180,8 +180,8 @@ def get(op_type: str, node=None) -> OpDef:
     supported ops for an unknown one."""
     d = find(op_type)
     if d is None:
-        where = node.describe() if node is not None else f"op {op_type!r}"
-        raise GraphError(f"{where}: op type {op_type!r} is not supported; supported: "
+        where = f"{node.describe()}: " if node is not None else ""
+        raise GraphError(f"{where}op type {op_type!r} is not supported; supported: "
                          f"{', '.join(sorted(k for k, v in OPDEFS.items() if v.runtime))}")
     return d
 
