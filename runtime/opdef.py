@@ -135,9 +135,9 @@ _loaded = False
 
 
 def _check(d: OpDef) -> None:
-    where = f"OpDef {d.op_type!r}"
     if not isinstance(d, OpDef) or not d.op_type:
         raise RegistryError(f"register expects an OpDef with an op_type, got {d!r}")
+    where = f"OpDef {d.op_type!r}"
     lo, hi = d.inputs
     if lo < 0 or (hi is not None and hi < lo):
         raise RegistryError(f"{where}: inputs={d.inputs} must be (least, most or None)")
@@ -153,8 +153,10 @@ def _check(d: OpDef) -> None:
         raise RegistryError(f"{where}: a load-time op (runtime=False) needs an OnnxSpec")
     if not d.doc:
         raise RegistryError(f"{where}: give a one-line doc")
-    if d.scalar is not None and getattr(d.scalar, "__closure__", None):
-        raise RegistryError(f"{where}: scalar must be a plain module-level function")
+    if d.scalar is not None and (getattr(d.scalar, "__closure__", None)
+                                 or d.inputs != (1, 1)):
+        raise RegistryError(f"{where}: scalar must be a plain module-level function, of "
+                            f"an op with one input")
 
 
 def register(d: OpDef) -> OpDef:
