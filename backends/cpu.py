@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from jitconv.runtime.opdef import OPDEFS
 from jitconv.runtime.threads import check_fork, numba_threads
 
 from . import cpu_conv, cpu_gemm, cpu_ops
@@ -56,12 +57,32 @@ def cpu_run(config, what):
         yield
 
 
+class CpuBackend(Backend):
+    """The CPU backend: CREATORS (hand-written kernels), plus ``cpu_ops.create_unary`` for
+    every runtime OpDef with a ``scalar`` and no hand-written kernel: those registered
+    when the backend is made, and any registered later (runtime.opdef.register)."""
+
+    def creator(self, op_type):
+        found = super().creator(op_type)
+        if found is None and _generic(op_type):
+            return cpu_ops.create_unary
+        return found
+
+
+def _generic(op_type) -> bool:
+    d = OPDEFS.get(op_type)
+    return d is not None and d.runtime and d.scalar is not None
+
+
 def make_cpu_backend() -> Backend:
-    backend = Backend("cpu", "Numba-compiled kernels on the host CPU",
-                      target=lambda config: Target.host(config.resolved_threads()),
-                      run_context=cpu_run)
+    backend = CpuBackend("cpu", "Numba-compiled kernels on the host CPU",
+                         target=lambda config: Target.host(config.resolved_threads()),
+                         run_context=cpu_run)
     for op_type, creator in CREATORS.items():
         backend.register(op_type, creator)
+    for op_type in list(OPDEFS):
+        if op_type not in CREATORS and _generic(op_type):
+            backend.register(op_type, cpu_ops.create_unary)
     return backend
 
 

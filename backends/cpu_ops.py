@@ -250,6 +250,20 @@ def _unary(name, fn, *args):
     return Simple(name, "elementwise", lambda i, o: fn(_flat(i[0]), _flat(o[0]), *args))
 
 
+def create_unary(ctx):
+    """Any op whose OpDef gives a ``scalar``: kernels/unary.py's kernel made from it, with
+    the op's float attributes as its parameters."""
+    from jitconv.kernels.unary import make_unary  # noqa: PLC0415
+    from jitconv.runtime.opdef import get  # noqa: PLC0415
+    d = get(ctx.node.op_type, ctx.node)
+    if d.scalar is None:
+        return None
+    params = d.scalar_params(ctx.node)
+    kernel = make_unary(d.scalar, len(params))
+    return Simple(f"unary_{d.op_type.lower()}", "elementwise, from the OpDef's scalar",
+                  lambda i, o: kernel(_flat(i[0]), _flat(o[0]), params))
+
+
 def create_sigmoid(ctx):
     return _unary("sigmoid", act.sigmoid)
 

@@ -6,8 +6,9 @@ go, or 2**70 for a group. Checked here once, those become a GraphError naming th
 and the attribute, instead of a TypeError deep in shape inference or a Numba typing
 error in a kernel.
 
-The kinds go by attribute name: jitconv's ops use each name with one meaning. Names not
-listed (an op's private attributes) are not checked.
+Each op's attributes and their kinds are its OpDef's ``attrs`` (runtime/ops/). The
+attributes jitconv's own passes add (the fused epilogue: activation, activation_min/max,
+_fused) are checked by name here, whatever the op. Other names are not checked.
 """
 from __future__ import annotations
 
@@ -17,18 +18,9 @@ from jitconv.errors import GraphError
 
 INT64 = 2**63
 
-INTS = ("pads", "strides", "dilations", "kernel_shape", "axes", "perm", "split", "starts",
-        "ends", "steps", "shape", "sizes")
-INT = ("group", "axis", "transA", "transB", "ceil_mode", "count_include_pad", "keepdims",
-       "size")
-FLOAT = ("alpha", "beta", "epsilon", "min", "max", "bias", "activation_min",
-         "activation_max", "value")
-FLOATS = ("scales",)
-STR = ("mode", "auto_pad", "activation", "nearest_mode", "coordinate_transformation_mode")
-STRS = ("_fused",)
-KINDS = {**{k: "ints" for k in INTS}, **{k: "int" for k in INT},
-         **{k: "float" for k in FLOAT}, **{k: "floats" for k in FLOATS},
-         **{k: "str" for k in STR}, **{k: "strs" for k in STRS}, "indices": "int tensor"}
+# attributes the passes add to a node (runtime/passes.py), checked by name on every op
+PRIVATE = {"activation": "str", "activation_min": "float", "activation_max": "float",
+           "_fused": "strs"}
 
 
 def _is_int(v) -> bool:
@@ -64,6 +56,8 @@ def _ok(kind, v) -> bool:
         return isinstance(v, str)
     if kind == "int tensor":
         return _int_tensor(v)
+    if kind == "tensor":
+        return True              # a load-time array (folded away before any check)
     seq = v.tolist() if isinstance(v, np.ndarray) else v
     if not isinstance(seq, (list, tuple)):
         return False
@@ -71,15 +65,26 @@ def _ok(kind, v) -> bool:
     return all(item(x) for x in seq)
 
 
+def kind_of(node, key):
+    """The kind of ``node``'s attribute ``key`` (its OpDef's, or a private one's), or None."""
+    from .opdef import find  # noqa: PLC0415
+    if key in PRIVATE:
+        return PRIVATE[key]
+    d = find(node.op_type)
+    a = d.attr(key) if d is not None else None
+    return a.kind if a is not None else None
+
+
 def check_node(node) -> None:
     """Raise GraphError for the first attribute of ``node`` of the wrong kind."""
     for key, v in node.attrs.items():
-        kind = KINDS.get(key)
+        kind = kind_of(node, key)
         if kind is not None and not _ok(kind, v):
             what = {"int": "an int64", "float": "a number", "str": "a string",
                     "ints": "a list of int64s", "floats": "a list of numbers",
                     "strs": "a list of strings",
-                    "int tensor": "an int64 or a rectangular list of them"}[kind]
+                    "int tensor": "an int64 or a rectangular list of them",
+                    "tensor": "an array"}[kind]
             shown = repr(v)
             if len(shown) > 60:
                 shown = shown[:57] + "..."

@@ -6,6 +6,7 @@ import numpy as np
 from jitconv.errors import GraphError
 
 from .ir import Constant, Graph, Node, TensorSpec
+from .opdef import OPDEFS
 from .shapes import infer_node
 
 
@@ -215,6 +216,17 @@ class GraphBuilder:
         return self.node("BatchNormalization", [x, scale, bias, mean, var],
                          {"epsilon": float(eps)}, name)
 
+    # -- generated: one method per OpDef with a builder name and no method above --------
+
+    def __getattr__(self, attr):
+        d = _generated().get(attr)
+        if d is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+        return _op_method(self, d)
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(_generated()))
+
     # -- result ------------------------------------------------------------------------
 
     def build(self) -> Graph:
@@ -230,3 +242,43 @@ class GraphBuilder:
                       for t in self._inputs],
                      [TensorSpec(t.name, t.shape) for t in self._outputs],
                      nodes, consts, self.name)
+
+
+def _generated() -> dict:
+    """builder name -> OpDef, for the OpDefs whose builder method is not written above."""
+    return {d.builder: d for d in OPDEFS.values()
+            if d.builder and d.runtime and not hasattr(GraphBuilder, d.builder)}
+
+
+_COERCE = {"int": int, "float": float, "str": str,
+           "ints": lambda v: [int(a) for a in v], "floats": lambda v: [float(a) for a in v],
+           "strs": lambda v: [str(a) for a in v], "int tensor": lambda v: np.asarray(v).tolist(),
+           "tensor": np.asarray}
+
+
+def _op_method(builder, d):
+    """``g.<name>(*inputs, name=None, **attrs)`` adding one ``d.op_type`` node."""
+    def method(*inputs, name=None, **attrs):
+        where = f"{d.builder} ({d.op_type})"
+        known = {a.name: a for a in d.attrs}
+        unknown = sorted(set(attrs) - set(known))
+        if unknown:
+            raise GraphError(f"{where}: no attribute {', '.join(unknown)}; its attributes: "
+                             f"{', '.join(known) or '(none)'}")
+        missing = [a.name for a in d.attrs if a.required and a.name not in attrs]
+        if missing:
+            raise GraphError(f"{where}: attribute {', '.join(missing)} is required")
+        values = {}
+        for key, v in attrs.items():
+            if v is None:
+                continue
+            try:
+                values[key] = _COERCE[known[key].kind](v)
+            except (TypeError, ValueError):
+                raise GraphError(f"{where}: attribute {key}={v!r} must be of kind "
+                                 f"{known[key].kind!r}") from None
+        return builder.node(d.op_type, list(inputs), values, name)
+    method.__name__ = d.builder
+    method.__doc__ = f"{d.op_type}: {d.doc}. Attributes: " + (", ".join(
+        f"{a.name} ({a.kind}, default {a.default!r})" for a in d.attrs) or "none") + "."
+    return method

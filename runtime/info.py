@@ -1,36 +1,19 @@
 """What a prepared session reports: per-op kernel choices and the memory split."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from .tables import html_table, text_table
 
 
 def op_flops(node, in_shapes, out_shapes) -> int:
-    """Floating-point operations of one node (a multiply-add counts as 2)."""
-    out = out_shapes[0] if out_shapes else ()
-    n_out = math.prod(out)
-    op = node.op_type
-    if op == "Conv":
-        w = in_shapes[1]
-        return 2 * n_out * w[1] * w[2] * w[3]
-    if op == "Gemm":
-        a = in_shapes[0]
-        k = a[0] if node.attr("transA", 0) else a[1]
-        return 2 * n_out * k
-    if op == "MatMul":
-        return 2 * n_out * in_shapes[0][-1]
-    if op in ("MaxPool", "AveragePool"):
-        kh, kw = node.attr("kernel_shape")
-        return n_out * kh * kw
-    if op == "GlobalAveragePool":
-        return math.prod(in_shapes[0])
-    if op in ("Softmax", "BatchNormalization"):
-        return 3 * n_out
-    if op in ("Relu", "Clip", "Add", "Mul"):
-        return n_out
-    return 0
+    """Floating-point operations of one node (a multiply-add counts as 2), from its
+    OpDef's ``flops`` (runtime/ops/); 0 for an op type without one."""
+    from .opdef import find  # noqa: PLC0415
+    d = find(node.op_type)
+    if d is None or d.flops is None:
+        return 0
+    return int(d.flops(node, in_shapes, out_shapes))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ re-import with other ``input_shapes``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,7 @@ from .attrs import check_node
 from .ir import Constant, Graph, Node, TensorSpec
 from .limits import check_bytes
 from .modelfile import ModelFileError
+from .opdef import OPDEFS
 from .reference import run_op
 from .shapes import infer_node
 
@@ -49,60 +51,40 @@ MIN_OPSET = 9
 TARGET_MAX_OPSET = 21     # what the importer is written against; later opsets are
                           # accepted per op when the op's definition is one listed below
 
+class _FromOpDefs(Mapping):
+    """op type -> what ``pick(OnnxSpec)`` gives, for every op with an ONNX spec; read
+    from the OpDefs (runtime/ops/) on each use."""
+
+    def __init__(self, pick):
+        self._pick = pick
+
+    def _table(self):
+        return {k: self._pick(d.onnx) for k, d in OPDEFS.items()
+                if d.onnx is not None and self._pick(d.onnx) is not None}
+
+    def __getitem__(self, op_type):
+        d = OPDEFS.get(op_type)
+        v = self._pick(d.onnx) if d is not None and d.onnx is not None else None
+        if v is None:
+            raise KeyError(op_type)
+        return v
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self):
+        return len(self._table())
+
+
 # op type -> the ONNX since_versions of its definitions the importer maps
 # (after 21 only type additions: bfloat16, float8, int4, ...).
-KNOWN_VERSIONS = {
-    "Conv": (1, 11, 22), "Relu": (6, 13, 14), "Clip": (6, 11, 12, 13),
-    "Add": (7, 13, 14), "Sub": (7, 13, 14), "Mul": (7, 13, 14), "Div": (7, 13, 14),
-    "Sum": (8, 13), "Sigmoid": (6, 13), "HardSigmoid": (6, 22), "HardSwish": (14, 22),
-    "LeakyRelu": (6, 16), "PRelu": (9, 16),
-    "Pad": (2, 11, 13, 18, 19, 21, 23, 24, 25), "Dropout": (7, 10, 12, 13, 22),
-    "Identity": (1, 13, 14, 16, 19, 21, 23, 24, 25), "LRN": (1, 13),
-    "Unsqueeze": (1, 11, 13, 21, 23, 24, 25), "Squeeze": (1, 11, 13, 21, 23, 24, 25),
-    "Shape": (1, 13, 15, 19, 21, 23, 24, 25), "Gather": (1, 11, 13),
-    "Constant": (9, 11, 12, 13, 19, 21, 23, 24, 25),
-    "ConstantOfShape": (9, 20, 21, 23, 24, 25), "Cast": (9, 13, 19, 21, 23, 24, 25),
-    "ReduceMean": (1, 11, 13, 18), "Resize": (10, 11, 13, 18, 19), "Upsample": (9, 10),
-    "Split": (2, 11, 13, 18), "Slice": (1, 10, 11, 13),
-    "MaxPool": (8, 10, 11, 12, 22), "AveragePool": (7, 10, 11, 19, 22),
-    "GlobalAveragePool": (1, 22), "Concat": (4, 11, 13),
-    "Flatten": (9, 11, 13, 21, 23, 24, 25), "Reshape": (5, 13, 14, 19, 21, 23, 24, 25),
-    "Transpose": (1, 13, 21, 23, 24, 25), "Gemm": (9, 11, 13), "MatMul": (9, 13),
-    "Softmax": (1, 11, 13), "BatchNormalization": (9, 14, 15),
-}
-
+KNOWN_VERSIONS = _FromOpDefs(lambda spec: tuple(spec.versions))
 # attributes each op may carry (anything else is reported as unsupported)
-_WINDOW = {"auto_pad", "pads", "strides", "kernel_shape"}
-ATTRS = {
-    "Conv": _WINDOW | {"dilations", "group"},
-    "MaxPool": _WINDOW | {"dilations", "ceil_mode", "storage_order"},
-    "AveragePool": _WINDOW | {"dilations", "ceil_mode", "count_include_pad"},
-    "Clip": {"min", "max"}, "HardSigmoid": {"alpha", "beta"}, "LeakyRelu": {"alpha"},
-    "Pad": {"mode", "pads", "value"}, "Dropout": {"ratio", "seed"},
-    "LRN": {"alpha", "beta", "bias", "size"}, "Unsqueeze": {"axes"}, "Squeeze": {"axes"},
-    "Shape": {"start", "end"}, "Gather": {"axis"}, "ConstantOfShape": {"value"},
-    "Constant": {"value", "value_float", "value_floats", "value_int", "value_ints"},
-    "Cast": {"to", "saturate", "round_mode"},
-    "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"},
-    "Resize": {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
-               "exclude_outside", "extrapolation_value", "antialias", "axes",
-               "keep_aspect_ratio_policy"},
-    "Upsample": {"mode", "scales"}, "Split": {"axis", "split", "num_outputs"},
-    "Slice": {"starts", "ends", "axes"}, "Concat": {"axis"}, "Flatten": {"axis"},
-    "Reshape": {"allowzero"}, "Transpose": {"perm"},
-    "Gemm": {"alpha", "beta", "transA", "transB"}, "Softmax": {"axis"},
-    "BatchNormalization": {"epsilon", "momentum", "training_mode"},
-}
-
+ATTRS = _FromOpDefs(lambda spec: frozenset(spec.attrs))
 # op type -> (first version, input indices that must be known at load): the "parameter"
 # inputs of later opsets. The ONNX backend binds graph inputs feeding these.
-PARAM_INPUTS = {
-    "Clip": (11, (1, 2)), "Reshape": (5, (1,)), "Pad": (11, (1, 2, 3)),
-    "Dropout": (12, (1, 2)), "Unsqueeze": (13, (1,)), "Squeeze": (13, (1,)),
-    "Gather": (1, (1,)), "ConstantOfShape": (9, (0,)), "ReduceMean": (18, (1,)),
-    "Resize": (10, (1, 2, 3)), "Upsample": (9, (1,)), "Split": (13, (1,)),
-    "Slice": (10, (1, 2, 3, 4)),
-}
+PARAM_INPUTS = _FromOpDefs(lambda spec: spec.params)
+
 
 def _onnx():
     try:
@@ -525,7 +507,8 @@ class _Importer:
             if not node.output:
                 self.fail("has no outputs")
             try:
-                getattr(self, "op_" + node.op_type)()
+                spec = OPDEFS[node.op_type].onnx
+                (spec.convert or _Importer.generic)(self)
             except JitconvError:
                 raise
             except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
@@ -574,7 +557,24 @@ class _Importer:
                       fixed_input_shapes=self.fixed_input_shapes)
         return OnnxImport(graph, self.opset, folded)
 
-    # -- converters ------------------------------------------------------------------
+    # -- converters: each op's own is its OnnxSpec.convert (runtime/ops/); these are the
+    # generic one and the helpers they share
+
+    def generic(self):
+        """Emit the op with its inputs, its first output and the ONNX attributes that are
+        also attributes of its OpDef (a required one missing is an error)."""
+        d = OPDEFS[self.cur.op_type]
+        attrs = {}
+        for a in d.attrs:
+            if a.name not in d.onnx.attrs:
+                continue
+            v = self.attr(a.name)
+            if v is None:
+                if a.required:
+                    self.fail(f"attribute {a.name} is required")
+                continue
+            attrs[a.name] = self._plain(v)
+        self._simple(d.op_type, attrs)
 
     def _simple(self, op, attrs=None):
         self.emit(op, [self.in_name(i) for i in range(len(self.cur.input))],
@@ -591,302 +591,9 @@ class _Importer:
             return [x.decode() if isinstance(x, bytes) else x for x in v]
         return v
 
-    def op_Relu(self):
-        self._simple("Relu")
-
-    def op_Sigmoid(self):
-        self._simple("Sigmoid")
-
-    def op_HardSwish(self):
-        self._simple("HardSwish")
-
-    def op_HardSigmoid(self):
-        self._simple("HardSigmoid", self._attrs("alpha", "beta"))
-
-    def op_LeakyRelu(self):
-        self._simple("LeakyRelu", self._attrs("alpha"))
-
-    def op_PRelu(self):
-        x, slope = self.in_name(0), self.in_name(1)
-        xs, ss = self.shape_of(x), self.shape_of(slope)
-        try:
-            ok = np.broadcast_shapes(tuple(xs), tuple(ss)) == tuple(xs)
-        except ValueError:
-            ok = False
-        if not ok:
-            self.fail(f"slope of shape {ss} does not broadcast to the input shape {xs} "
-                      f"(ONNX PRelu broadcasts the slope numpy-style, from the last axis)")
-        self._simple("PRelu")
-
-    def op_Add(self):
-        self._simple("Add")
-
-    def op_Sub(self):
-        self._simple("Sub")
-
-    def op_Mul(self):
-        self._simple("Mul")
-
-    def op_Div(self):
-        self._simple("Div")
-
-    def op_Sum(self):
-        self._simple("Sum")
-
-    def op_MatMul(self):
-        self._simple("MatMul")
-
-    def op_Concat(self):
-        self._simple("Concat", {"axis": int(self.attr("axis"))})
-
-    def op_Flatten(self):
-        self._simple("Flatten", {"axis": int(self.attr("axis", 1))})
-
-    def op_Transpose(self):
-        self._simple("Transpose", self._attrs("perm"))
-
-    def op_LRN(self):
-        self._simple("LRN", self._attrs("alpha", "beta", "bias", "size"))
-
-    def op_Gemm(self):
-        self._simple("Gemm", self._attrs("alpha", "beta", "transA", "transB"))
-
-    def op_Clip(self):
-        if self.since < 11:
-            attrs = self._attrs("min", "max")
-        else:
-            attrs = {}
-            for i, key in ((1, "min"), (2, "max")):
-                v = self.const(i, key, optional=True)
-                if v is not None:
-                    if v.size != 1:
-                        self.fail(f"{key} must be a scalar, got shape {v.shape}")
-                    attrs[key] = float(v.reshape(-1)[0])
-        self.emit("Clip", [self.in_name(0)], self.cur.output[:1], attrs)
-
-    def op_Identity(self):
-        self.passthrough(self.cur.output[0], self.in_name(0))
-
-    def op_Dropout(self):
-        if self.since >= 12:
-            training = self.const(2, "training_mode", optional=True)
-            if training is not None and bool(np.asarray(training).reshape(-1)[0]):
-                self.fail("training_mode=True is not supported (inference only)")
-        out = list(self.cur.output)
-        x = self.in_name(0)
-        self.passthrough(out[0], x)
-        if len(out) > 1 and out[1]:
-            self.values[out[1]] = np.ones(self.shape_of(x), dtype=bool)
-
-    def op_Cast(self):
-        to = int(self.attr("to"))
-        x = self.in_name(0)
-        if x in self.values:
-            self.emit("Cast", [x], self.cur.output[:1], {"to": to})
-        elif to == 1:
-            self.passthrough(self.cur.output[0], x)
-        else:
-            self.fail(f"casts a run-time tensor to ONNX type {to}; jitconv runs float32 "
-                      f"tensors only (integer tensors must fold away at load)")
-
-    def op_Constant(self):
-        v = None
-        for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
-            a = self.attr(key)
-            if a is None:
-                continue
-            if key == "value":
-                v = self.tensor(a, f"{self.where}: attribute 'value'")
-            elif key.startswith("value_float"):
-                v = np.asarray(a, dtype=np.float32)
-            else:
-                v = np.asarray(a, dtype=np.int64)
-        if v is None:
-            self.fail("needs one of value, value_float(s), value_int(s) (sparse and string "
-                      "constants are not supported)")
-        self.values[self.cur.output[0]] = v
-
-    def op_ConstantOfShape(self):
-        shape = self.const(0, "shape")
-        value = self.attr("value")
-        value = self.tensor(value, f"{self.where}: attribute 'value'") if value is not None \
-            else np.zeros(1, np.float32)
-        dims = [int(d) for d in np.asarray(shape).reshape(-1)]
-        if any(d < 0 for d in dims):
-            self.fail(f"shape {dims} has negative sizes")
-        check_bytes(int(np.prod(dims, dtype=object)) * value.dtype.itemsize,
-                    f"{self.where}: a constant of shape {dims}")
-        self.values[self.cur.output[0]] = run_op("ConstantOfShape", [shape], {"value": value})
-
-    def op_Shape(self):
-        attrs = self._attrs("start", "end") if self.since >= 15 else {}
-        x = self.in_name(0)
-        if x not in self.values:
-            self.fixed_input_shapes = True     # folded for the declared input shapes
-        dummy = self.values[x] if x in self.values else \
-            np.broadcast_to(np.uint8(0), self.shape_of(x))
-        self.values[self.cur.output[0]] = run_op("Shape", [dummy], attrs)
-
-    def op_Gather(self):
-        idx = self.const(1, "indices")
-        if idx.dtype.kind not in "iu":
-            self.fail(f"indices must be integers, got {idx.dtype}")
-        data = self.in_name(0)
-        axis = int(self.attr("axis", 0))
-        if data in self.values:
-            self.emit("Gather", [data], self.cur.output[:1], {"axis": axis, "indices": idx})
-        else:
-            self.emit("Gather", [data], self.cur.output[:1],
-                      {"axis": axis, "indices": idx.tolist()})
-
-    def op_Reshape(self):
-        shape = [int(v) for v in self.const(1, "shape").reshape(-1)]
-        if int(self.attr("allowzero", 0)) and 0 in shape:
-            self.fail("allowzero=1 with a 0 in shape is not supported")
-        self.emit("Reshape", [self.in_name(0)], self.cur.output[:1], {"shape": shape})
-
     def _axes_input(self, i, what="axes"):
         v = self.const(i, what, optional=True)
         return None if v is None else [int(a) for a in v.reshape(-1)]
-
-    def op_Unsqueeze(self):
-        axes = self._axes_input(1) if self.since >= 13 else list(self.attr("axes") or [])
-        if not axes:
-            self.fail("axes are required")
-        self.emit("Unsqueeze", [self.in_name(0)], self.cur.output[:1], {"axes": axes})
-
-    def op_Squeeze(self):
-        axes = self._axes_input(1) if self.since >= 13 else self.attr("axes")
-        attrs = {} if axes is None else {"axes": [int(a) for a in axes]}
-        self.emit("Squeeze", [self.in_name(0)], self.cur.output[:1], attrs)
-
-    def op_Pad(self):
-        x = self.in_name(0)
-        rank = len(self.shape_of(x))
-        mode = self.attr_str("mode", "constant")
-        if self.since < 11:
-            pads = [int(p) for p in self.attr("pads")]
-            value = float(self.attr("value", 0.0))
-        else:
-            pads = [int(p) for p in self.const(1, "pads").reshape(-1)]
-            v = self.const(2, "constant_value", optional=True)
-            value = 0.0 if v is None or v.size == 0 else float(v.reshape(-1)[0])
-            axes = self._axes_input(3) if self.since >= 18 else None
-            if axes is not None:
-                if len(pads) != 2 * len(axes):
-                    self.fail(f"pads {pads} must have 2 values per axis of {axes}")
-                full = [0] * (2 * rank)
-                for k, a in enumerate(axes):
-                    a = a % rank
-                    full[a], full[a + rank] = pads[k], pads[k + len(axes)]
-                pads = full
-        if len(pads) != 2 * rank:
-            self.fail(f"pads {pads} must have {2 * rank} values for a {rank}-D input")
-        attrs = {"pads": pads, "mode": mode}
-        if mode == "constant":
-            attrs["value"] = value
-        self.emit("Pad", [x], self.cur.output[:1], attrs)
-
-    def op_ReduceMean(self):
-        keepdims = int(self.attr("keepdims", 1))
-        if self.since >= 18:
-            axes = self._axes_input(1)
-            if not axes:
-                if int(self.attr("noop_with_empty_axes", 0)):
-                    self.passthrough(self.cur.output[0], self.in_name(0))
-                    return
-                axes = None
-        else:
-            axes = self.attr("axes")
-            axes = None if axes is None else [int(a) for a in axes]
-        attrs = {"keepdims": keepdims}
-        if axes is not None:
-            attrs["axes"] = axes
-        self.emit("ReduceMean", [self.in_name(0)], self.cur.output[:1], attrs)
-
-    def op_Split(self):
-        x = self.in_name(0)
-        shape = self.shape_of(x)
-        axis = int(self.attr("axis", 0))
-        if not -len(shape) <= axis < len(shape):
-            self.fail(f"axis={axis} is out of range for input shape {shape}")
-        dim = shape[axis % len(shape)]
-        outs = list(self.cur.output)
-        sizes = self._axes_input(1, "split") if self.since >= 13 else self.attr("split")
-        if sizes is None or len(sizes) == 0:
-            n = int(self.attr("num_outputs", len(outs))) if self.since >= 18 else len(outs)
-            if n != len(outs):
-                self.fail(f"num_outputs={n} but the node has {len(outs)} outputs")
-            if self.since >= 18:
-                chunk = -(-dim // n)
-                sizes = [min(chunk, max(dim - k * chunk, 0)) for k in range(n)]
-            else:
-                if dim % n:
-                    self.fail(f"cannot split axis {axis} of size {dim} into {n} equal parts")
-                sizes = [dim // n] * n
-        self.emit("Split", [x], outs, {"axis": axis, "split": [int(s) for s in sizes]})
-
-    def op_Slice(self):
-        if self.since < 10:
-            starts, ends = list(self.attr("starts")), list(self.attr("ends"))
-            axes = self.attr("axes")
-            steps = None
-        else:
-            starts = [int(v) for v in self.const(1, "starts").reshape(-1)]
-            ends = [int(v) for v in self.const(2, "ends").reshape(-1)]
-            axes = self._axes_input(3)
-            steps = self._axes_input(4, "steps")
-        attrs = {"starts": [int(v) for v in starts], "ends": [int(v) for v in ends]}
-        if axes is not None:
-            attrs["axes"] = [int(a) for a in axes]
-        if steps is not None:
-            attrs["steps"] = steps
-        # clamp huge sentinels (INT64_MAX) so attributes stay small Python ints
-        big = 2 ** 62
-        attrs["starts"] = [max(min(v, big), -big) for v in attrs["starts"]]
-        attrs["ends"] = [max(min(v, big), -big) for v in attrs["ends"]]
-        self.emit("Slice", [self.in_name(0)], self.cur.output[:1], attrs)
-
-    def op_Softmax(self):
-        x = self.in_name(0)
-        shape = self.shape_of(x)
-        rank = len(shape)
-        default = -1 if self.since >= 13 else 1
-        axis = int(self.attr("axis", default))
-        if not -rank <= axis < max(rank, 1):
-            self.fail(f"axis={axis} is out of range for input shape {shape}")
-        axis %= max(rank, 1)
-        out = self.cur.output[0]
-        if self.since >= 13 or axis == rank - 1:
-            self.emit("Softmax", [x], [out], {"axis": axis if self.since >= 13 else -1})
-            return
-        # opset < 13: softmax over the input flattened to 2-D at axis
-        flat, soft = self.fresh(out + "_flat"), self.fresh(out + "_2d")
-        self.emit("Flatten", [x], [flat], {"axis": axis}, "_flatten")
-        self.emit("Softmax", [flat], [soft], {"axis": 1})
-        self.emit("Reshape", [soft], [out], {"shape": list(shape)}, "_reshape")
-
-    def op_BatchNormalization(self):
-        if int(self.attr("training_mode", 0)):
-            self.fail("training_mode=1 is not supported (inference only)")
-        if any(t for t in self.cur.output[1:]):
-            self.fail("running mean/var outputs (training) are not supported")
-        self._simple("BatchNormalization", self._attrs("epsilon"))
-
-    def op_GlobalAveragePool(self):
-        x = self.in_name(0)
-        shape = self.shape_of(x)
-        out = self.cur.output[0]
-        if len(shape) == 4:
-            self.emit("GlobalAveragePool", [x], [out])
-            return
-        if len(shape) < 3:
-            self.fail(f"input must be at least 3-D (N, C, ...), got shape {shape}")
-        flat, pooled = self.fresh(out + "_4d"), self.fresh(out + "_pooled")
-        self.emit("Reshape", [x], [flat], {"shape": [shape[0], shape[1], 1, -1]}, "_to4d")
-        self.emit("GlobalAveragePool", [flat], [pooled])
-        self.emit("Reshape", [pooled], [out],
-                  {"shape": [shape[0], shape[1]] + [1] * (len(shape) - 2)}, "_back")
 
     def _windowed(self, op, keys):
         """Conv/MaxPool/AveragePool: 2-D as is, 1-D lifted to 2-D (H = 1)."""
@@ -920,85 +627,3 @@ class _Importer:
         y4 = self.fresh(out + "_2d")
         self.emit(op, ins, [y4], attrs)
         self.emit("Squeeze", [y4], [out], {"axes": [2]}, "_drop")
-
-    def op_Conv(self):
-        self._windowed("Conv", ("auto_pad", "pads", "strides", "kernel_shape", "dilations",
-                                "group"))
-
-    def op_MaxPool(self):
-        if len(self.cur.output) > 1 and self.cur.output[1]:
-            self.fail("the Indices output is not supported")
-        if int(self.attr("storage_order", 0)):
-            self.fail("storage_order=1 is not supported")
-        self._windowed("MaxPool", ("auto_pad", "pads", "strides", "kernel_shape",
-                                   "dilations", "ceil_mode"))
-
-    def op_AveragePool(self):
-        self._windowed("AveragePool", ("auto_pad", "pads", "strides", "kernel_shape",
-                                       "dilations", "ceil_mode", "count_include_pad"))
-
-    def _resize(self, x, scales, sizes, coord, nearest, axes=None, policy="stretch"):
-        shape = self.shape_of(x)
-        rank = len(shape)
-        out = self.cur.output[0]
-        if axes is None:
-            axes = list(range(rank))
-        axes = [int(a) % rank for a in axes]
-        if scales is not None and scales.size:
-            if scales.size != len(axes):
-                self.fail(f"scales {scales.tolist()} must have one value per axis {axes}")
-            full = [1.0] * rank
-            for a, s in zip(axes, scales.reshape(-1).tolist()):
-                full[a] = float(s)
-            if any(s <= 0 for s in full):
-                self.fail(f"scales {full} must be positive")
-            attrs = {"scales": full}
-        elif sizes is not None and sizes.size:
-            if sizes.size != len(axes):
-                self.fail(f"sizes {sizes.tolist()} must have one value per axis {axes}")
-            want = list(shape)
-            for a, s in zip(axes, sizes.reshape(-1).tolist()):
-                want[a] = int(s)
-            ratio = [want[a] / shape[a] for a in range(rank)]
-            if policy != "stretch":
-                pick = min if policy == "not_larger" else max
-                s = pick(ratio[a] for a in axes)
-                ratio = [s if a in axes else 1.0 for a in range(rank)]
-                want = [int(s * shape[a] + 0.5) if a in axes else shape[a]
-                        for a in range(rank)]
-            attrs = {"scales": ratio, "sizes": want}
-        else:
-            self.fail("needs scales or sizes")
-        attrs.update(mode="nearest", coordinate_transformation_mode=coord,
-                     nearest_mode=nearest)
-        self.emit("Resize", [x], [out], attrs)
-
-    def op_Upsample(self):
-        mode = self.attr_str("mode", "nearest")
-        if mode != "nearest":
-            self.fail(f"mode={mode!r} is not supported (only 'nearest')")
-        self._resize(self.in_name(0), self.const(1, "scales"), None, "asymmetric", "simple")
-
-    def op_Resize(self):
-        mode = self.attr_str("mode", "nearest")
-        if mode != "nearest":
-            self.fail(f"mode={mode!r} is not supported (only 'nearest')")
-        x = self.in_name(0)
-        if self.since < 11:
-            self._resize(x, self.const(1, "scales"), None, "asymmetric", "simple")
-            return
-        coord = self.attr_str("coordinate_transformation_mode", "half_pixel")
-        if coord == "tf_crop_and_resize":
-            self.fail("coordinate_transformation_mode='tf_crop_and_resize' is not supported")
-        nearest = self.attr_str("nearest_mode", "round_prefer_floor")
-        scales = self.const(2, "scales", optional=True)
-        sizes = self.const(3, "sizes", optional=True)
-        if scales is not None and scales.size and sizes is not None and sizes.size:
-            self.fail("give scales or sizes, not both")
-        axes = self.attr("axes") if self.since >= 18 else None
-        policy = self.attr_str("keep_aspect_ratio_policy", "stretch") \
-            if self.since >= 18 else "stretch"
-        if policy not in ("stretch", "not_larger", "not_smaller"):
-            self.fail(f"keep_aspect_ratio_policy={policy!r} not understood")
-        self._resize(x, scales, sizes, coord, nearest, axes, policy)
-

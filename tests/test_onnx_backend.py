@@ -26,6 +26,7 @@ NODE_OPS = {
     "Conv": ("conv", "basic_conv"), "Relu": ("relu",), "Clip": ("clip",), "Add": ("add",),
     "Sub": ("sub",), "Mul": ("mul",), "Div": ("div",), "Sum": ("sum",),
     "Sigmoid": ("sigmoid",), "HardSigmoid": ("hardsigmoid",), "HardSwish": ("hardswish",),
+    "Exp": ("exp",), "Tanh": ("tanh",),
     "LeakyRelu": ("leakyrelu",), "PRelu": ("prelu",),
     "Pad": ("constant_pad", "edge_pad", "reflect_pad", "wrap_pad"), "Dropout": ("dropout",),
     "Identity": ("identity",), "LRN": ("lrn",), "Unsqueeze": ("unsqueeze",),

@@ -1,0 +1,171 @@
+"""Normalizing ops: Softmax, BatchNormalization (inference), LRN and ReduceMean."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..opdef import REQUIRED, Attr, OnnxSpec, OpDef, register
+from ..reference import _axes, _f64, _out
+from ..shapes import _axes_list, _axis, _fail
+
+
+def _softmax_shape(node, shapes):
+    _axis(node, int(node.attr("axis", -1)), len(shapes[0]))
+    return [tuple(shapes[0])]
+
+
+def _batchnorm_shape(node, shapes):
+    x = shapes[0]
+    if len(x) < 2:
+        _fail(node, f"input X must be at least 2-D, got {tuple(x)}")
+    for i, nm in enumerate(("scale", "B", "mean", "var"), start=1):
+        if tuple(shapes[i]) != (x[1],):
+            _fail(node, f"{nm} has shape {tuple(shapes[i])}, expected ({x[1]},)")
+    return [tuple(x)]
+
+
+def _lrn_shape(node, shapes):
+    x = tuple(shapes[0])
+    if len(x) < 3:
+        _fail(node, f"input X must be at least 3-D (N, C, ...), got shape {x}")
+    if int(node.attr("size", 0)) < 1:
+        _fail(node, f"size={node.attr('size')} must be a positive int")
+    return [x]
+
+
+def _reduce_mean_shape(node, shapes):
+    x = tuple(shapes[0])
+    axes = node.attr("axes")
+    axes = list(range(len(x))) if axes is None else _axes_list(node, axes, len(x))
+    if int(node.attr("keepdims", 1)):
+        return [tuple(1 if i in axes else d for i, d in enumerate(x))]
+    return [tuple(d for i, d in enumerate(x) if i not in axes)]
+
+
+def softmax(inputs, attrs) -> np.ndarray:
+    """Softmax: exp(x - max) / sum along the single axis ``axis`` (default -1)."""
+    x = _f64(inputs[0])
+    axis = int(attrs.get("axis", -1))
+    if x.size == 0:
+        return _out(x)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return _out(e / np.sum(e, axis=axis, keepdims=True))
+
+
+def batch_normalization(inputs, attrs) -> np.ndarray:
+    """BatchNormalization (inference): (x - mean) / sqrt(var + eps) * scale + B over axis 1."""
+    x = _f64(inputs[0])
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale, bias, mean, var = (_f64(a).reshape(shape) for a in inputs[1:5])
+    eps = float(attrs.get("epsilon", 1e-5))
+    return _out((x - mean) / np.sqrt(var + eps) * scale + bias)
+
+
+def lrn(inputs, attrs) -> np.ndarray:
+    """LRN across channels: x / (bias + alpha / size * sum of x^2 over a channel window)^beta."""
+    x = _f64(inputs[0])
+    size = int(attrs["size"])
+    alpha = float(attrs.get("alpha", 1e-4))
+    beta, bias = float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0))
+    c = x.shape[1]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+    sq = x * x
+    acc = np.zeros_like(x)
+    for ch in range(c):
+        acc[:, ch] = sq[:, max(0, ch - lo):min(c, ch + hi + 1)].sum(axis=1)
+    return _out(x / (bias + alpha / size * acc) ** beta)
+
+
+def reduce_mean(inputs, attrs) -> np.ndarray:
+    """ReduceMean over ``axes`` (None or absent: all axes), keepdims 1."""
+    x = _f64(inputs[0])
+    axes = attrs.get("axes")
+    axes = tuple(range(x.ndim)) if axes is None else tuple(_axes(axes, x.ndim))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _out(np.mean(x, axis=axes, keepdims=bool(int(attrs.get("keepdims", 1)))))
+
+
+def _onnx_softmax(imp):
+    x = imp.in_name(0)
+    shape = imp.shape_of(x)
+    rank = len(shape)
+    default = -1 if imp.since >= 13 else 1
+    axis = int(imp.attr("axis", default))
+    if not -rank <= axis < max(rank, 1):
+        imp.fail(f"axis={axis} is out of range for input shape {shape}")
+    axis %= max(rank, 1)
+    out = imp.cur.output[0]
+    if imp.since >= 13 or axis == rank - 1:
+        imp.emit("Softmax", [x], [out], {"axis": axis if imp.since >= 13 else -1})
+        return
+    # opset < 13: softmax over the input flattened to 2-D at axis
+    flat, soft = imp.fresh(out + "_flat"), imp.fresh(out + "_2d")
+    imp.emit("Flatten", [x], [flat], {"axis": axis}, "_flatten")
+    imp.emit("Softmax", [flat], [soft], {"axis": 1})
+    imp.emit("Reshape", [soft], [out], {"shape": list(shape)}, "_reshape")
+
+
+def _onnx_batchnorm(imp):
+    if int(imp.attr("training_mode", 0)):
+        imp.fail("training_mode=1 is not supported (inference only)")
+    if any(t for t in imp.cur.output[1:]):
+        imp.fail("running mean/var outputs (training) are not supported")
+    imp._simple("BatchNormalization", imp._attrs("epsilon"))
+
+
+def _onnx_reduce_mean(imp):
+    keepdims = int(imp.attr("keepdims", 1))
+    if imp.since >= 18:
+        axes = imp._axes_input(1)
+        if not axes:
+            if int(imp.attr("noop_with_empty_axes", 0)):
+                imp.passthrough(imp.cur.output[0], imp.in_name(0))
+                return
+            axes = None
+    else:
+        axes = imp.attr("axes")
+        axes = None if axes is None else [int(a) for a in axes]
+    attrs = {"keepdims": keepdims}
+    if axes is not None:
+        attrs["axes"] = axes
+    imp.emit("ReduceMean", [imp.in_name(0)], imp.cur.output[:1], attrs)
+
+
+def _lrn_flops(node, ins, outs):
+    # per element: size squares and adds for the window sum, then scale, add, power, divide
+    return (2 * int(node.attr("size")) + 4) * math.prod(outs[0])
+
+
+register(OpDef(
+    "Softmax", attrs=(Attr("axis", "int", -1, "the axis normalized"),),
+    shape=_softmax_shape, reference=softmax,
+    flops=lambda node, ins, outs: 3 * math.prod(outs[0]),
+    onnx=OnnxSpec((1, 11, 13), frozenset({"axis"}), convert=_onnx_softmax),
+    builder="softmax", doc="exp(x - max) / sum along one axis"))
+register(OpDef(
+    "BatchNormalization", inputs=(5, 5),
+    attrs=(Attr("epsilon", "float", 1e-5, "added to var"),),
+    shape=_batchnorm_shape, reference=batch_normalization,
+    flops=lambda node, ins, outs: 3 * math.prod(outs[0]),
+    onnx=OnnxSpec((9, 14, 15), frozenset({"epsilon", "momentum", "training_mode"}),
+                  convert=_onnx_batchnorm),
+    builder="batch_norm", doc="inference form: (x - mean) / sqrt(var + eps) scale + B"))
+register(OpDef(
+    "LRN",
+    attrs=(Attr("size", "int", REQUIRED, "channels in the window"),
+           Attr("alpha", "float", 1e-4, "scale of the sum"),
+           Attr("beta", "float", 0.75, "exponent"), Attr("bias", "float", 1.0, "offset")),
+    shape=_lrn_shape, reference=lrn, flops=_lrn_flops,
+    onnx=OnnxSpec((1, 13), frozenset({"alpha", "beta", "bias", "size"})),
+    builder="lrn", doc="local response normalization across channels"))
+register(OpDef(
+    "ReduceMean",
+    attrs=(Attr("axes", "ints", None, "axes averaged (default: all)"),
+           Attr("keepdims", "int", 1, "1: keep them as size 1")),
+    shape=_reduce_mean_shape, reference=reduce_mean,
+    # one add per input element, one divide per output element
+    flops=lambda node, ins, outs: math.prod(ins[0]) + math.prod(outs[0]),
+    onnx=OnnxSpec((1, 11, 13, 18), frozenset({"axes", "keepdims", "noop_with_empty_axes"}),
+                  (18, (1,)), _onnx_reduce_mean),
+    builder="reduce_mean", doc="mean over axes, float64 accumulation"))
