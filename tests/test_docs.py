@@ -18,8 +18,12 @@ def python_blocks(path):
 def clean_registries():
     """Whatever a page registers (ops, conv families, backends) is taken away after."""
     from jitconv.backends import conv_family, default_registry
+    from jitconv.runtime import opdef
     families, backends = dict(conv_family.FAMILIES), set(default_registry.names())
+    ops = set(opdef.OPDEFS)
     yield
+    for op in set(opdef.OPDEFS) - ops:
+        opdef.unregister(op)
     for key in set(conv_family.FAMILIES) - set(families):
         conv_family.unregister_conv_family(key)
     for name in set(default_registry.names()) - backends:
