@@ -31,6 +31,14 @@ def code_digest(fn) -> int:
     return int.from_bytes(hashlib.sha256(_code_bytes(fn.__code__)).digest()[:7], "little")
 
 
+def _importable(fn) -> bool:
+    """True when ``fn`` can be found again by module and name (what the disk cache needs);
+    a scalar made in exec'd code or a closure is compiled afresh in each process instead."""
+    import sys
+    owner = sys.modules.get(getattr(fn, "__module__", None) or "")
+    return owner is not None and getattr(owner, fn.__qualname__, None) is fn
+
+
 def make_unary(scalar, nparams: int):
     """The kernel ``run(x, y, params)`` applying ``scalar(x, *params)`` elementwise."""
     key = (scalar, int(nparams))
@@ -48,7 +56,7 @@ def make_unary(scalar, nparams: int):
     # there only so that the kernel refers to it.
     digest = code_digest(scalar)
 
-    @njit(**_OPTS)
+    @njit(**(_OPTS if _importable(scalar) else {**_OPTS, "cache": False}))
     def run(x, y, params):
         if digest < 0:
             return
