@@ -25,6 +25,7 @@ exactly like the built-in ones (tests/test_conv_family.py registers a toy one).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from jitconv.errors import RegistryError
 from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
@@ -49,7 +50,7 @@ class ConvGeometry:
         return cls(tuple(x), tuple(w), tuple(out), tuple(strides), tuple(pads), tuple(dil),
                    int(node.attr("group", 1)))
 
-    @property
+    @cached_property
     def args(self) -> tuple:
         """(sh, sw, pt, pl, dh, dw): the window arguments every CPU conv kernel takes."""
         return (self.strides[0], self.strides[1], self.pads[0], self.pads[1],
@@ -77,7 +78,7 @@ class Epilogue:
                        float(node.attr("activation_max", float("inf"))), residual)
         return cls(ACT_NONE, 0.0, 0.0, residual)
 
-    @property
+    @cached_property
     def act_args(self) -> tuple:
         return (self.act, self.lo, self.hi)
 

@@ -676,29 +676,36 @@ class Session:
             else:
                 results[spec.name] = buffers[spec.name] = np.empty(p.shapes[spec.name],
                                                                    np.float32)
-        ops = self.info().ops if progress else None
         scratch = {m: self._memories[m].scratch(b) for m, b in ws.scratches.items()}
-        with ExitStack() as stack:
-            # each backend's run context: the CPU's fork guard and thread count
-            for backend in self._contexts:
-                stack.enter_context(backend.context(self.config,
-                                                    f"Session({self.graph.name!r}).run"))
-            for i, step in enumerate(self._steps):
-                if only is not None and i not in only:
-                    continue
-                if progress:
-                    progress(i, len(self._steps), ops[i])
-                ins = [buffers[t] if t else None for t in step.inputs]
-                outs = [buffers[t] for t in step.outputs]
-                if samples is None:
-                    step.kernel.run(ins, outs, scratch[step.space])
-                else:
-                    t0 = time.perf_counter()
-                    step.kernel.run(ins, outs, scratch[step.space])
-                    samples[i].append(time.perf_counter() - t0)
+        what = f"Session({self.graph.name!r}).run"
+        # each backend's run context (the CPU's: fork guard and thread count) around the run
+        if len(self._contexts) == 1:
+            with self._contexts[0].context(self.config, what):
+                self._run_steps(buffers, scratch, progress, samples, only)
+        else:
+            with ExitStack() as stack:
+                for backend in self._contexts:
+                    stack.enter_context(backend.context(self.config, what))
+                self._run_steps(buffers, scratch, progress, samples, only)
+        return results
+
+    def _run_steps(self, buffers, scratch, progress, samples, only):
+        ops = self.info().ops if progress else None
+        for i, step in enumerate(self._steps):
+            if only is not None and i not in only:
+                continue
+            if progress:
+                progress(i, len(self._steps), ops[i])
+            ins = [buffers[t] if t else None for t in step.inputs]
+            outs = [buffers[t] for t in step.outputs]
+            if samples is None:
+                step.kernel.run(ins, outs, scratch[step.space])
+            else:
+                t0 = time.perf_counter()
+                step.kernel.run(ins, outs, scratch[step.space])
+                samples[i].append(time.perf_counter() - t0)
         if progress:
             progress(len(self._steps), len(self._steps), None)
-        return results
 
     # -- reporting ---------------------------------------------------------------------
 
