@@ -6,12 +6,13 @@ from contextlib import contextmanager
 from jitconv.runtime.opdef import OPDEFS
 from jitconv.runtime.threads import check_fork, numba_threads
 
-from . import cpu_conv, cpu_gemm, cpu_ops
+from . import cpu_conv, cpu_convt, cpu_gemm, cpu_ops
 from .base import Backend, Target
 from .registry import default_registry
 
 CREATORS = {
     "Conv": cpu_conv.create_conv,
+    "ConvTranspose": cpu_convt.create_conv_transpose,
     "Relu": cpu_ops.create_relu,
     "Clip": cpu_ops.create_clip,
     "Add": cpu_ops.create_add,

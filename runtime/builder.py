@@ -151,6 +151,30 @@ class GraphBuilder:
                              f"or 'clip'")
         return self.node("Conv", [x, w] + ([b] if b is not None else []), attrs, name)
 
+    def conv_transpose2d(self, x, w, b=None, *, stride=1, padding=0, output_padding=0,
+                         dilation=1, groups=1, name=None) -> Tensor:
+        """Transposed 2-D convolution as torch.nn.functional.conv_transpose2d takes it:
+        ``w`` of shape (C, M/groups, KH, KW) (stored in conv layout, runtime/ops/
+        conv_transpose.py), ``padding`` an int or (ph, pw) cropped off each side."""
+        from .ops.conv_transpose import onnx_to_ir_weight
+        p = _pair(padding)
+        if isinstance(w, np.ndarray):
+            if w.ndim != 4:
+                raise GraphError(f"conv_transpose2d: w must be 4-D (C, M/groups, KH, KW), "
+                                 f"got shape {w.shape}")
+            try:
+                w = onnx_to_ir_weight(np.asarray(w, np.float32), int(groups))
+            except ValueError as exc:
+                raise GraphError(f"conv_transpose2d: {exc}") from None
+        else:
+            raise GraphError("conv_transpose2d: w must be a numpy array (the weights are "
+                             "constants)")
+        attrs = {"strides": _pair(stride), "pads": [p[0], p[1], p[0], p[1]],
+                 "output_padding": _pair(output_padding), "dilations": _pair(dilation),
+                 "group": int(groups)}
+        return self.node("ConvTranspose", [x, w] + ([b] if b is not None else []), attrs,
+                         name)
+
     def relu(self, x, name=None):
         return self.node("Relu", [x], {}, name)
 

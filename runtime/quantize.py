@@ -1,7 +1,7 @@
 """Weight quantization as a graph rewrite (MNN's ``--fp16`` / ``--weightQuantBits``).
 
-Only the weight of Conv (input 1) and Gemm (input 1, B) nodes is re-stored, when it is a
-Constant; biases and every other constant are left as they are. A MatMul whose B is a
+Only the weight of Conv, ConvTranspose (input 1, conv layout: a row is an output channel)
+and Gemm (input 1, B) nodes is re-stored, when it is a Constant; biases and every other constant are left as they are. A MatMul whose B is a
 2-D Constant and whose A is 2-D becomes a Gemm, and every Gemm weight is stored with
 transB=1, so a quantized row is always one output channel. Storage layouts are those of
 ``jitconv.runtime.ir.Constant``; ``Constant.as_float32`` decodes them.
@@ -197,7 +197,7 @@ def quantize_with_report(graph: Graph, weights: str, block: int | None = None,
             node.op_type = "Gemm"
             node.attrs.update(alpha=1.0, beta=1.0, transA=0, transB=0)
             notes.append("MatMul -> Gemm")
-        if c is None or node.op_type not in ("Conv", "Gemm"):
+        if c is None or node.op_type not in ("Conv", "ConvTranspose", "Gemm"):
             continue
         transpose = node.op_type == "Gemm" and not node.attr("transB", 0)
         if transpose:
@@ -209,7 +209,7 @@ def quantize_with_report(graph: Graph, weights: str, block: int | None = None,
         slots.append((node, node.inputs[1], transpose, storage, notes))
     no_weight = sorted(k for k in overrides if k not in {s[0].name for s in slots})
     if no_weight:
-        raise GraphError(f"quantize: overrides name nodes without a constant Conv/Gemm/MatMul "
+        raise GraphError(f"quantize: overrides name nodes without a constant Conv/ConvTranspose/Gemm/MatMul "
                          f"weight: {', '.join(map(repr, no_weight))}")
 
     # a constant keeps its name when it is re-stored one way only and read nowhere else
@@ -257,7 +257,8 @@ def quantize_with_report(graph: Graph, weights: str, block: int | None = None,
 
 def quantize(graph: Graph, weights: str, block: int | None = None, symmetric: bool = True,
              overrides: dict | None = None, *, print_report: bool = False) -> Graph:
-    """A new Graph whose Conv/Gemm/MatMul constant weights are stored as ``weights``.
+    """A new Graph whose Conv/ConvTranspose/Gemm/MatMul constant weights are stored as
+    ``weights``.
 
     ``weights``: "fp16", "int8" or "int4" ("fp32" re-stores as float32: only the Gemm
     rewrites happen). ``block``: None (per output channel) or a multiple of 16 input

@@ -57,7 +57,7 @@ def kernel_reference(graph, feeds, kernel, conv_input="x"):
     the documented rule (kernels.int8dot.activation_quant): the reference is then fed the
     same quantized input, and the tolerance stays that of fp32 accumulation. Valid only
     when that conv is the input's sole reader."""
-    if kernel == "conv2d_int8dot":
+    if "conv2d_int8dot" in kernel:          # a ConvTranspose's phases: conv_transpose(...)
         from jitconv.kernels.int8dot import activation_quant
         qx, sx = activation_quant(feeds[conv_input])
         feeds = {**feeds, conv_input: (qx * sx).astype(np.float32)}

@@ -23,7 +23,7 @@ from jitconv.runtime.onnx_backend import JitconvBackend  # noqa: E402
 # op -> name prefixes of its node test cases ("test_<prefix>" or "test_<prefix>_...";
 # the longest matching prefix decides the op)
 NODE_OPS = {
-    "Conv": ("conv", "basic_conv"), "Relu": ("relu",), "Clip": ("clip",), "Add": ("add",),
+    "Conv": ("conv", "basic_conv"), "ConvTranspose": ("convtranspose",), "Relu": ("relu",), "Clip": ("clip",), "Add": ("add",),
     "Sub": ("sub",), "Mul": ("mul",), "Div": ("div",), "Sum": ("sum",),
     "Sigmoid": ("sigmoid",), "HardSigmoid": ("hardsigmoid",), "HardSwish": ("hardswish",),
     "Exp": ("exp",), "Tanh": ("tanh",),
@@ -40,7 +40,8 @@ NODE_OPS = {
     "Softmax": ("softmax",), "BatchNormalization": ("batchnorm",),
 }
 # pytorch-converted cases (onnx/backend/test/data/pytorch-converted), by op
-PYTORCH_CONVERTED = {"Conv": "Conv", "MaxPool": "MaxPool", "AveragePool": "AvgPool"}
+PYTORCH_CONVERTED = {"Conv": "Conv", "MaxPool": "MaxPool", "AveragePool": "AvgPool",
+                     "ConvTranspose": "ConvTranspose"}
 
 # case name (without the device suffix) -> why it does not run on jitconv
 EXCLUDED = {
@@ -54,9 +55,8 @@ EXCLUDED = {
     "test_Conv3d_no_bias": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
     "test_Conv3d_stride": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
     "test_Conv3d_stride_padding": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_ConvTranspose2d": "ConvTranspose is not in jitconv's op set",
-    "test_ConvTranspose2d_no_bias": "ConvTranspose is not in jitconv's op set",
     "test_MaxPool3d": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
+    "test_convtranspose_3d": "3-D: jitconv's Conv and ConvTranspose kernels are 1-D and 2-D",
     "test_MaxPool3d_stride": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
     "test_MaxPool3d_stride_padding": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
     "test_add_int16": "int16 data: jitconv runs float32 tensors",

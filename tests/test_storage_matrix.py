@@ -22,6 +22,9 @@ CONV_KINDS = {
     "strided": (32, 16, 3, 2, 1, 1, 1),
     "dilated": (32, 16, 3, 1, 2, 2, 1),
     "1x1_stride2": (32, 16, 1, 2, 0, 1, 1),
+    # ConvTranspose (runtime/ops/conv_transpose.py): sub-pixel phases of ordinary convs
+    "transposed": (32, 16, 3, 2, 1, 1, 1),
+    "transposed_2x2": (32, 16, 2, 2, 0, 1, 1),
 }
 
 
@@ -30,8 +33,14 @@ def _graph(kind, seed=0):
     rng = np.random.default_rng(seed)
     g = jc.GraphBuilder(kind)
     x = g.input("x", (1, c, 9, 11))
-    y = g.conv2d(x, rand(rng, m, c // groups, k, k, scale=0.3), rand(rng, m), stride=stride,
-                 padding=pad, dilation=dil, groups=groups, activation="relu6", name="conv")
+    if kind.startswith("transposed"):
+        y = g.conv_transpose2d(x, rand(rng, c, m // groups, k, k, scale=0.3), rand(rng, m),
+                               stride=stride, padding=pad, output_padding=stride - 1,
+                               dilation=dil, groups=groups, name="conv")
+    else:
+        y = g.conv2d(x, rand(rng, m, c // groups, k, k, scale=0.3), rand(rng, m),
+                     stride=stride, padding=pad, dilation=dil, groups=groups,
+                     activation="relu6", name="conv")
     g.output(y, "conv_out")         # every pixel of the conv itself
     y = g.flatten(g.global_average_pool(y))
     g.output(g.dense(y, rand(rng, 10, m, scale=0.3), rand(rng, 10), name="fc"), "y")
@@ -66,7 +75,7 @@ def test_every_combination_runs_and_matches(kind, storage):
         what = f"{kind} {storage_id(storage)} {memory} {precision} {conv.kernel}"
         assert_close(got["conv_out"], want["conv_out"], rtol=1e-4, what=f"conv output: {what}")
         assert_close(got["y"], want["y"], rtol=1e-4, what=f"y: {what}")
-        if memory == "low" or stored_as == "fp32" or conv.kernel == "conv2d_int8dot":
+        if memory == "low" or stored_as == "fp32" or "conv2d_int8dot" in conv.kernel:
             # (the int8 dot kernel reads int8 weights as stored in every memory mode)
             assert conv.storage == stored_as
         else:

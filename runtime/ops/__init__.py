@@ -1,3 +1,4 @@
 """The built-in ops, one file per family; importing this package registers them all
 (runtime/opdef.py imports it on first use)."""
-from . import conv, elementwise, layout, linalg, loadtime, normalize, pool, resize  # noqa: F401
+from . import (conv, conv_transpose, elementwise, layout, linalg, loadtime,  # noqa: F401
+               normalize, pool, resize)
