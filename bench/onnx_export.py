@@ -10,8 +10,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 def to_onnx(graph, opset=17):
     nodes, inits = [], []
+    # ConvTranspose weights are kept in conv layout (M, C/g, KH, KW); ONNX wants (C, M/g, ...)
+    convt = {n.inputs[1]: int(n.attrs.get("group", 1)) for n in graph.nodes
+             if n.op_type == "ConvTranspose"}
     for name, c in graph.constants.items():
-        inits.append(numpy_helper.from_array(c.as_float32(), name))
+        w = c.as_float32()
+        if name in convt:
+            g = convt[name]
+            m, cg, kh, kw = w.shape
+            w = np.ascontiguousarray(w.reshape(g, m // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)
+                                     .reshape(g * cg, m // g, kh, kw))
+        inits.append(numpy_helper.from_array(w, name))
     for n in graph.nodes:
         attrs = {k: v for k, v in n.attrs.items() if not k.startswith("_")}
         act = attrs.pop("activation", "")

@@ -97,6 +97,39 @@ def resnet50(*, input_size=224, batch=1, num_classes=1000, seed=0, name="resnet5
     return g.build()
 
 
+def unet(*, input_size=128, batch=1, base=32, levels=3, classes=2, seed=0, name="unet"):
+    """A U-Net-shaped segmentation graph: per level two 3x3 conv + ReLU and a 2x2 max pool
+    down, a 2x2 stride-2 ConvTranspose up, the skip concatenated, two 3x3 convs; a 1x1 head.
+    Seeded random weights."""
+    g = GraphBuilder(name)
+    wts = _Weights(seed)
+    x = g.input("input", (batch, 3, input_size, input_size))
+    cin, skips = 3, []
+    for level in range(levels + 1):
+        width = base * 2 ** level
+        for j in range(2):
+            w, b = wts.conv(width, cin, 3)
+            x = g.conv2d(x, w, b, padding=1, activation="relu", name=f"down{level}_{j}")
+            cin = width
+        if level < levels:
+            skips.append(x)
+            x = g.max_pool(x, 2, name=f"pool{level}")
+    for level in reversed(range(levels)):
+        width = base * 2 ** level
+        w, _ = wts.conv(cin, width, 2)        # torch's layout: (C_in, C_out, 2, 2)
+        _, b = wts.conv(width, cin, 1)
+        x = g.conv_transpose2d(x, w * 0.5, b, stride=2, name=f"up{level}")
+        x = g.concat([x, skips[level]], axis=1, name=f"skip{level}")
+        cin = 2 * width
+        for j in range(2):
+            w, b = wts.conv(width, cin, 3)
+            x = g.conv2d(x, w, b, padding=1, activation="relu", name=f"dec{level}_{j}")
+            cin = width
+    w, b = wts.conv(classes, cin, 1)
+    g.output(g.conv2d(x, w, b, name="head"), "logits")
+    return g.build()
+
+
 def conv_chain(*, layers=20, channels=16, size=32, seed=0, name="conv_chain"):
     """A plain chain of 3x3 conv + ReLU layers (used to test the memory planner)."""
     g = GraphBuilder(name)

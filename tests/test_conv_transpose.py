@@ -175,3 +175,13 @@ def test_torch_unet_decoder_matches_in_every_memory_mode(tmp_path):
             ups = [op for op in sess.info().ops if op.op_type == "ConvTranspose"]
             assert all(op.storage == (storage if memory == "low" else f"fp32 (from {storage})")
                        for op in ups)
+
+
+def test_builtin_unet_matches_the_reference(rng):
+    from jitconv.models import unet
+    graph = unet(input_size=32, base=8)
+    x = rand(rng, 1, 3, 32, 32)
+    sess = jc.Session(graph, jc.Config(threads=2))
+    assert_close(sess.run(x)["logits"], evaluate(graph, {"input": x})["logits"],
+                 what="models.unet")
+    assert [op.op_type for op in sess.info().ops].count("ConvTranspose") == 3
