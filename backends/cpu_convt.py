@@ -89,7 +89,11 @@ class ConvTranspose(Kernel):
     """ConvTranspose as sub-pixel phase convs (see the module docstring)."""
 
     def __init__(self, ctx):
-        self.node, self.ctx = ctx.node, ctx
+        self.node = ctx.node
+        # what the phase convs are created with; not ctx itself, whose constants would keep
+        # the whole stored weight alive beside the phases' share of it
+        self._shapes = (list(ctx.in_shapes), [ctx.out_shapes[0]])
+        self._config, self._target = ctx.config, ctx.target
         w, b = ctx.constant(1), ctx.constant(2)
         if w is None:
             raise GraphError(f"{ctx.node.describe()}: ConvTranspose weights must be constants "
@@ -127,9 +131,8 @@ class ConvTranspose(Kernel):
                     consts = {1: phase_w}
                     if self.bias_const is not None:
                         consts[2] = self.bias_const
-                    ctx = OpContext(conv_node, list(self.ctx.in_shapes),
-                                    [self.ctx.out_shapes[0]], consts, self.ctx.config,
-                                    self.ctx.target)
+                    ctx = OpContext(conv_node, *self._shapes, consts, self._config,
+                                    self._target)
                     entry["conv"] = Conv(ctx)
                     entry["taps"] = (len(th), len(tw))
                     entry["w"] = tuple(phase_w.shape)

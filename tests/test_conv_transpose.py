@@ -185,3 +185,17 @@ def test_builtin_unet_matches_the_reference(rng):
     assert_close(sess.run(x)["logits"], evaluate(graph, {"input": x})["logits"],
                  what="models.unet")
     assert [op.op_type for op in sess.info().ops].count("ConvTranspose") == 3
+
+
+def test_the_stored_weight_is_released_once_split_into_phases(rng):
+    """The phases hold the weights between them: nothing keeps the whole stored weight."""
+    import gc
+    import weakref
+    graph, _, _ = _graph(rng, CASES[1])
+    w = next(c for c in graph.constants.values() if c.data.ndim == 4)
+    ref = weakref.ref(w.data)
+    sess = jc.Session(graph, jc.Config(threads=1))
+    del graph, w
+    gc.collect()
+    assert ref() is None
+    assert sess.info().weight_bytes == 8 * 16 * 4 * 4 * 4 + 16 * 4
