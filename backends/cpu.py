@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from jitconv.runtime.opdef import OPDEFS
 from jitconv.runtime.threads import check_fork, numba_threads
 
-from . import cpu_conv, cpu_convt, cpu_gemm, cpu_ops
+from . import cpu_conv, cpu_convt, cpu_gemm, cpu_norm, cpu_ops
 from .base import Backend, Target
 from .registry import default_registry
 
@@ -46,6 +46,9 @@ CREATORS = {
     "Resize": cpu_ops.create_resize,
     "Split": cpu_ops.create_split,
     "Slice": cpu_ops.create_slice,
+    "LayerNormalization": cpu_norm.create_layer_norm,
+    "GroupNormalization": cpu_norm.create_group_norm,
+    "InstanceNormalization": cpu_norm.create_instance_norm,
 }
 
 

@@ -420,9 +420,12 @@ def create_reduce_mean(ctx):
 
 
 def create_resize(ctx):
+    node = ctx.node
+    if node.attr("mode", "nearest") != "nearest":      # linear, cubic: backends/cpu_resize.py
+        from .cpu_resize import create_resize_interp  # noqa: PLC0415
+        return create_resize_interp(ctx)
     if len(ctx.in_shapes[0]) > 4:
         return None
-    node = ctx.node
     coord = node.attr("coordinate_transformation_mode", "half_pixel")
     nearest = node.attr("nearest_mode", "round_prefer_floor")
 

@@ -5,7 +5,12 @@
   added before the activation; t must have the conv output's shape and be produced
   before the conv runs.
 - fuse_activations: Conv -> Relu / Clip becomes one Conv with a fused epilogue.
-All fire only when the conv's output has no other reader and is not a graph output.
+- fuse_channel_layernorm: Transpose(N,C,...->N,...,C) -> LayerNormalization(last axis)
+  -> Transpose(back), as ConvNeXt exports a LayerNorm over channels, becomes one
+  LayerNormalization with the private attribute _channels=1 (normalized over axis 1;
+  no transposes run).
+All fire only when the intermediate tensors have no other reader and are not graph
+outputs.
 """
 from __future__ import annotations
 
@@ -104,6 +109,41 @@ def fuse_activations(graph: Graph) -> Graph:
     return _rebuild(graph, replace, drop, dict(graph.constants))
 
 
+def _perm_to_last(rank):
+    return [0] + list(range(2, rank)) + [1]
+
+
+def _perm_from_last(rank):
+    return [0, rank - 1] + list(range(1, rank - 1))
+
+
+def fuse_channel_layernorm(graph: Graph) -> Graph:
+    consumers = graph.consumers()
+    replace, drop = {}, set()
+    for node in graph.nodes:
+        if node.op_type != "Transpose" or node.name in drop:
+            continue
+        perm = [int(p) for p in node.attr("perm", [])]
+        rank = len(perm)
+        if rank < 3 or perm != _perm_to_last(rank):
+            continue
+        ln = _single_reader(graph, consumers, node.outputs[0])
+        if ln is None or ln.op_type != "LayerNormalization" or ln.inputs[0] != node.outputs[0] \
+                or int(ln.attr("_channels", 0)) or int(ln.attr("axis", -1)) % rank != rank - 1 \
+                or node.outputs[0] in ln.inputs[1:]:
+            continue
+        back = _single_reader(graph, consumers, ln.outputs[0])
+        if back is None or back.op_type != "Transpose" or \
+                [int(p) for p in back.attr("perm", [])] != _perm_from_last(rank):
+            continue
+        attrs = {k: v for k, v in ln.attrs.items() if k != "axis"}
+        attrs.update(_channels=1, _fused=list(ln.attr("_fused", [])) + [node.name, back.name])
+        replace[ln.name] = Node("LayerNormalization", [node.inputs[0]] + list(ln.inputs[1:]),
+                                list(back.outputs), attrs, ln.name)
+        drop.update((node.name, back.name))
+    return _rebuild(graph, replace, drop, dict(graph.constants))
+
+
 def _rebuild(graph, replace, drop, constants):
     if not replace:
         return graph
@@ -117,4 +157,4 @@ def _rebuild(graph, replace, drop, constants):
 
 def optimize(graph: Graph) -> Graph:
     """The default pass pipeline a Session runs."""
-    return fuse_activations(fuse_residual(fold_batchnorm(graph)))
+    return fuse_activations(fuse_residual(fold_batchnorm(fuse_channel_layernorm(graph))))

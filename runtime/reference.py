@@ -30,6 +30,7 @@ __all__ = [
     "evaluate",
     "slice_bounds",
     "resize_source_index",
+    "resize_axis_table",
 ]
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -176,6 +177,82 @@ def resize_source_index(in_size: int, out_size: int, scale: float, coord: str,
     if nearest not in _NEAREST:
         raise ValueError(f"unknown nearest_mode {nearest!r}")
     return np.clip(_NEAREST[nearest](orig, scale), 0, max(in_size - 1, 0)).astype(np.int64)
+
+
+def _interp_coeffs(ratio: float, scale: float, mode: str, a: float, antialias: bool):
+    """Interpolation weights of the neighbours of a point ``ratio`` past the left one."""
+    if mode == "linear" and not antialias:
+        return np.array([1 - ratio, ratio])
+    if mode == "cubic" and not antialias:
+        r, q = ratio, 1 - ratio
+        return np.array([((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
+                         ((a + 2) * r - (a + 3)) * r * r + 1,
+                         ((a + 2) * q - (a + 3)) * q * q + 1,
+                         ((a * (q + 1) - 5 * a) * (q + 1) + 8 * a) * (q + 1) - 4 * a])
+    scale = min(scale, 1.0)
+    if mode == "linear":      # antialias: a triangle widened by 1 / scale
+        start = int(np.floor(-1 / scale) + 1)
+        args = (np.arange(start, 2 - start) - ratio) * scale
+        c = np.clip(1 - np.abs(args), 0, 1)
+        return c / c.sum()
+    start = int(np.floor(-2 / scale) + 1)     # cubic, antialias
+    x = np.abs(scale * (np.arange(start, 2 - start) - ratio))
+    c = np.where(x <= 1, (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1,
+                 np.where(x < 2, a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a, 0.0))
+    return c / c.sum()
+
+
+def resize_axis_table(in_size: int, out_size: int, scale: float, coord: str, mode: str,
+                      cubic_a: float = -0.75, exclude_outside: bool = False,
+                      antialias: bool = False, roi=(0.0, 1.0)):
+    """One axis of a linear or cubic Resize, as the ONNX definition computes it.
+
+    Returns (idx, w, outside): output position o is sum_k w[o, k] * x[idx[o, k]]
+    (indices clamped to the input, as ONNX's edge padding does), or the extrapolation
+    value where ``outside[o]`` (tf_crop_and_resize: the source point is off the input).
+    """
+    y = np.arange(out_size, dtype=np.float64)
+    scale = float(scale)
+    width = scale * in_size                  # ONNX uses scale x input, not out_size
+    outside = np.zeros(out_size, np.uint8)
+    if coord == "align_corners":
+        x = np.zeros(out_size) if width == 1 else y * (in_size - 1) / (width - 1)
+    elif coord == "asymmetric":
+        x = y / scale
+    elif coord == "tf_crop_and_resize":
+        lo, hi = float(roi[0]), float(roi[1])
+        x = np.full(out_size, (hi - lo) * (in_size - 1) / 2) if width == 1 else \
+            y * (hi - lo) * (in_size - 1) / (width - 1)
+        x = x + lo * (in_size - 1)
+        outside = ((x < 0) | (x > in_size - 1)).astype(np.uint8)
+    elif coord == "pytorch_half_pixel":
+        x = np.full(out_size, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
+    elif coord == "half_pixel":
+        x = (y + 0.5) / scale - 0.5
+    elif coord == "half_pixel_symmetric":
+        x = in_size / 2 * (1 - out_size / width) + (y + 0.5) / scale - 0.5
+    else:
+        raise ValueError(f"unknown coordinate_transformation_mode {coord!r}")
+    base = np.floor(x)
+    ratio = np.where(x == base, 1.0, x - base)    # a whole x counts from its left neighbour
+    coeffs = [_interp_coeffs(float(r), scale, mode, cubic_a, antialias) for r in ratio]
+    n = len(coeffs[0]) if coeffs else (2 if mode == "linear" else 4)
+    w = np.array(coeffs, np.float64).reshape(out_size, n)
+    # the n neighbours nearest x, ties to the smaller index (ONNX's neighbour choice)
+    pad = -(-n // 2)
+    xp = x + pad
+    p = np.floor(xp)
+    frac = xp - p
+    if n % 2 == 0:
+        first = p + np.where(frac == 0, -(n // 2), -(n // 2) + 1)
+    else:
+        first = p + np.where(frac <= 0.5, -((n - 1) // 2), -((n - 1) // 2) + 1)
+    idx = first.astype(np.int64)[:, None] + np.arange(n)[None, :] - pad
+    if exclude_outside:
+        w = np.where((idx < 0) | (idx >= in_size), 0.0, w)
+        total = w.sum(axis=1, keepdims=True)
+        w = w / np.where(total == 0, 1.0, total)
+    return np.clip(idx, 0, max(in_size - 1, 0)), w, outside
 
 
 def slice_bounds(dim: int, start: int, end: int, step: int) -> slice:

@@ -424,9 +424,9 @@ def test_unsupported_attribute_and_attribute_value():
               {"x": (1, 1, 3, 3)}, {"y": None}, 13, {"w": np.ones((1, 1, 1, 1), np.float32)})
     with pytest.raises(GraphError, match=r"Conv node 'c' \(opset 13\): attribute foo"):
         import_model(m)
-    m = model([helper.make_node("Resize", ["x", "", "s"], ["y"], name="r", mode="linear")],
+    m = model([helper.make_node("Resize", ["x", "", "s"], ["y"], name="r", mode="area")],
               {"x": (1, 1, 3, 3)}, {"y": None}, 13, {"s": np.ones(4, np.float32)})
-    with pytest.raises(GraphError, match=r"Resize node 'r' \(opset 13\): mode='linear'"):
+    with pytest.raises(GraphError, match=r"Resize node 'r' \(opset 13\): mode='area'"):
         import_model(m)
 
 

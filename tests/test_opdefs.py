@@ -46,6 +46,9 @@ EXAMPLES = {
     "Slice": ([X], {"starts": [1], "ends": [5], "axes": [2]}, 1),
     "Pad": ([X], {"pads": [0, 0, 1, 1, 0, 0, 1, 1]}, 1),
     "Resize": ([X], {"scales": [1.0, 1.0, 2.0, 2.0]}, 1),
+    "LayerNormalization": ([X, (6, 5), (5,)], {"axis": 2}, 1),
+    "GroupNormalization": ([X, (3,), (3,)], {"num_groups": 3}, 1),
+    "InstanceNormalization": ([X, (3,), (3,)], {}, 1),
 }
 
 

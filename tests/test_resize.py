@@ -64,6 +64,15 @@ def b_matmul(g, x):
     return g.gemm(g.reshape(y, (-1, 3)), w(3, 2), w(2))
 
 
+def b_norms_linear_resize(g, x):
+    y = g.group_norm(x, w(4), w(4), num_groups=2)
+    y = g.instance_norm(y, w(4), w(4))
+    t = g.layer_norm(g.transpose(y, (0, 2, 3, 1)), w(4), w(4), axis=-1)
+    y = g.transpose(t, (0, 3, 1, 2))              # fused: a channel-wise LayerNorm
+    y = g.layer_norm(y, w(1), axis=2)             # over H and W, Scale broadcast
+    return g.resize(y, scales=[1, 1, 2.0, 1.5], mode="linear")
+
+
 BUILDER = {  # name -> (build, spatial size allowed)
     "classifier": (b_classifier, True),
     "conv_pools": (b_conv_pools, True),
@@ -71,6 +80,7 @@ BUILDER = {  # name -> (build, spatial size allowed)
     "elementwise": (b_elementwise, True),
     "layout": (b_layout, False),
     "matmul": (b_matmul, False),
+    "norms_linear_resize": (b_norms_linear_resize, True),
 }
 
 

@@ -1,4 +1,5 @@
-"""Normalizing ops: Softmax, BatchNormalization (inference), LRN and ReduceMean."""
+"""Normalizing ops: Softmax, BatchNormalization (inference), LRN, ReduceMean, and
+LayerNormalization, GroupNormalization, InstanceNormalization."""
 from __future__ import annotations
 
 import math
@@ -169,3 +170,133 @@ register(OpDef(
     onnx=OnnxSpec((1, 11, 13, 18), frozenset({"axes", "keepdims", "noop_with_empty_axes"}),
                   (18, (1,)), _onnx_reduce_mean),
     builder="reduce_mean", doc="mean over axes, float64 accumulation"))
+
+
+# ---------------------------------------------------------------- layer / group / instance norm
+
+def _norm_params(node, shapes, names, want):
+    """Check that each present parameter input broadcasts to ``want``."""
+    for i, nm in enumerate(names, start=1):
+        s = shapes[i] if i < len(shapes) else None
+        if s is None:
+            continue
+        s = tuple(s)
+        if len(s) > len(want) or any(a not in (1, b) for a, b in zip(s[::-1], want[::-1])):
+            _fail(node, f"input {nm} has shape {s}, which does not broadcast to {want}")
+
+
+def _layer_norm_shape(node, shapes):
+    x = tuple(shapes[0])
+    if int(node.attr("_channels", 0)):
+        if len(x) < 2:
+            _fail(node, f"input X must be at least 2-D (N, C, ...), got {x}")
+        _norm_params(node, shapes, ("Scale", "B"), (x[1],))
+        return [x]
+    axis = _axis(node, int(node.attr("axis", -1)), len(x))
+    _norm_params(node, shapes, ("Scale", "B"), x[axis:])
+    return [x]
+
+
+def _group_norm_shape(node, shapes, groups=None):
+    x = tuple(shapes[0])
+    if len(x) < 2:
+        _fail(node, f"input X must be at least 2-D (N, C, ...), got {x}")
+    g = x[1] if groups is None else int(node.attr("num_groups"))
+    if g < 1 or x[1] % g:
+        _fail(node, f"num_groups={g} must be positive and divide the {x[1]} channels of {x}")
+    for i, nm in ((1, "scale"), (2, "bias")):
+        if tuple(shapes[i]) not in ((x[1],), (g,)):
+            _fail(node, f"input {nm} has shape {tuple(shapes[i])}; expected ({x[1]},) "
+                        f"(per channel) or ({g},) (per group)")
+    return [x]
+
+
+def layer_normalization(inputs, attrs) -> np.ndarray:
+    """LayerNormalization: (x - mean) / sqrt(var + eps) * Scale + B, statistics over the
+    axes from ``axis`` to the last (with the private ``_channels=1``: over axis 1 only,
+    Scale and B per channel)."""
+    x = _f64(inputs[0])
+    eps = float(attrs.get("epsilon", 1e-5))
+    if int(attrs.get("_channels", 0)):
+        axes = (1,)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        scale = _f64(inputs[1]).reshape(-1)
+        scale = np.broadcast_to(scale, (x.shape[1],)).reshape(shape)
+        b = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros(1)
+        b = np.broadcast_to(_f64(b).reshape(-1), (x.shape[1],)).reshape(shape)
+    else:
+        axis = int(attrs.get("axis", -1)) % x.ndim
+        axes = tuple(range(axis, x.ndim))
+        scale = _f64(inputs[1])
+        b = _f64(inputs[2]) if len(inputs) > 2 and inputs[2] is not None else 0.0
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    return _out((x - mean) / np.sqrt(var + eps) * scale + b)
+
+
+def group_normalization(inputs, attrs) -> np.ndarray:
+    """GroupNormalization: statistics per (sample, group of C / num_groups channels);
+    scale and bias per channel (opset 21) or per group (opset 18), told by their size."""
+    x = _f64(inputs[0])
+    n, c = x.shape[:2]
+    g = int(attrs["num_groups"])
+    eps = float(attrs.get("epsilon", 1e-5))
+    xg = x.reshape(n, g, -1)
+    mean = xg.mean(axis=2, keepdims=True)
+    var = ((xg - mean) ** 2).mean(axis=2, keepdims=True)
+    y = ((xg - mean) / np.sqrt(var + eps)).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    scale, bias = (np.repeat(_f64(a).reshape(-1), c // a.size if a.size != c else 1)
+                   for a in (np.asarray(inputs[1]), np.asarray(inputs[2])))
+    return _out(y * scale.reshape(shape) + bias.reshape(shape))
+
+
+def instance_normalization(inputs, attrs) -> np.ndarray:
+    """InstanceNormalization: group normalization with one group per channel."""
+    x = np.asarray(inputs[0])
+    return group_normalization(inputs, {**attrs, "num_groups": x.shape[1]})
+
+
+def _onnx_layer_norm(imp):
+    if any(t for t in imp.cur.output[1:]):
+        imp.fail("outputs Mean and InvStdDev (training) are not supported; only Y")
+    imp._simple("LayerNormalization", imp._attrs("axis", "epsilon"))
+
+
+def _onnx_group_norm(imp):
+    if any(t for t in imp.cur.output[1:]):
+        imp.fail("has more than one output")
+    imp._simple("GroupNormalization", imp._attrs("num_groups", "epsilon"))
+
+
+def _norm_flops(node, ins, outs):
+    # per element: add (mean), sub, square, add (var), then sub, mul, mul, add
+    return 8 * math.prod(outs[0])
+
+
+register(OpDef(
+    "LayerNormalization", inputs=(2, 3),
+    attrs=(Attr("axis", "int", -1, "first normalized axis; it and all after it"),
+           Attr("epsilon", "float", 1e-5, "added to the variance"),
+           Attr("_channels", "int", 0, "private: 1 normalizes over axis 1 of (N, C, ...) "
+                "(runtime/passes.py fuses NHWC transposes into it)")),
+    shape=_layer_norm_shape, reference=layer_normalization, flops=_norm_flops,
+    onnx=OnnxSpec((17,), frozenset({"axis", "epsilon", "stash_type"}),
+                  convert=_onnx_layer_norm),
+    builder="layer_norm", doc="(x - mean) / sqrt(var + eps) Scale + B over trailing axes"))
+register(OpDef(
+    "GroupNormalization", inputs=(3, 3),
+    attrs=(Attr("num_groups", "int", REQUIRED, "groups the channels split into"),
+           Attr("epsilon", "float", 1e-5, "added to the variance")),
+    shape=lambda node, shapes: _group_norm_shape(node, shapes, groups=True),
+    reference=group_normalization, flops=_norm_flops,
+    onnx=OnnxSpec((18, 21), frozenset({"num_groups", "epsilon", "stash_type"}),
+                  convert=_onnx_group_norm),
+    builder="group_norm", doc="normalized per (sample, channel group); scale, bias per "
+                              "channel or per group"))
+register(OpDef(
+    "InstanceNormalization", inputs=(3, 3),
+    attrs=(Attr("epsilon", "float", 1e-5, "added to the variance"),),
+    shape=_group_norm_shape, reference=instance_normalization, flops=_norm_flops,
+    onnx=OnnxSpec((6, 22), frozenset({"epsilon"})),
+    builder="instance_norm", doc="normalized per (sample, channel); scale, bias per channel"))
