@@ -1,3 +1,4 @@
 """The built-in ops, one file per family; importing this package registers them all
 (runtime/opdef.py imports it on first use)."""
-from . import conv, elementwise, layout, linalg, loadtime, normalize, pool, resize  # noqa: F401
+from . import (broadcast, conv, elementwise, layout, linalg, loadtime, normalize,  # noqa: F401
+               pool, reduce, resize)
