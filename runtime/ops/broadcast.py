@@ -63,7 +63,9 @@ def _variadic(fn):
     def ref(inputs, attrs):
         if _is_int(*inputs):
             return functools.reduce(fn, [np.asarray(a) for a in inputs])
-        return _out(functools.reduce(fn, [_f64(a) for a in inputs]))
+        out = functools.reduce(fn, [_f64(a) for a in inputs])
+        dtype = np.result_type(*inputs)      # float16 / float64 data folds in its dtype
+        return out.astype(dtype if dtype.kind == "f" else np.float32)
     return ref
 
 

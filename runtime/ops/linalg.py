@@ -164,8 +164,11 @@ def _einsum_shape(node, shapes):
 
 
 def einsum(inputs, attrs) -> np.ndarray:
-    """Einsum: numpy's einsum of ``equation`` (the reference takes any equation)."""
-    return _out(np.einsum(attrs["equation"].replace(" ", ""), *[_f64(a) for a in inputs]))
+    """Einsum: numpy's einsum of ``equation`` (the reference takes any equation; float64
+    or float16 data, folded at load, keeps its dtype)."""
+    out = np.einsum(attrs["equation"].replace(" ", ""), *[_f64(a) for a in inputs])
+    dtype = np.result_type(*inputs)
+    return np.asarray(out).astype(dtype if dtype.kind == "f" else np.float32)
 
 
 def _einsum_flops(node, ins, outs):
@@ -177,5 +180,5 @@ register(OpDef(
     "Einsum", inputs=(1, None),
     attrs=(Attr("equation", "str", REQUIRED, "the einsum equation"),),
     shape=_einsum_shape, reference=einsum, flops=_einsum_flops,
-    onnx=OnnxSpec((12,), frozenset({"equation"})), builder="einsum",
+    onnx=OnnxSpec((12, 28), frozenset({"equation"})), builder="einsum",
     doc="an einsum that is one (batched) matrix product, operands in any axis order"))

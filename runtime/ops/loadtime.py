@@ -155,7 +155,7 @@ register(OpDef(
     "Cast", reference=cast, shape=_cast_shape,
     flops=lambda node, ins, outs: int(np.prod(outs[0], dtype=np.int64)),
     attrs=(Attr("to", "int", REQUIRED, "ONNX TensorProto data type number"),),
-    onnx=OnnxSpec((9, 13) + _LATER, frozenset({"to", "saturate", "round_mode"}),
+    onnx=OnnxSpec((9, 13) + _LATER + (28,), frozenset({"to", "saturate", "round_mode"}),
                   convert=_onnx_cast), builder="cast",
     doc="change dtype (folded at load; at run time float only: to float16 rounds, "
         "to float/double is removed)"))
