@@ -74,10 +74,14 @@ def create_where(ctx):
 
 # -- copies -------------------------------------------------------------------------------
 
+def _to_half(i, o):
+    with np.errstate(over="ignore"):      # beyond float16's range: inf, as ONNX says
+        np.copyto(o[0], i[0].astype(np.float16))
+
+
 def create_cast(ctx):
     if int(ctx.node.attr("to")) == 10:
-        return Simple("cast_float16", "numpy: round to half precision and back",
-                      lambda i, o: np.copyto(o[0], i[0].astype(np.float16)))
+        return Simple("cast_float16", "numpy: round to half precision and back", _to_half)
     return Simple("copy", "a cast to float32/float64 changes no float32 value",
                   lambda i, o: np.copyto(o[0], i[0]))
 

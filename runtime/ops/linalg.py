@@ -124,13 +124,12 @@ def einsum_matmul(equation, shape_a, shape_b):
         raise ValueError(f"output letters {sorted(set(out) - set(ta) - set(tb))} are in no input")
     k = [c for c in ta if c in tb and c not in out]
     batch = [c for c in out if c in ta and c in tb]
-    m = [c for c in ta if c in out and c not in tb]
-    n = [c for c in tb if c in out and c not in ta]
+    m = [c for c in ta if c in out and c not in tb]        # merged into the rows
+    n = [c for c in tb if c in out and c not in ta]        # merged into the columns
     alone = [c for c in ta + tb if c not in out and c not in k]
-    if len(k) != 1 or len(m) > 1 or len(n) > 1 or alone:
-        raise ValueError("not one matrix product: it needs exactly one summed letter shared "
-                         "by both inputs, at most one letter of the output from each input "
-                         "alone, and no letter summed within one input")
+    if len(k) != 1 or alone:
+        raise ValueError("not one matrix product: it needs exactly one summed letter, "
+                         "shared by both inputs, and no letter summed within one input")
     size = {}
     for t, s in ((ta, shape_a), (tb, shape_b)):
         for c, d in zip(t, s):
@@ -143,8 +142,10 @@ def einsum_matmul(equation, shape_a, shape_b):
     perm_a = [ta.index(c) for c in batch + m + k]
     perm_b = [tb.index(c) for c in batch + k + n]
     bsz = [size[c] for c in batch]
-    a3 = tuple(shape_a[ta.index(c)] for c in batch) + (size[m[0]] if m else 1, size[k[0]])
-    b3 = tuple(shape_b[tb.index(c)] for c in batch) + (size[k[0]], size[n[0]] if n else 1)
+    a3 = tuple(shape_a[ta.index(c)] for c in batch) + (math.prod(size[c] for c in m),
+                                                       size[k[0]])
+    b3 = tuple(shape_b[tb.index(c)] for c in batch) + (size[k[0]],
+                                                       math.prod(size[c] for c in n))
     res = batch + m + n
     out_perm = [res.index(c) for c in out]
     return (perm_a, perm_b, a3, b3, tuple(bsz), tuple(size[c] for c in res), out_perm,

@@ -46,7 +46,8 @@ def cast(inputs, attrs) -> np.ndarray:
     to = int(attrs["to"])
     if to not in CAST_TYPES:
         raise ValueError(f"Cast to ONNX type {to} is not supported")
-    return np.asarray(inputs[0]).astype(CAST_TYPES[to])
+    with np.errstate(over="ignore", invalid="ignore"):    # out of range: inf (floats)
+        return np.asarray(inputs[0]).astype(CAST_TYPES[to])
 
 
 # float types a run-time (float32) tensor may be cast to: float32 and float64 change
