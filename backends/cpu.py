@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from jitconv.runtime.opdef import OPDEFS
 from jitconv.runtime.threads import check_fork, numba_threads
 
-from . import cpu_conv, cpu_convt, cpu_gemm, cpu_norm, cpu_ops
+from . import cpu_conv, cpu_convt, cpu_gemm, cpu_math, cpu_norm, cpu_ops
 from .base import Backend, Target
 from .registry import default_registry
 
@@ -49,6 +49,22 @@ CREATORS = {
     "LayerNormalization": cpu_norm.create_layer_norm,
     "GroupNormalization": cpu_norm.create_group_norm,
     "InstanceNormalization": cpu_norm.create_instance_norm,
+    "Gelu": cpu_math.create_gelu,
+    "Pow": cpu_math.create_pow,
+    "Max": cpu_math.create_max,
+    "Min": cpu_math.create_min,
+    "Equal": cpu_math.create_equal,
+    "Less": cpu_math.create_less,
+    "Greater": cpu_math.create_greater,
+    "Where": cpu_math.create_where,
+    "Cast": cpu_math.create_cast,
+    "Expand": cpu_math.create_expand,
+    "Tile": cpu_math.create_tile,
+    "ReduceSum": cpu_math.create_reduce_sum,
+    "ReduceMax": cpu_math.create_reduce_max,
+    "ReduceL2": cpu_math.create_reduce_l2,
+    "ArgMax": cpu_math.create_argmax,
+    "Einsum": cpu_math.create_einsum,
 }
 
 

@@ -7,7 +7,9 @@ imports and prepares a Session on first use and returns the outputs in graph ord
 Inputs jitconv cannot take at run time (integer tensors, and inputs that feed a
 parameter such as a Reshape shape or Clip bounds) are bound as constants: the rep imports
 the model again for each new set of their values (cached). Outputs computed at load keep
-their ONNX dtype (e.g. the int64 of Shape).
+their ONNX dtype (e.g. the int64 of Shape); run-time outputs, float32 in a Session, are
+cast to the dtype the graph declares for them where numpy has it (bool for Equal/Less/
+Greater, int64 for ArgMax, float16 for a Cast to it), as an ONNX backend must return.
 
 Keyword arguments of ``prepare`` (``backend``, ``threads``, ``precision``, ``memory``)
 go to ``jitconv.Config``.
@@ -28,6 +30,26 @@ from onnx.backend.base import Backend, BackendRep, namedtupledict  # noqa: E402
 _CONFIG_KEYS = ("backend", "threads", "precision", "memory")
 
 
+def _declared_dtype(vi):
+    """The numpy dtype a graph output declares, or None (no tensor type, float32, or a
+    type numpy lacks such as bfloat16)."""
+    if not vi.type.HasField("tensor_type"):
+        return None
+    elem = vi.type.tensor_type.elem_type
+    if elem in (0, 1):
+        return None
+    try:
+        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    except Exception:
+        return None
+    return dt if dt.kind in "biu" or dt in (np.float16, np.float64) else None
+
+
+def _as_declared(value, dtype):
+    """A run-time output (float32) as the declared dtype: 0/1 to bool, indices to ints."""
+    return value if dtype is None else value.astype(dtype)
+
+
 class JitconvRep(BackendRep):
     """A prepared ONNX model: runs it with a jitconv Session."""
 
@@ -38,6 +60,7 @@ class JitconvRep(BackendRep):
         self.input_names = [vi.name for vi in model.graph.input if vi.name not in inits]
         self.output_names = [vi.name for vi in model.graph.output]
         self.bound = inputs_needing_values(model)
+        self.out_dtypes = {vi.name: _declared_dtype(vi) for vi in model.graph.output}
         self._cache = {}
 
     def _feeds(self, inputs):
@@ -69,8 +92,8 @@ class JitconvRep(BackendRep):
         result, sess = self.prepared(feeds)
         runtime = {s.name: feeds[s.name] for s in result.graph.inputs}
         got = sess.run(runtime)
-        outs = [result.folded_outputs[n].copy() if n in result.folded_outputs else got[n]
-                for n in self.output_names]
+        outs = [result.folded_outputs[n].copy() if n in result.folded_outputs
+                else _as_declared(got[n], self.out_dtypes[n]) for n in self.output_names]
         return namedtupledict("Outputs", self.output_names)(*outs)
 
 

@@ -11,8 +11,6 @@ is refused with a JitconvError rather than a crash or a wrong answer.
 """
 from __future__ import annotations
 
-import re
-
 import pytest
 
 onnx = pytest.importorskip("onnx")
@@ -20,214 +18,8 @@ import onnx.backend.test  # noqa: E402
 
 from jitconv.runtime.onnx_backend import JitconvBackend  # noqa: E402
 
-# op -> name prefixes of its node test cases ("test_<prefix>" or "test_<prefix>_...";
-# the longest matching prefix decides the op)
-NODE_OPS = {
-    "Conv": ("conv", "basic_conv"), "ConvTranspose": ("convtranspose",), "Relu": ("relu",), "Clip": ("clip",), "Add": ("add",),
-    "Sub": ("sub",), "Mul": ("mul",), "Div": ("div",), "Sum": ("sum",),
-    "Sigmoid": ("sigmoid",), "HardSigmoid": ("hardsigmoid",), "HardSwish": ("hardswish",),
-    "Exp": ("exp",), "Tanh": ("tanh",),
-    "LeakyRelu": ("leakyrelu",), "PRelu": ("prelu",),
-    "Pad": ("constant_pad", "edge_pad", "reflect_pad", "wrap_pad"), "Dropout": ("dropout",),
-    "Identity": ("identity",), "LRN": ("lrn",), "Unsqueeze": ("unsqueeze",),
-    "Squeeze": ("squeeze",), "Shape": ("shape",), "Gather": ("gather",),
-    "Constant": ("constant",), "ConstantOfShape": ("constantofshape",),
-    "ReduceMean": ("reduce_mean",), "Resize": ("resize",), "Upsample": ("upsample",),
-    "Split": ("split",), "Slice": ("slice",), "MaxPool": ("maxpool",),
-    "AveragePool": ("averagepool",), "GlobalAveragePool": ("globalaveragepool",),
-    "Concat": ("concat",), "Flatten": ("flatten",), "Reshape": ("reshape",),
-    "Transpose": ("transpose",), "Gemm": ("gemm",), "MatMul": ("matmul",),
-    "Softmax": ("softmax",), "BatchNormalization": ("batchnorm",),
-    "LayerNormalization": ("layer_normalization",),
-    "GroupNormalization": ("group_normalization",),
-    "InstanceNormalization": ("instancenorm",),
-}
-# pytorch-converted cases (onnx/backend/test/data/pytorch-converted), by op
-PYTORCH_CONVERTED = {"Conv": "Conv", "MaxPool": "MaxPool", "AveragePool": "AvgPool",
-                     "ConvTranspose": "ConvTranspose"}
-
-# case name (without the device suffix) -> why it does not run on jitconv
-EXCLUDED = {
-    "test_AvgPool3d": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_AvgPool3d_stride": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_AvgPool3d_stride1_pad0_gpu_input": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_Conv3d": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_Conv3d_dilated": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_Conv3d_dilated_strided": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_Conv3d_groups": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_Conv3d_no_bias": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_Conv3d_stride": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_Conv3d_stride_padding": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_MaxPool3d": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_convtranspose_3d": "3-D: jitconv's Conv and ConvTranspose kernels are 1-D and 2-D",
-    "test_MaxPool3d_stride": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_MaxPool3d_stride_padding": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_add_int16": "int16 data: jitconv runs float32 tensors",
-    "test_add_int8": "int8 data: jitconv runs float32 tensors",
-    "test_add_uint16": "uint16 data: jitconv runs float32 tensors",
-    "test_add_uint32": "uint32 data: jitconv runs float32 tensors",
-    "test_add_uint64": "uint64 data: jitconv runs float32 tensors",
-    "test_add_uint8": "uint8 data: jitconv runs float32 tensors",
-    "test_averagepool_3d_default": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_averagepool_3d_dilations_small": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_batchnorm_epsilon_training_mode": "BatchNormalization training_mode=1 (jitconv is inference only)",
-    "test_batchnorm_example_training_mode": "BatchNormalization training_mode=1 (jitconv is inference only)",
-    "test_clip_default_int8_inbounds": "int8 data: jitconv runs float32 tensors",
-    "test_clip_default_int8_inbounds_expanded": "int8 data: jitconv runs float32 tensors",
-    "test_clip_default_int8_max": "int8 data: jitconv runs float32 tensors",
-    "test_clip_default_int8_max_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_default_int8_min": "int8 data: jitconv runs float32 tensors",
-    "test_clip_default_int8_min_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_default_max_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_default_min_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_example_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_inbounds_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_min_greater_than_max_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_outbounds_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_clip_splitbounds_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_div_int16": "int16 data: jitconv runs float32 tensors",
-    "test_div_int32_trunc": "int32 data: jitconv runs float32 tensors",
-    "test_div_int8": "int8 data: jitconv runs float32 tensors",
-    "test_div_uint16": "uint16 data: jitconv runs float32 tensors",
-    "test_div_uint32": "uint32 data: jitconv runs float32 tensors",
-    "test_div_uint64": "uint64 data: jitconv runs float32 tensors",
-    "test_div_uint8": "uint8 data: jitconv runs float32 tensors",
-    "test_edge_pad": "int32 data: jitconv runs float32 tensors (float edge padding is tested in tests/test_onnx_import.py)",
-    "test_gather_elements_0": "GatherElements is a different op, not in jitconv's op set",
-    "test_gather_elements_1": "GatherElements is a different op, not in jitconv's op set",
-    "test_gather_elements_negative_indices": "GatherElements is a different op, not in jitconv's op set",
-    "test_group_normalization_epsilon_expanded": "function-expanded form; its body uses Sqrt, not in jitconv's op set",
-    "test_group_normalization_example_expanded": "function-expanded form; its body uses Sqrt, not in jitconv's op set",
-    "test_hardsigmoid_default_expanded_ver18": "function-expanded form; its body uses Max, not in jitconv's op set",
-    "test_hardsigmoid_example_expanded_ver18": "function-expanded form; its body uses Max, not in jitconv's op set",
-    "test_hardsigmoid_expanded_ver18": "function-expanded form; its body uses Max, not in jitconv's op set",
-    "test_identity_opt": "optional/sequence types: jitconv runs tensors only",
-    "test_identity_sequence": "optional/sequence types: jitconv runs tensors only",
-    "test_layer_normalization_2d_axis0": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_2d_axis0_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_2d_axis0_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_2d_axis1": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_2d_axis1_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_2d_axis1_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_2d_axis_negative_1": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_2d_axis_negative_1_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_2d_axis_negative_1_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_2d_axis_negative_2": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_2d_axis_negative_2_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_2d_axis_negative_2_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis0_epsilon": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_3d_axis0_epsilon_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis0_epsilon_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis1_epsilon": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_3d_axis1_epsilon_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis1_epsilon_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis2_epsilon": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_3d_axis2_epsilon_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis2_epsilon_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis_negative_1_epsilon": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_3d_axis_negative_1_epsilon_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis_negative_1_epsilon_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis_negative_2_epsilon": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_3d_axis_negative_2_epsilon_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis_negative_2_epsilon_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis_negative_3_epsilon": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_3d_axis_negative_3_epsilon_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_3d_axis_negative_3_epsilon_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis0": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis0_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis0_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis1": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis1_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis1_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis2": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis2_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis2_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis3": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis3_expanded": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis3_expanded_ver18": "function-expanded form; its body uses Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_1": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis_negative_1_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_1_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_2": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis_negative_2_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_2_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_3": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis_negative_3_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_3_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_4": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_4d_axis_negative_4_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_4d_axis_negative_4_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_default_axis": "LayerNormalization's Mean and InvStdDev outputs (training) are refused; Y alone is checked against this case in tests/test_norm_resize.py",
-    "test_layer_normalization_default_axis_expanded": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_layer_normalization_default_axis_expanded_ver18": "function-expanded form; its body uses Neg, Reciprocal, Size and Sqrt, not in jitconv's op set",
-    "test_leakyrelu_default_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_leakyrelu_example_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_leakyrelu_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_maxpool_2d_uint8": "uint8 data: jitconv runs float32 tensors",
-    "test_maxpool_3d_default": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_maxpool_3d_dilations": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_maxpool_3d_dilations_use_ref_impl": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_maxpool_3d_dilations_use_ref_impl_large": "3-D: jitconv's Conv and pool kernels are 1-D and 2-D",
-    "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's second output (Indices) is not supported",
-    "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's second output (Indices) is not supported",
-    "test_mul_int16": "int16 data: jitconv runs float32 tensors",
-    "test_mul_int8": "int8 data: jitconv runs float32 tensors",
-    "test_mul_uint16": "uint16 data: jitconv runs float32 tensors",
-    "test_mul_uint32": "uint32 data: jitconv runs float32 tensors",
-    "test_mul_uint64": "uint64 data: jitconv runs float32 tensors",
-    "test_mul_uint8": "uint8 data: jitconv runs float32 tensors",
-    "test_prelu_broadcast_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_prelu_example_expanded": "function-expanded form; its body uses Where, not in jitconv's op set",
-    "test_reflect_pad": "int32 data: jitconv runs float32 tensors (float reflect padding is tested in tests/test_onnx_import.py)",
-    "test_relu_expanded_ver18": "function-expanded form; its body uses Max, not in jitconv's op set",
-    "test_reshape_allowzero_reordered": "Reshape allowzero=1 with a 0 in the shape is not supported",
-    "test_softmax_axis_0_expanded": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_axis_0_expanded_ver18": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_axis_1_expanded": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_axis_1_expanded_ver18": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_axis_2_expanded": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_axis_2_expanded_ver18": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_default_axis_expanded": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_default_axis_expanded_ver18": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_example_expanded": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_example_expanded_ver18": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_large_number_expanded": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_large_number_expanded_ver18": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_negative_axis_expanded": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_softmax_negative_axis_expanded_ver18": "function-expanded form; its body uses ReduceSum, not in jitconv's op set",
-    "test_split_to_sequence_1": "SplitToSequence is a different op, not in jitconv's op set",
-    "test_split_to_sequence_2": "SplitToSequence is a different op, not in jitconv's op set",
-    "test_split_to_sequence_nokeepdims": "SplitToSequence is a different op, not in jitconv's op set",
-    "test_sub_int16": "int16 data: jitconv runs float32 tensors",
-    "test_sub_int8": "int8 data: jitconv runs float32 tensors",
-    "test_sub_uint16": "uint16 data: jitconv runs float32 tensors",
-    "test_sub_uint32": "uint32 data: jitconv runs float32 tensors",
-    "test_sub_uint64": "uint64 data: jitconv runs float32 tensors",
-    "test_sub_uint8": "uint8 data: jitconv runs float32 tensors",
-    "test_wrap_pad": "int32 data: jitconv runs float32 tensors (float wrap padding is tested in tests/test_onnx_import.py)",
-}
-
-_PREFIXES = sorted(((p, op) for op, ps in NODE_OPS.items() for p in ps),
-                   key=lambda t: -len(t[0]))
-_TORCH = re.compile(r"^test_(%s)" % "|".join(PYTORCH_CONVERTED.values()))
-
-
-def case_op(category: str, name: str):
-    """The jitconv op a case (name without device suffix) tests, or None if not included."""
-    if category == "NodeModel":
-        for prefix, op in _PREFIXES:
-            if name == f"test_{prefix}" or name.startswith(f"test_{prefix}_"):
-                return op
-    elif category == "PyTorchConvertedModel":
-        m = _TORCH.match(name)
-        if m:
-            return next(op for op, p in PYTORCH_CONVERTED.items() if p == m.group(1))
-    return None
+from jitconv.runtime.onnx_conformance import (  # noqa: E402, F401
+    EXCLUDED, NODE_OPS, PYTORCH_CONVERTED, case_op)
 
 
 def _collect():
@@ -292,16 +84,8 @@ def test_excluded_cases_fail_with_a_clear_error():
             JitconvBackend.prepare(model).run(inputs)
 
 
-# ops none of whose ONNX node cases can run, and where the op is checked instead
-NO_RUNNABLE_CASE = {
-    "LayerNormalization": "every case also reads the Mean and InvStdDev outputs, which "
-                          "jitconv refuses (inference: Y only); tests/test_norm_resize.py "
-                          "runs each case with those outputs removed and checks Y",
-}
-
-
 def test_every_supported_op_has_passing_cases():
-    for op in set(NODE_OPS) - set(NO_RUNNABLE_CASE):
+    for op in NODE_OPS:
         names = CASES.get(("NodeModel", op), [])
         assert any(n not in EXCLUDED for n in names), f"no node case of {op} runs"
 

@@ -24,7 +24,7 @@ from jitconv.runtime.shapes import infer_node
 DOCS = (pathlib.Path(__file__).parents[1] / "docs" / "ops.md").read_text()
 KINDS = ("int", "ints", "float", "floats", "str", "strs", "int tensor", "tensor")
 LAYOUT = {"Concat", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather",
-          "Split", "Slice", "Identity"}          # data movement only: 0 FLOPs
+          "Split", "Slice", "Identity", "Expand", "Tile"}          # data movement: 0 FLOPs
 X = (2, 3, 6, 5)
 
 # op -> (input shapes, attributes, outputs) of a small node; ops not listed take one or
@@ -49,6 +49,10 @@ EXAMPLES = {
     "LayerNormalization": ([X, (6, 5), (5,)], {"axis": 2}, 1),
     "GroupNormalization": ([X, (3,), (3,)], {"num_groups": 3}, 1),
     "InstanceNormalization": ([X, (3,), (3,)], {}, 1),
+    "Cast": ([X], {"to": 10}, 1),
+    "Expand": ([X], {"shape": [4, 1, 1, 1, 1]}, 1),
+    "Tile": ([X], {"repeats": [1, 2, 1, 3]}, 1),
+    "Einsum": ([(2, 3, 4), (2, 4, 5)], {"equation": "bij,bjk->bik"}, 1),
 }
 
 

@@ -71,6 +71,25 @@ def b_norms_linear_resize(g, x):
     y = g.transpose(t, (0, 3, 1, 2))              # fused: a channel-wise LayerNorm
     y = g.layer_norm(y, w(1), axis=2)             # over H and W, Scale broadcast
     return g.resize(y, scales=[1, 1, 2.0, 1.5], mode="linear")
+def b_math(g, x):
+    """Gelu, Pow, variadic Max/Min, the comparisons, Where and a float16 Cast."""
+    y = g.pow(g.abs(g.gelu(x, approximate="tanh")), g.constant(np.float32(1.5)))
+    y = g.min(g.max(y, x, g.constant(w(4, 1, 1))), g.constant(np.float32(2.0)))
+    c = g.equal(g.greater(x, g.constant(w(1, 4, 1, 1))), g.less(x, g.constant(w(4, 1, 1))))
+    return g.where(c, y, g.cast(x, to=10))
+
+
+def b_reduce(g, x):
+    """ReduceSum/Max/L2 and ArgMax, added back together with broadcasting."""
+    y = g.add(g.reduce_sum(x, axes=[1, 3]), g.reduce_max(x, axes=[2]))
+    return g.add(g.add(y, g.reduce_l2(x, axes=[1])), g.argmax(x, axis=1))
+
+
+def b_copies_einsum(g, x):
+    """Einsum (W is its summed axis), Expand and Tile, concatenated."""
+    e = g.einsum(x, g.constant(w(5, 3)), equation="nchw,wk->nchk")
+    return g.concat([e, g.expand(g.reduce_max(x, axes=[3]), shape=[1, 1, 1, 5]),
+                     g.tile(x, repeats=[1, 1, 1, 2])], axis=3)
 
 
 BUILDER = {  # name -> (build, spatial size allowed)
@@ -81,6 +100,9 @@ BUILDER = {  # name -> (build, spatial size allowed)
     "layout": (b_layout, False),
     "matmul": (b_matmul, False),
     "norms_linear_resize": (b_norms_linear_resize, True),
+    "math": (b_math, True),
+    "reduce": (b_reduce, True),
+    "copies_einsum": (b_copies_einsum, False),
 }
 
 

@@ -147,6 +147,124 @@ def identity(inputs, attrs) -> np.ndarray:
     return _keep(inputs[0])
 
 
+# -- math (issue 20): each a reference in float64 and a scalar the CPU kernel is made of
+
+def log(inputs, attrs) -> np.ndarray:
+    """Log: natural logarithm (log 0 = -inf, log of a negative = NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _out(np.log(_f64(inputs[0])))
+
+
+def log_scalar(x):
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(inputs, attrs) -> np.ndarray:
+    """Erf: the Gauss error function, 2 / sqrt(pi) * integral of exp(-t^2) from 0 to x."""
+    return _out(_erf(_f64(inputs[0])).astype(np.float64))
+
+
+def erf_scalar(x):
+    return math.erf(x)
+
+
+def softplus(inputs, attrs) -> np.ndarray:
+    """Softplus: ln(exp(x) + 1) (computed as logaddexp(0, x): no overflow for large x)."""
+    return _out(np.logaddexp(0.0, _f64(inputs[0])))
+
+
+def softplus_scalar(x):
+    if x > 0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+def mish(inputs, attrs) -> np.ndarray:
+    """Mish: x * tanh(softplus(x))."""
+    x = _f64(inputs[0])
+    return _out(x * np.tanh(np.logaddexp(0.0, x)))
+
+
+def mish_scalar(x):
+    sp = x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+    return x * math.tanh(sp)
+
+
+def sqrt(inputs, attrs) -> np.ndarray:
+    """Sqrt: square root (NaN for a negative input)."""
+    with np.errstate(invalid="ignore"):
+        return _out(np.sqrt(_f64(inputs[0])))
+
+
+def sqrt_scalar(x):
+    return math.sqrt(x) if x >= 0 else math.nan
+
+
+def reciprocal(inputs, attrs) -> np.ndarray:
+    """Reciprocal: 1 / x (1 / 0 = inf, as IEEE)."""
+    with np.errstate(divide="ignore"):
+        return _out(1.0 / _f64(inputs[0]))
+
+
+def reciprocal_scalar(x):
+    return 1.0 / x
+
+
+def neg(inputs, attrs) -> np.ndarray:
+    """Neg: -x (integers keep their dtype, for folding)."""
+    if _is_int(inputs[0]):
+        return np.negative(inputs[0])
+    return _out(-_f64(inputs[0]))
+
+
+def neg_scalar(x):
+    return -x
+
+
+def abs_(inputs, attrs) -> np.ndarray:
+    """Abs: |x| (integers keep their dtype, for folding)."""
+    if _is_int(inputs[0]):
+        return np.abs(inputs[0])
+    return _out(np.abs(_f64(inputs[0])))
+
+
+def abs_scalar(x):
+    return abs(x)
+
+
+GELU_MODES = ("none", "tanh")
+
+
+def gelu(inputs, attrs) -> np.ndarray:
+    """Gelu (opset 20): 0.5 x (1 + erf(x / sqrt 2)); approximate="tanh":
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    x = _f64(inputs[0])
+    mode = attrs.get("approximate", "none")
+    if mode == "tanh":
+        return _out(0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))))
+    if mode != "none":
+        raise ValueError(f"Gelu approximate={mode!r}: expected one of {GELU_MODES}")
+    return _out(0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64)))
+
+
+def gelu_scalar(x):
+    return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
+
+
+def gelu_tanh_scalar(x):
+    return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+def _gelu_shape(node, shapes):
+    mode = node.attr("approximate", "none")
+    if mode not in GELU_MODES:
+        _fail(node, f"approximate={mode!r} must be one of {GELU_MODES}")
+    return [tuple(shapes[0])]
+
+
 # -- ONNX converters -------------------------------------------------------------------
 
 def _onnx_clip(imp):
@@ -213,6 +331,21 @@ _unary("Exp", exp, 1, (6, 13), "exp", "e ** x", scalar=exp_scalar)
 _unary("Tanh", tanh, 1, (6, 13), "tanh", "hyperbolic tangent", scalar=tanh_scalar)
 _unary("Identity", identity, 0, (1, 13, 14, 16, 19, 21, 23, 24, 25), "identity",
        "a copy (no arithmetic: 0 FLOPs)", convert=_onnx_identity)
+
+# math (issue 20); FLOPs count the scalar's arithmetic roughly (a transcendental as 1)
+_unary("Log", log, 1, (6, 13), "log", "natural logarithm", scalar=log_scalar)
+_unary("Erf", erf, 1, (9, 13), "erf", "Gauss error function", scalar=erf_scalar)
+_unary("Softplus", softplus, 3, (1, 22), "softplus", "ln(exp(x) + 1)", scalar=softplus_scalar)
+_unary("Mish", mish, 5, (18, 22), "mish", "x tanh(softplus(x))", scalar=mish_scalar)
+_unary("Sqrt", sqrt, 1, (6, 13), "sqrt", "square root", scalar=sqrt_scalar)
+_unary("Reciprocal", reciprocal, 1, (6, 13), "reciprocal", "1 / x", scalar=reciprocal_scalar)
+_unary("Neg", neg, 1, (6, 13), "neg", "-x", scalar=neg_scalar)
+_unary("Abs", abs_, 1, (6, 13), "abs", "|x|", scalar=abs_scalar)
+# gelu: a string attribute picks one of two scalars (backends/cpu_math.py's create_gelu)
+register(OpDef("Gelu", attrs=(Attr("approximate", "str", "none", '"none" (erf) or "tanh"'),),
+               shape=_gelu_shape, reference=gelu, flops=_per_element(8),
+               onnx=OnnxSpec((20,), frozenset({"approximate"})), builder="gelu",
+               doc="0.5 x (1 + erf(x / sqrt 2)), or the tanh approximation"))
 
 _binary_op("Add", add, (7, 13, 14), "add", "a + b, numpy broadcasting")
 _binary_op("Sub", sub, (7, 13, 14), "sub", "a - b, numpy broadcasting")

@@ -1,6 +1,7 @@
 """Ops that exist only while an ONNX model loads: their values are computed (folded) at
 load with these references, or they are removed; none reaches a Session, so none has a
-shape rule, FLOP count or kernel."""
+shape rule, FLOP count or kernel. The exception is Cast, which also runs in a Session
+between float types (float32 in and out: a cast to float16 rounds to half precision)."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,22 @@ def cast(inputs, attrs) -> np.ndarray:
     to = int(attrs["to"])
     if to not in CAST_TYPES:
         raise ValueError(f"Cast to ONNX type {to} is not supported")
-    return np.asarray(inputs[0]).astype(CAST_TYPES[to])
+    with np.errstate(over="ignore", invalid="ignore"):    # out of range: inf (floats)
+        return np.asarray(inputs[0]).astype(CAST_TYPES[to])
+
+
+# float types a run-time (float32) tensor may be cast to: float32 and float64 change
+# nothing (the importer removes such a Cast), float16 rounds each value to half precision
+RUNTIME_CASTS = (1, 10, 11)
+
+
+def _cast_shape(node, shapes):
+    to = int(node.attr("to"))
+    if to not in RUNTIME_CASTS:
+        from ..shapes import _fail  # noqa: PLC0415
+        _fail(node, f"to={to}: a run-time Cast goes to a float type only (1 float, 10 "
+                    f"float16, 11 double); other types fold at load")
+    return [tuple(shapes[0])]
 
 
 def _onnx_dropout(imp):
@@ -65,11 +81,14 @@ def _onnx_cast(imp):
     x = imp.in_name(0)
     if x in imp.values:
         imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
-    elif to == 1:
+    elif to in (1, 11):
         imp.passthrough(imp.cur.output[0], x)
+    elif to == 10:
+        imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
     else:
         imp.fail(f"casts a run-time tensor to ONNX type {to}; jitconv runs float32 "
-                 f"tensors only (integer tensors must fold away at load)")
+                 f"tensors and casts them at run time to float types only (float, "
+                 f"double, float16); integer tensors must fold away at load")
 
 
 def _onnx_constant(imp):
@@ -113,6 +132,20 @@ def _onnx_shape(imp):
     imp.values[imp.cur.output[0]] = run_op("Shape", [dummy], attrs)
 
 
+def size(inputs, attrs) -> np.ndarray:
+    """Size: the input's element count as a 0-d int64."""
+    return np.array(np.asarray(inputs[0]).size, dtype=np.int64)
+
+
+def _onnx_size(imp):
+    x = imp.in_name(0)
+    if x not in imp.values:
+        imp.fixed_input_shapes = True     # folded for the declared input shapes
+    dummy = imp.values[x] if x in imp.values else \
+        np.broadcast_to(np.uint8(0), imp.shape_of(x))
+    imp.values[imp.cur.output[0]] = run_op("Size", [dummy], {})
+
+
 _LATER = (19, 21, 23, 24, 25)     # later definitions only added types
 
 register(OpDef(
@@ -120,6 +153,10 @@ register(OpDef(
     attrs=(Attr("start", "int", 0, "first axis"), Attr("end", "int", None, "end axis")),
     onnx=OnnxSpec((1, 13, 15) + _LATER, frozenset({"start", "end"}), convert=_onnx_shape),
     doc="the input's shape as int64 (folded at load)"))
+register(OpDef(
+    "Size", inputs=(1, 1), reference=size, runtime=False,
+    onnx=OnnxSpec((1, 13) + _LATER, frozenset(), convert=_onnx_size),
+    doc="the input's element count as int64 (folded at load)"))
 register(OpDef(
     "Constant", inputs=(0, 0), reference=constant, runtime=False,
     attrs=(Attr("value", "tensor", REQUIRED, "the array"),),
@@ -134,11 +171,13 @@ register(OpDef(
                   _onnx_constant_of_shape),
     doc="an array of the shape input 0 holds, filled with value (folded at load)"))
 register(OpDef(
-    "Cast", reference=cast, runtime=False,
+    "Cast", reference=cast, shape=_cast_shape,
+    flops=lambda node, ins, outs: int(np.prod(outs[0], dtype=np.int64)),
     attrs=(Attr("to", "int", REQUIRED, "ONNX TensorProto data type number"),),
-    onnx=OnnxSpec((9, 13) + _LATER, frozenset({"to", "saturate", "round_mode"}),
-                  convert=_onnx_cast),
-    doc="change dtype (folded at load; a cast of a run-time tensor to float is removed)"))
+    onnx=OnnxSpec((9, 13) + _LATER + (28,), frozenset({"to", "saturate", "round_mode"}),
+                  convert=_onnx_cast), builder="cast",
+    doc="change dtype (folded at load; at run time float only: to float16 rounds, "
+        "to float/double is removed)"))
 register(OpDef(
     "Dropout", inputs=(1, 3), reference=identity, runtime=False,
     onnx=OnnxSpec((7, 10, 12, 13, 22), frozenset({"ratio", "seed"}), (12, (1, 2)),
