@@ -2,10 +2,10 @@
 
 - ConvNeXt-style block: depthwise 7x7 conv, LayerNorm over channels written as
   permute -> F.layer_norm -> permute back (ConvNeXt's channels-first LayerNorm), a
-  pointwise MLP (1x1 convs) and a residual add. The MLP's activation is SiLU (x *
-  sigmoid(x), exported as Sigmoid and Mul) instead of ConvNeXt's GELU: Gelu / Erf are not
-  in this branch's op set. The Transpose -> LayerNormalization -> Transpose chain must
-  run as one channel-wise LayerNorm (runtime/passes.py), with no Transpose left.
+  pointwise MLP (1x1 convs) with GELU (exported at opset 17 as Div, Erf, Add, Mul) and a
+  residual add; a SiLU block too (Sigmoid and Mul). The Transpose -> LayerNormalization
+  -> Transpose chain must run as one channel-wise LayerNorm (runtime/passes.py), with no
+  Transpose left.
 - FPN-style neck: lateral 1x1 convs, F.interpolate(scale_factor=2) bilinear
   (align_corners=False) and nearest, adds, a 3x3 output conv; a GroupNorm head.
 
@@ -41,12 +41,12 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class ConvNeXtBlock(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, act=nn.GELU):
         super().__init__()
         self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
         self.norm = LayerNorm2d(c, eps=1e-6)
         self.pw1 = nn.Conv2d(c, 4 * c, 1)
-        self.act = nn.SiLU()            # GELU in ConvNeXt; see the module docstring
+        self.act = act()
         self.pw2 = nn.Conv2d(4 * c, c, 1)
         self.gamma = nn.Parameter(0.5 + torch.rand(c, 1, 1))
 
@@ -59,7 +59,7 @@ class ConvNeXtNet(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(3, 16, 4, stride=4)
         self.stem_norm = LayerNorm2d(16, eps=1e-6)
-        self.blocks = nn.Sequential(ConvNeXtBlock(16), ConvNeXtBlock(16))
+        self.blocks = nn.Sequential(ConvNeXtBlock(16), ConvNeXtBlock(16, nn.SiLU))
 
     def forward(self, x):
         return self.blocks(self.stem_norm(self.stem(x)))
