@@ -19,7 +19,9 @@ WINDOW_ATTRS = (
 ONNX_WINDOW = frozenset({"auto_pad", "pads", "strides", "kernel_shape"})
 
 
-def _shape(node, shapes):
+def check_inputs(node, shapes, layout=""):
+    """X (N, C, H, W), W (M, C/group, KH, KW), bias (M,) and kernel_shape agree (Conv and
+    ConvTranspose, whose W has the same layout in the IR); ``layout`` names it in errors."""
     x, w = shapes[0], shapes[1]
     _need_rank(node, x, 4)
     _need_rank(node, w, 4, "weight W")
@@ -27,13 +29,18 @@ def _shape(node, shapes):
     if group < 1 or x[1] % group or w[0] % group:
         _fail(node, f"group={group} must divide input channels {x[1]} and output channels {w[0]}")
     if w[1] * group != x[1]:
-        _fail(node, f"weight W shape {tuple(w)} expects {w[1] * group} input channels "
+        _fail(node, f"weight W shape {tuple(w)}{layout} expects {w[1] * group} input channels "
                     f"(group={group}), input X has shape {tuple(x)}")
     if len(shapes) > 2 and shapes[2] is not None and tuple(shapes[2]) != (w[0],):
         _fail(node, f"bias B shape {tuple(shapes[2])} must be ({w[0]},)")
     ks = node.attr("kernel_shape")
     if ks is not None and list(ks) != list(w[2:]):
         _fail(node, f"kernel_shape {list(ks)} disagrees with weight shape {tuple(w)}")
+
+
+def _shape(node, shapes):
+    x, w = shapes[0], shapes[1]
+    check_inputs(node, shapes)
     _, _, _, out_hw = window_geometry(node, x[2:], w[2:])
     out = (x[0], w[0], *out_hw)
     # a 4th input is a residual fused in by runtime/passes.py: added before the activation

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..opdef import Attr, OnnxSpec, OpDef, register
 from ..reference import _f64, _out
-from ..shapes import _fail, _need_rank
+from ..shapes import _fail
+from .conv import check_inputs
 
 ATTRS = (
     Attr("strides", "ints", [1, 1], "step of the input in the output"),
@@ -92,21 +93,7 @@ def geometry(node, attrs, in_hw, kernel_hw):
 
 def _shape(node, shapes):
     x, w = shapes[0], shapes[1]
-    _need_rank(node, x, 4)
-    _need_rank(node, w, 4, "weight W")
-    group = int(node.attr("group", 1))
-    if group < 1 or x[1] % group or w[0] % group:
-        _fail(node, f"group={group} must divide input channels {x[1]} and output channels "
-                    f"{w[0]}")
-    if w[1] * group != x[1]:
-        _fail(node, f"weight W shape {tuple(w)} (conv layout: M, C/group, KH, KW) expects "
-                    f"{w[1] * group} input channels (group={group}), input X has shape "
-                    f"{tuple(x)}")
-    if len(shapes) > 2 and shapes[2] is not None and tuple(shapes[2]) != (w[0],):
-        _fail(node, f"bias B shape {tuple(shapes[2])} must be ({w[0]},)")
-    ks = node.attr("kernel_shape")
-    if ks is not None and list(ks) != list(w[2:]):
-        _fail(node, f"kernel_shape {list(ks)} disagrees with weight shape {tuple(w)}")
+    check_inputs(node, shapes, " (conv layout: M, C/group, KH, KW)")
     *_, out = geometry(node, node.attrs, x[2:], w[2:])
     return [(x[0], w[0], *out)]
 
