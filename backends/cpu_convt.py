@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from jitconv.errors import GraphError
+from jitconv.kernels.subpixel import interleave
 from jitconv.runtime.ir import Constant, Node
 from jitconv.runtime.ops.conv_transpose import geometry
 
@@ -153,8 +154,12 @@ class ConvTranspose(Kernel):
         n, c, h, wd = x
         m = out[1]
         self.s = s
-        self.head = self.crop_at = 0
-        scratch = 0
+        # scratch: every phase's output (read back by one interleave pass), then the crop
+        # copy and the inner conv's scratch of the phase being run
+        used, tail = 0, 0
+        sh, sw = s
+        offs = np.full(sh * sw, -1, np.int64)
+        hp, wp = np.zeros(sh * sw, np.int64), np.zeros(sh * sw, np.int64)
         for p in self.plan_phases:
             rh, rw = p["r"]
             q = (len(range(rh, out_hw[0], s[0])), len(range(rw, out_hw[1], s[1])))
@@ -172,13 +177,17 @@ class ConvTranspose(Kernel):
             conv.node.attrs["pads"] = [top, left, bottom, right]
             hout = hc + top + bottom - (th - 1) * dh
             wout = wc + left + right - (tw - 1) * dw
-            p["crop"], p["out"] = crop, (n, m, hout, wout)
+            p["crop"], p["out"], p["at"] = crop, (n, m, hout, wout), used
             p["x"] = (n, c, hc, wc)
-            need = _aligned(4 * n * m * hout * wout)
-            if crop != (0, 0):
-                need += _aligned(4 * n * c * hc * wc)
+            k = rh * sw + rw
+            offs[k], hp[k], wp[k] = used // 4, hout, wout
+            used += _aligned(4 * n * m * hout * wout)
+            need = _aligned(4 * n * c * hc * wc) if crop != (0, 0) else 0
             inner = conv.resize([p["x"], p["w"], (m,)], [p["out"]])
-            scratch = max(scratch, need + _aligned(inner))
+            tail = max(tail, need + _aligned(inner))
+        self.tables = (offs, hp, wp)
+        self.phase_bytes = used
+        scratch = used + tail
         live = [p for p in self.plan_phases if p["conv"] is not None]
         kernels = sorted({p["conv"].name for p in live})
         self.name = "conv_transpose(" + "+".join(kernels or ["bias only"]) + ")"
@@ -196,28 +205,22 @@ class ConvTranspose(Kernel):
     def run(self, inputs, outputs, scratch):
         x, out = inputs[0], outputs[0]
         b = inputs[2] if self.has_runtime_bias else self.bias
-        sh, sw = self.s
+        rest = scratch[self.phase_bytes:]
         for p in self.plan_phases:
-            rh, rw = p["r"]
-            q = p["q"]
-            if 0 in q:
-                continue
-            dst = out[:, :, rh::sh, rw::sw]
             conv = p["conv"]
-            if conv is None:
-                dst[...] = b[None, :, None, None]
+            if conv is None or 0 in p["q"]:
                 continue
-            n, m, hout, wout = p["out"]
-            y_bytes = _aligned(4 * n * m * hout * wout)
-            y = scratch[:4 * n * m * hout * wout].view(np.float32).reshape(p["out"])
-            xin, used = x, y_bytes
+            y = scratch[p["at"]:p["at"] + 4 * math.prod(p["out"])].view(np.float32)
+            xin, used = x, 0
             if p["crop"] != (0, 0):
                 ch, cw = p["crop"]
-                xin = scratch[used:used + 4 * math.prod(p["x"])].view(np.float32).reshape(p["x"])
+                xin = rest[:4 * math.prod(p["x"])].view(np.float32).reshape(p["x"])
                 np.copyto(xin, x[:, :, ch:, cw:])
-                used += _aligned(4 * math.prod(p["x"]))
-            conv.run([xin, None, b], [y], scratch[used:])
-            dst[...] = y[:, :, :q[0], :q[1]]
+                used = _aligned(4 * math.prod(p["x"]))
+            conv.run([xin, None, b], [y.reshape(p["out"])], rest[used:])
+        if out.size:
+            interleave(scratch[:self.phase_bytes].view(np.float32), *self.tables,
+                       np.ascontiguousarray(b, dtype=np.float32), out, *self.s)
 
     def held_arrays(self):
         held = [a for p in getattr(self, "plan_phases", []) if p["conv"] is not None
