@@ -9,6 +9,8 @@ NaN passes through every activation.
 import numpy as np
 from numba import njit, prange
 
+from .rows import unravel5
+
 OP_ADD = 0
 OP_MUL = 1
 OP_SUB = 2
@@ -88,14 +90,7 @@ def binary_broadcast(a, b, out, op):
     rows = d0 * d1 * d2 * d3 * d4
     zero = np.float32(0.0)
     for r in prange(rows):
-        i4 = r % d4
-        q3 = r // d4
-        i3 = q3 % d3
-        q2 = q3 // d3
-        i2 = q2 % d2
-        q1 = q2 // d2
-        i1 = q1 % d1
-        i0 = q1 // d1
+        i0, i1, i2, i3, i4 = unravel5(r, d1, d2, d3, d4)
         ar = a[i0, i1, i2, i3, i4]
         br = b[i0, i1, i2, i3, i4]
         orow = out[i0, i1, i2, i3, i4]

@@ -11,6 +11,8 @@ comparison with NaN is false.
 import numpy as np
 from numba import njit, prange
 
+from .rows import unravel5
+
 OP_POW = 0
 OP_MAX = 1
 OP_MIN = 2
@@ -48,14 +50,7 @@ def broadcast_math(a, b, out, op):
     d0, d1, d2, d3, d4, d5 = out.shape
     rows = d0 * d1 * d2 * d3 * d4
     for r in prange(rows):
-        i4 = r % d4
-        q3 = r // d4
-        i3 = q3 % d3
-        q2 = q3 // d3
-        i2 = q2 % d2
-        q1 = q2 // d2
-        i1 = q1 % d1
-        i0 = q1 // d1
+        i0, i1, i2, i3, i4 = unravel5(r, d1, d2, d3, d4)
         ar = a[i0, i1, i2, i3, i4]
         br = b[i0, i1, i2, i3, i4]
         orow = out[i0, i1, i2, i3, i4]
@@ -70,14 +65,7 @@ def where(c, x, y, out):
     rows = d0 * d1 * d2 * d3 * d4
     zero = np.float32(0.0)
     for r in prange(rows):
-        i4 = r % d4
-        q3 = r // d4
-        i3 = q3 % d3
-        q2 = q3 // d3
-        i2 = q2 % d2
-        q1 = q2 // d2
-        i1 = q1 % d1
-        i0 = q1 // d1
+        i0, i1, i2, i3, i4 = unravel5(r, d1, d2, d3, d4)
         cr = c[i0, i1, i2, i3, i4]
         xr = x[i0, i1, i2, i3, i4]
         yr = y[i0, i1, i2, i3, i4]
