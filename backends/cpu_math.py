@@ -19,7 +19,7 @@ from jitconv.kernels.reduce import RED_L2, RED_MAX, RED_SUM, argmax_middle, redu
 from jitconv.runtime.ops import elementwise as ew_ops
 from jitconv.runtime.ops.linalg import einsum_matmul
 
-from .cpu_ops import Planned, Simple, _flat, _pad6
+from .cpu_ops import Planned, Simple, _flat, _pad6, folded_broadcast, reduction
 
 
 def create_gelu(ctx):
@@ -35,22 +35,8 @@ def create_gelu(ctx):
 
 def _broadcast(name, op_code):
     def create(ctx):
-        if len(ctx.out_shapes[0]) > 6:
-            return None
-
-        def plan(ins, outs):
-            shape6 = (1,) * (6 - len(outs[0])) + outs[0]
-
-            def run(i, o):
-                y = o[0].reshape(shape6)
-                if len(i) == 1:          # Max / Min of one input: a copy
-                    np.copyto(y, _pad6(i[0], shape6))
-                    return
-                bm.broadcast_math(_pad6(i[0], shape6), _pad6(i[1], shape6), y, op_code)
-                for t in i[2:]:          # variadic Max / Min: fold in the others
-                    bm.broadcast_math(y, _pad6(t, shape6), y, op_code)
-            return run
-        return Planned(f"{name}_broadcast", "6-D broadcast loop, planned per shape", plan)
+        return folded_broadcast(ctx, f"{name}_broadcast", "6-D broadcast loop, planned per shape",
+                                lambda a, b, y: bm.broadcast_math(a, b, y, op_code))
     return create
 
 
@@ -100,32 +86,8 @@ def create_tile(ctx):
 
 def _reduce(name, op_code):
     def create(ctx):
-        def axes_of(x):
-            axes = ctx.node.attr("axes")
-            return list(range(len(x))) if axes is None else sorted(int(a) % len(x)
-                                                                   for a in axes)
-
-        def plan(ins, outs):
-            x = ins[0]
-            axes = axes_of(x)
-            if not axes:
-                return lambda i, o: np.copyto(o[0], i[0].reshape(o[0].shape))
-            if axes == list(range(axes[0], axes[-1] + 1)):
-                o3 = (math.prod(x[:axes[0]]), math.prod(x[a] for a in axes),
-                      math.prod(x[axes[-1] + 1:]))
-                return lambda i, o: reduce_middle(i[0].reshape(o3),
-                                                  o[0].reshape(o3[0], o3[2]), op_code)
-            kept = [a for a in range(len(x)) if a not in axes]
-            o3 = (math.prod(x[a] for a in kept), math.prod(x[a] for a in axes), 1)
-
-            def run(i, o):
-                moved = np.ascontiguousarray(i[0].transpose(kept + axes)).reshape(o3)
-                reduce_middle(moved, o[0].reshape(o3[0], 1), op_code)
-            return run
-        axes = axes_of(ctx.in_shapes[0])
-        contiguous = not axes or axes == list(range(axes[0], axes[-1] + 1))
-        return Planned(f"reduce_{name}", f"{name} over axes {axes}" + (
-            "" if contiguous else " (moved last by a numpy copy first)"), plan)
+        return reduction(ctx, f"reduce_{name}", name,
+                         lambda x3, out2: reduce_middle(x3, out2, op_code))
     return create
 
 

@@ -293,7 +293,10 @@ def create_prelu(ctx):
     return _binary(ctx, act.OP_PRELU, None, "prelu")
 
 
-def create_sum(ctx):
+def folded_broadcast(ctx, name, reason, fold):
+    """A variadic broadcasting op (Sum, Max, Min; also the binary ones): ``fold(a, b, out)``
+    on 6-D views, the inputs folded in turn into the output; one input is a copy. None (the
+    op declined) above 6 dimensions."""
     if len(ctx.out_shapes[0]) > 6:
         return None
 
@@ -305,11 +308,16 @@ def create_sum(ctx):
             if len(i) == 1:
                 np.copyto(y, _pad6(i[0], shape6))
                 return
-            act.binary_broadcast(_pad6(i[0], shape6), _pad6(i[1], shape6), y, act.OP_ADD)
+            fold(_pad6(i[0], shape6), _pad6(i[1], shape6), y)
             for t in i[2:]:
-                act.binary_broadcast(y, _pad6(t, shape6), y, act.OP_ADD)
+                fold(y, _pad6(t, shape6), y)
         return run
-    return Planned("sum_broadcast", f"{len(ctx.in_shapes)} inputs added in turn", plan)
+    return Planned(name, reason, plan)
+
+
+def create_sum(ctx):
+    return folded_broadcast(ctx, "sum_broadcast", f"{len(ctx.in_shapes)} inputs added in turn",
+                            lambda a, b, y: act.binary_broadcast(a, b, y, act.OP_ADD))
 
 
 def create_identity(ctx):
@@ -392,7 +400,10 @@ def create_split(ctx):
     return Planned("split_copy", "numpy copy", plan)
 
 
-def create_reduce_mean(ctx):
+def reduction(ctx, name, what, reduce3):
+    """A reduction over the node's ``axes`` (all when absent): ``reduce3(x3, out2)`` reduces
+    the middle axis of an (outer, reduced, inner) view into (outer, inner). Axes that are not
+    one run are moved last by a numpy copy first; no axes is a copy."""
     def axes_of(x):
         axes = ctx.node.attr("axes")
         return list(range(len(x))) if axes is None else sorted(int(a) % len(x) for a in axes)
@@ -405,18 +416,22 @@ def create_reduce_mean(ctx):
         if axes == list(range(axes[0], axes[-1] + 1)):
             o3 = (math.prod(x[:axes[0]]), math.prod(x[a] for a in axes),
                   math.prod(x[axes[-1] + 1:]))
-            return lambda i, o: mean_middle(i[0].reshape(o3), o[0].reshape(o3[0], o3[2]))
+            return lambda i, o: reduce3(i[0].reshape(o3), o[0].reshape(o3[0], o3[2]))
         kept = [a for a in range(len(x)) if a not in axes]
         o3 = (math.prod(x[a] for a in kept), math.prod(x[a] for a in axes), 1)
 
         def run(i, o):
             moved = np.ascontiguousarray(i[0].transpose(kept + axes)).reshape(o3)
-            mean_middle(moved, o[0].reshape(o3[0], 1))
+            reduce3(moved, o[0].reshape(o3[0], 1))
         return run
     axes = axes_of(ctx.in_shapes[0])
     contiguous = not axes or axes == list(range(axes[0], axes[-1] + 1))
-    return Planned("mean_middle", f"mean over axes {axes}" + (
+    return Planned(name, f"{what} over axes {axes}" + (
         "" if contiguous else " (moved last by a numpy copy first)"), plan)
+
+
+def create_reduce_mean(ctx):
+    return reduction(ctx, "mean_middle", "mean", mean_middle)
 
 
 def create_resize(ctx):

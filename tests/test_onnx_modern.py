@@ -25,8 +25,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jitconv as jc  # noqa: E402
-from jitconv.runtime.reference import evaluate  # noqa: E402
-from test_onnx_torch import MEMORY_MODES, assert_rel, export, ort_logits  # noqa: E402
+from test_onnx_torch import (MEMORY_MODES, assert_quantized_matches, assert_rel,  # noqa: E402
+                             export, ort_logits)
 
 SIZE = 32
 
@@ -134,9 +134,4 @@ def test_matches_onnxruntime_in_every_memory_mode(nets, name):
 @pytest.mark.parametrize("name", ["convnext", "fpn"])
 def test_quantized_matches_dequantized_reference(nets, name, weights):
     path, x, _ = nets[name]
-    qgraph = jc.quantize(jc.load(path), weights)
-    assert qgraph.storages()[weights] == sum(n.op_type in ("Conv", "Gemm") for n in qgraph.nodes)
-    ref = evaluate(qgraph, {"input": x})["logits"]
-    for memory in MEMORY_MODES:
-        sess = jc.Session(qgraph, jc.Config(threads=2, memory=memory))
-        assert_rel(sess.run(x)["logits"], ref, f"{name} {weights} memory={memory}")
+    assert_quantized_matches(path, x, name, weights)

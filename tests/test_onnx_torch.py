@@ -185,6 +185,12 @@ def test_matches_onnxruntime_in_every_memory_mode(nets, name):
 @pytest.mark.parametrize("name", ["resnet50", "mobilenetv2"])
 def test_quantized_matches_dequantized_reference(nets, name, weights):
     path, x, _ = nets[name]
+    assert_quantized_matches(path, x, name, weights)
+
+
+def assert_quantized_matches(path, x, name, weights):
+    """The model at ``path`` quantized to ``weights`` matches its dequantized NumPy reference
+    in every memory mode (input "input", output "logits")."""
     qgraph = jc.quantize(jc.load(path), weights)
     assert qgraph.storages()[weights] == sum(n.op_type in ("Conv", "Gemm") for n in qgraph.nodes)
     ref = evaluate(qgraph, {"input": x})["logits"]

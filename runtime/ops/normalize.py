@@ -8,7 +8,8 @@ import numpy as np
 
 from ..opdef import REQUIRED, Attr, OnnxSpec, OpDef, register
 from ..reference import _axes, _f64, _out
-from ..shapes import _axes_list, _axis, _fail
+from ..shapes import _axis, _fail
+from .reduce import reduce_shape
 
 
 def _softmax_shape(node, shapes):
@@ -33,15 +34,6 @@ def _lrn_shape(node, shapes):
     if int(node.attr("size", 0)) < 1:
         _fail(node, f"size={node.attr('size')} must be a positive int")
     return [x]
-
-
-def _reduce_mean_shape(node, shapes):
-    x = tuple(shapes[0])
-    axes = node.attr("axes")
-    axes = list(range(len(x))) if axes is None else _axes_list(node, axes, len(x))
-    if int(node.attr("keepdims", 1)):
-        return [tuple(1 if i in axes else d for i, d in enumerate(x))]
-    return [tuple(d for i, d in enumerate(x) if i not in axes)]
 
 
 def softmax(inputs, attrs) -> np.ndarray:
@@ -164,7 +156,7 @@ register(OpDef(
     "ReduceMean",
     attrs=(Attr("axes", "ints", None, "axes averaged (default: all)"),
            Attr("keepdims", "int", 1, "1: keep them as size 1")),
-    shape=_reduce_mean_shape, reference=reduce_mean,
+    shape=reduce_shape, reference=reduce_mean,
     # one add per input element, one divide per output element
     flops=lambda node, ins, outs: math.prod(ins[0]) + math.prod(outs[0]),
     onnx=OnnxSpec((1, 11, 13, 18), frozenset({"axes", "keepdims", "noop_with_empty_axes"}),

@@ -12,7 +12,8 @@ from ..reference import _axes, _f64, _is_int, _out
 from ..shapes import _axes_list, _axis, _fail
 
 
-def _reduce_shape(node, shapes):
+def reduce_shape(node, shapes):
+    """Output shape of a reduction over ``axes`` (all when absent), ``keepdims`` 1 or 0."""
     x = tuple(shapes[0])
     axes = node.attr("axes")
     axes = list(range(len(x))) if axes is None else _axes_list(node, axes, len(x))
@@ -110,7 +111,7 @@ _ONNX_ATTRS = frozenset({"axes", "keepdims", "noop_with_empty_axes"})
 
 def _reduce(op, reference, versions, axes_input_from, flops, builder, doc):
     register(OpDef(
-        op, attrs=_REDUCE_ATTRS, shape=_reduce_shape, reference=reference, flops=flops,
+        op, attrs=_REDUCE_ATTRS, shape=reduce_shape, reference=reference, flops=flops,
         onnx=OnnxSpec(versions, _ONNX_ATTRS, (axes_input_from, (1,)),
                       _onnx_reduce(axes_input_from)),
         builder=builder, doc=doc))
