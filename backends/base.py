@@ -23,14 +23,16 @@ class Target:
     would be chosen elsewhere. Nothing in backends/choice.py asks the machine itself.
     """
     vnni: bool = False           # AVX512-VNNI: the int8 dot kernel (vpdpbusd) may run
+    avx512: bool = False         # AVX-512F: 32 zmm registers (the blocked-layout kernels)
     threads: int = 1             # worker threads a run uses
     name: str = "generic"
 
     @classmethod
     def host(cls, threads: int = 1) -> "Target":
         """This CPU, as Numba compiles for it (kernels/vnni.has_vnni)."""
-        from jitconv.kernels.vnni import has_vnni
-        return cls(vnni=has_vnni(), threads=int(threads), name="host cpu")
+        from jitconv.kernels.vnni import has_avx512, has_vnni
+        return cls(vnni=has_vnni(), avx512=has_avx512(), threads=int(threads),
+                   name="host cpu")
 
 
 @dataclass
@@ -122,7 +124,9 @@ class Backend:
     other host backend without copies) or a DeviceMemory. ``run_context(config, what)``
     returns the context manager a session enters around every run (the CPU backend's
     thread count and fork guard live there); ``target(config)`` the hardware facts its
-    kernel choice reads.
+    kernel choice reads; ``graph_pass(graph, config, target)`` rewrites a session's graph
+    for this backend after the generic passes (the CPU backend's layout pass), when
+    Config.layout is "auto".
     """
     name: str
     description: str = ""
@@ -131,6 +135,7 @@ class Backend:
     target: object = None        # callable(config) -> Target; None: a generic Target
     memory: HostMemory = field(default_factory=HostMemory)
     run_context: object = None   # callable(config, what) -> context manager; None: none
+    graph_pass: object = None    # callable(graph, config, target) -> graph; None: none
 
     def target_for(self, config) -> Target:
         """The hardware facts this backend's kernel choice reads, for this config."""

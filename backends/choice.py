@@ -58,6 +58,27 @@ def int8_dot_fits(const: Constant, attrs: dict, precision: str, vnni: bool) -> b
             and const.zero is None and int(attrs.get("group", 1)) == 1)
 
 
+def blocked_fits(const: Constant, attrs: dict, precision: str, memory: str,
+                 target: Target) -> str:
+    """Why this conv cannot run in the channel-blocked layout (conv2d_blocked, chosen by
+    the CPU layout pass), or "" when it can: groups 1 or depthwise (groups = input
+    channels = output channels), 2-D, fp32 weights once kept
+    (``keep_weights``: not memory=low with fp16/int8/int4 storage, not the int8 dot
+    kernel), and AVX-512 (the kernel's 24-register tile)."""
+    if not target.avx512:
+        return "no AVX-512"
+    if len(const.shape) != 4:
+        return f"{len(const.shape) - 2}-D"
+    group = int(attrs.get("group", 1))
+    if group != 1 and not (group == const.shape[0] and const.shape[1] == 1):
+        return "grouped (not depthwise)"
+    # keep_weights' rule, without decoding anything
+    int8_dot = int8_dot_fits(const, attrs, precision, target.vnni)
+    if const.storage != "fp32" and (memory == "low" or int8_dot):
+        return f"{const.storage} weights kept as stored (memory={memory}, precision={precision})"
+    return ""
+
+
 def _check_kept(node_desc: str, kept: Constant) -> None:
     if math.prod(kept.shape) and kept.data.nbytes == 0:
         raise InternalError(f"{node_desc}: the loader kept 0 bytes of {kept.storage} weights "

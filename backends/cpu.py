@@ -6,13 +6,15 @@ from contextlib import contextmanager
 from jitconv.runtime.opdef import OPDEFS
 from jitconv.runtime.threads import check_fork, numba_threads
 
-from . import cpu_conv, cpu_convt, cpu_gemm, cpu_math, cpu_norm, cpu_ops
+from . import cpu_conv, cpu_convt, cpu_gemm, cpu_layout, cpu_math, cpu_norm, cpu_ops
 from .base import Backend, Target
 from .registry import default_registry
 
 CREATORS = {
     "Conv": cpu_conv.create_conv,
     "ConvTranspose": cpu_convt.create_conv_transpose,
+    "ToBlocked": cpu_layout.create_to_blocked,
+    "FromBlocked": cpu_layout.create_from_blocked,
     "Relu": cpu_ops.create_relu,
     "Clip": cpu_ops.create_clip,
     "Add": cpu_ops.create_add,
@@ -97,7 +99,7 @@ def _generic(op_type) -> bool:
 def make_cpu_backend() -> Backend:
     backend = CpuBackend("cpu", "Numba-compiled kernels on the host CPU",
                          target=lambda config: Target.host(config.resolved_threads()),
-                         run_context=cpu_run)
+                         run_context=cpu_run, graph_pass=cpu_layout.block_layout)
     for op_type, creator in CREATORS.items():
         backend.register(op_type, creator)
     for op_type in list(OPDEFS):

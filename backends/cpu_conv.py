@@ -290,7 +290,9 @@ class Conv(Kernel):
         self.owned_inputs = tuple(i for i, c in ((1, w), (2, b)) if c is not None)
 
     def resize(self, in_shapes, out_shapes):
-        geom = ConvGeometry.of(self.node, in_shapes[0], in_shapes[1], out_shapes[0])
+        from .cpu_layout import logical_conv_shapes   # noqa: PLC0415 (imports this module)
+        x, out = logical_conv_shapes(self.node, in_shapes[0], in_shapes[1], out_shapes[0])
+        geom = ConvGeometry.of(self.node, x, in_shapes[1], out)
         if self.storage == "computed":
             if self.family is None:
                 self.family = Direct(Choice("conv2d_direct", self.reason, family="direct"),

@@ -37,12 +37,16 @@ from numba.extending import intrinsic
 _V16 = ir.VectorType(ir.IntType(32), 16)
 
 
-def _host_has_vnni() -> bool:
-    """The CPU itself: llvmlite's host features, /proc/cpuinfo when llvmlite cannot say."""
+_CPUINFO = {"avx512vnni": "avx512_vnni", "avx512f": "avx512f"}
+
+
+def _host_has(*features) -> bool:
+    """The CPU itself has all these (LLVM-named) features: llvmlite's host features,
+    /proc/cpuinfo when llvmlite cannot say."""
     try:
         import llvmlite.binding as llb
         feats = llb.get_host_cpu_features()
-        return bool(feats.get("avx512vnni", False)) and bool(feats.get("avx512f", False))
+        return all(bool(feats.get(f, False)) for f in features)
     except Exception:  # pragma: no cover - llvmlite without host-feature support
         pass
     try:  # pragma: no cover
@@ -50,20 +54,35 @@ def _host_has_vnni() -> bool:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    return "avx512_vnni" in flags and "avx512f" in flags
+                    return all(_CPUINFO[f] in flags for f in features)
     except OSError:
         pass
     return False  # pragma: no cover
 
 
-def _target_allows_vnni() -> bool:
+def _host_has_vnni() -> bool:
+    return _host_has("avx512vnni", "avx512f")
+
+
+def _target_allows(*features) -> bool:
     """Numba compiles for the host's features unless NUMBA_CPU_FEATURES (or
     NUMBA_CPU_NAME=generic, which implies no features) says otherwise."""
     from numba.core import config
     feats = config.CPU_FEATURES
     if feats is None:
         return True
-    return "+avx512vnni" in feats.split(",") and "+avx512f" in feats.split(",")
+    return all(f"+{f}" in feats.split(",") for f in features)
+
+
+def _target_allows_vnni() -> bool:
+    return _target_allows("avx512vnni", "avx512f")
+
+
+@functools.lru_cache(maxsize=1)
+def has_avx512() -> bool:
+    """True if kernels written for 16-lane float vectors (the blocked conv's 24-register
+    tile) get zmm registers here: the CPU and Numba's compile target have avx512f."""
+    return _host_has("avx512f") and _target_allows("avx512f")
 
 
 @functools.lru_cache(maxsize=1)

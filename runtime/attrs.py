@@ -8,7 +8,8 @@ error in a kernel.
 
 Each op's attributes and their kinds are its OpDef's ``attrs`` (runtime/ops/). The
 attributes jitconv's own passes add (the fused epilogue: activation, activation_min/max,
-_fused) are checked by name here, whatever the op. Other names are not checked.
+_fused; the CPU layout pass's _layout) are checked by name here, whatever the op. Other
+names are not checked.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ INT64 = 2**63
 
 # attributes the passes add to a node (runtime/passes.py), checked by name on every op
 PRIVATE = {"activation": "str", "activation_min": "float", "activation_max": "float",
-           "_fused": "strs"}
+           "_fused": "strs", "_layout": "str"}
 
 
 def _is_int(v) -> bool:

@@ -10,6 +10,7 @@ BACKENDS = ("cpu", "cuda", "auto")
 PRECISIONS = ("normal", "high", "low")
 MEMORY_MODES = ("normal", "high", "low")
 THREADING_LAYERS = ("tbb", "omp", "workqueue")
+LAYOUTS = ("auto", "nchw")
 
 
 def _check_choice(field_name: str, value, allowed) -> None:
@@ -41,6 +42,11 @@ class Config:
         Numba's threading layer. None: TBB when it loads, else GNU OpenMP (or what
         NUMBA_THREADING_LAYER says). One layer runs per process, from the first parallel
         kernel on: a session asking for another one after that is a ConfigError.
+    layout : {"auto", "nchw"}
+        auto: the backend may carry activations in a layout of its own between its
+        kernels (the CPU backend: channel-blocked NCHW16c between convs, converted back
+        at the edges; see info()); nchw: every tensor stays NCHW. Inputs and outputs are
+        NCHW either way.
     progress : bool
         Show a progress bar (tqdm) when a session's first run takes over a second, which is
         when it compiles kernels; False (or JITCONV_PROGRESS=0) keeps it quiet.
@@ -58,6 +64,7 @@ class Config:
     memory: str = "normal"
     threading_layer: str | None = None
     progress: bool = True
+    layout: str = "auto"
 
     def __post_init__(self):
         # backend names are checked against the registry the Session is given
@@ -75,6 +82,7 @@ class Config:
         _check_choice("memory", self.memory, MEMORY_MODES)
         if self.threading_layer is not None:
             _check_choice("threading_layer", self.threading_layer, THREADING_LAYERS)
+        _check_choice("layout", self.layout, LAYOUTS)
         if not isinstance(self.progress, bool):
             raise ConfigError(f"Config.progress={self.progress!r} must be True or False")
 

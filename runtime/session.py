@@ -179,6 +179,8 @@ class Session:
         self._main, self._backup = self._pick_backends()
         self._targets = {b.name: (target if target is not None and b is self._main
                                   else b.target_for(config)) for b in (self._main, self._backup)}
+        if config.layout == "auto" and self._main.graph_pass is not None:
+            graph = self._main.graph_pass(graph, config, self._targets[self._main.name])
         shapes = infer_shapes(graph, self._input_shapes)
         big = max(shapes, key=lambda t: math.prod(shapes[t]), default=None)
         if big is not None:       # before kernel choice, which plans for these sizes

@@ -40,9 +40,18 @@ def check_inputs(node, shapes, layout=""):
 
 def _shape(node, shapes):
     x, w = shapes[0], shapes[1]
+    blocked = node.attr("_layout") == "nchw16c"
+    if blocked:
+        # set by the CPU layout pass (backends/cpu_layout.py): the output (and a residual)
+        # are channel-blocked, the input blocked or NCHW
+        from .blocked import blocked_shape, logical_shape
+        x = logical_shape(node, x, w[1] * int(node.attr("group", 1)))
+        shapes = [x] + list(shapes[1:3])
     check_inputs(node, shapes)
     _, _, _, out_hw = window_geometry(node, x[2:], w[2:])
     out = (x[0], w[0], *out_hw)
+    if blocked:
+        out = blocked_shape(out)
     # a 4th input is a residual fused in by runtime/passes.py: added before the activation
     if len(shapes) > 3 and shapes[3] is not None and tuple(shapes[3]) != out:
         _fail(node, f"residual input shape {tuple(shapes[3])} must equal the output {out}")
@@ -84,8 +93,8 @@ def conv(inputs, attrs) -> np.ndarray:
 
 
 def _flops(node, ins, outs):
-    w = ins[1]
-    return 2 * math.prod(outs[0]) * w[1] * w[2] * w[3]
+    w, out = ins[1], outs[0]
+    return 2 * out[0] * w[0] * out[2] * out[3] * w[1] * w[2] * w[3]
 
 
 def _onnx_conv(imp):

@@ -1,0 +1,188 @@
+"""The channel-blocked layout on the CPU backend: the pass that chooses it, the conv
+family that computes in it, and the two conversions.
+
+Layout NCHW16c (runtime/ops/blocked.py): a pixel's 16 channels of a block are one
+64-byte line, so a conv's register tile stores whole vectors and reads each input value
+as one broadcast, with no transposes (kernels/conv_blocked.py).
+
+The pass (``block_layout``, run by Session through ``Backend.graph_pass`` when
+Config.layout is "auto"):
+
+1. Candidates: the Convs whose weights are constants and ``choice.blocked_fits`` (groups
+   1 or depthwise, 2-D, weights kept as fp32, AVX-512).
+2. A candidate stays if it touches another one: it reads its input X or its fused
+   residual from a candidate, or a candidate reads its output that way. A lone conv
+   keeps NCHW, so no conversion is paid for it; the last conv of a chain stays blocked
+   and its output is converted once (the conversion is the same size either way).
+3. Rewrite: a blocked conv's output is renamed ``<name>@nchw16c``; readers that take
+   it blocked read that; when others read it too (or it is a graph output) one
+   FromBlocked right after the conv makes the NCHW tensor under the original name. A
+   blocked conv reads an NCHW input X as it is (``_in_layout`` "nchw": the kernel reads it
+   as blocks of 1 channel), except a depthwise one; an NCHW residual, and the NCHW input
+   of a depthwise conv, go through ToBlocked first.
+
+info() shows the result: each blocked conv's kernel is conv2d_blocked with the layout in
+its reason, and the FromBlocked / ToBlocked steps are ops of their own.
+"""
+from __future__ import annotations
+
+from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked
+from jitconv.kernels.depthwise_blocked import depthwise_blocked, pack_depthwise_blocked
+from jitconv.kernels.reorder import from_blocked, to_blocked
+from jitconv.runtime.ir import Graph, Node
+from jitconv.runtime.ops.blocked import logical_shape
+
+from .choice import Choice, _storage_reason, blocked_fits
+from .conv_family import ConvFamily, register_conv_family
+from .cpu_ops import Simple
+
+BLOCKED = "nchw16c"
+SUFFIX = "@" + BLOCKED
+
+
+# ----------------------------------------------------------------------------- the pass
+
+def _candidates(graph, config, target):
+    found = {}
+    for node in graph.nodes:
+        if node.op_type != "Conv" or len(node.inputs) < 2:
+            continue
+        w = graph.constants.get(node.inputs[1])
+        if w is not None and not blocked_fits(w, node.attrs, config.precision,
+                                              config.memory, target):
+            found[node.name] = node
+    return found
+
+
+def _takes_blocked(reader, tensor, blocked):
+    """True if ``reader`` (a node) reads ``tensor`` in the blocked layout."""
+    if reader.name not in blocked:
+        return False
+    ins = reader.inputs
+    return ins[0] == tensor or (len(ins) > 3 and ins[3] == tensor)
+
+
+def block_layout(graph: Graph, config, target) -> Graph:
+    """The graph with its conv chains in NCHW16c (see the module docstring)."""
+    blocked = _candidates(graph, config, target)
+    readers = {}
+    for node in graph.nodes:
+        for t in node.inputs:
+            if t:
+                readers.setdefault(t, []).append(node)
+    made_by = {n.outputs[0]: name for name, n in blocked.items()}
+    keep = {}
+    for name, node in blocked.items():
+        out = node.outputs[0]
+        fed = any(t in made_by for t in (node.inputs[0], *node.inputs[3:4]) if t)
+        if fed or any(_takes_blocked(r, out, blocked) for r in readers.get(out, [])):
+            keep[name] = node
+    blocked = keep
+    if not blocked:
+        return graph
+    made = {n.outputs[0] for n in blocked.values()}     # NCHW names of blocked outputs
+    outputs = {o.name for o in graph.outputs}
+    taken = {t for n in graph.nodes for t in (*n.inputs, *n.outputs)} | set(graph.constants)
+    nodes, converted = [], {}
+
+    def fresh(base):
+        name, i = base, 1
+        while name in taken:
+            name, i = f"{base}.{i}", i + 1
+        taken.add(name)
+        return name
+
+    for node in graph.nodes:
+        if node.name not in blocked:
+            nodes.append(node)
+            continue
+        ins = list(node.inputs)
+        depthwise = int(node.attr("group", 1)) > 1
+        x_blocked = ins[0] in made or depthwise    # the depthwise kernel reads blocks only
+        for i in (0, 3):
+            if i >= len(ins) or not ins[i] or (i == 0 and not x_blocked):
+                continue
+            if ins[i] in made:
+                ins[i] += SUFFIX
+                continue
+            if ins[i] not in converted:
+                converted[ins[i]] = fresh(ins[i] + SUFFIX)
+                nodes.append(Node("ToBlocked", [ins[i]], [converted[ins[i]]], {},
+                                  fresh(f"{node.name}/to_blocked")))
+            ins[i] = converted[ins[i]]
+        out = node.outputs[0]
+        attrs = {**node.attrs, "_layout": BLOCKED,
+                 "_in_layout": BLOCKED if x_blocked else "nchw"}
+        nodes.append(Node("Conv", ins, [out + SUFFIX], attrs, node.name))
+        taken.add(out + SUFFIX)
+        if out in outputs or any(not _takes_blocked(r, out, blocked) for r in readers.get(out, [])):
+            channels = graph.constants[node.inputs[1]].shape[0]
+            nodes.append(Node("FromBlocked", [out + SUFFIX], [out], {"channels": int(channels)},
+                              fresh(f"{node.name}/from_blocked")))
+    return Graph(list(graph.inputs), list(graph.outputs), nodes, dict(graph.constants),
+                 graph.name, graph.fixed_input_shapes)
+
+
+# ----------------------------------------------------------------------------- the family
+
+def logical_conv_shapes(node, x, w, out):
+    """The NCHW input and output shapes a conv's (possibly blocked) tensors stand for."""
+    if node.attr("_layout") != BLOCKED:
+        return x, out
+    x = logical_shape(node, x, w[1] * int(node.attr("group", 1)))
+    return x, (out[0], w[0], out[2], out[3])
+
+
+class Blocked(ConvFamily):
+    """conv2d_blocked: NCHW16c output, input blocked or NCHW (``choice.option``: 16 or 1
+    channels per input block), fp32 weights packed per 64 output channels; or, option
+    "dw", depthwise_blocked (blocked input, weights per 16 channels)."""
+    key = "blocked"
+    fuses_residual = True
+
+    def pack(self, kept):
+        self.w_shape, self.name = kept.shape, kept.name
+        self.wp = (pack_depthwise_blocked(kept.data) if self.option == "dw" else
+                   pack_blocked(kept.data, self.option))
+
+    def plan(self, geom):
+        self.geom = geom
+        return 0
+
+    def run(self, x, bias, res, out, scratch, epi, w=None):
+        run = depthwise_blocked if self.option == "dw" else conv2d_blocked
+        run(x, self.wp, self.w_shape, bias, res, out, *self.geom.args, *epi.act_args)
+
+    def arrays(self):
+        return (self.wp,)
+
+
+def _blocked_rule(request):
+    """A conv the layout pass blocked runs conv2d_blocked, whatever its size."""
+    if request.attrs.get("_layout") != BLOCKED:
+        return None
+    why = _storage_reason(request.kept, request.memory, request.decoded_from)
+    if int(request.attrs.get("group", 1)) > 1:
+        return Choice("depthwise_blocked", f"{why}; depthwise, channel-blocked layout NCHW16c "
+                                           f"chosen by the layout pass", option="dw",
+                      family="blocked")
+    ci = 16 if request.attrs.get("_in_layout") == BLOCKED else 1
+    return Choice("conv2d_blocked",
+                  f"{why}; channel-blocked layout NCHW16c chosen by the layout pass, input "
+                  f"{'blocked' if ci == 16 else 'NCHW'}", option=ci, family="blocked")
+
+
+register_conv_family(Blocked, rule=_blocked_rule)
+
+
+# ----------------------------------------------------------------------------- conversions
+
+def create_to_blocked(ctx):
+    return Simple("to_blocked", "NCHW -> NCHW16c for the blocked convs (layout pass)",
+                  lambda i, o: to_blocked(i[0], o[0]))
+
+
+def create_from_blocked(ctx):
+    return Simple("from_blocked", "NCHW16c -> NCHW for readers outside the blocked convs "
+                                  "(layout pass)",
+                  lambda i, o: from_blocked(i[0], o[0]))

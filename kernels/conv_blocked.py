@@ -1,0 +1,241 @@
+"""Direct fp32 convolution in the channel-blocked layout NCHW16c, with fused bias, residual
+and activation.
+
+Layout: a blocked tensor (N, C/16, H, W, 16) holds channel c of pixel (h, w) at
+[n, c // 16, h, w, c % 16], so the 16 channels of one pixel are one 64-byte line and the
+pixels of a block follow each other in row-major order. The input may also be plain NCHW,
+read as the same thing with blocks of 1 channel (C, H, W, 1): that is how a graph's first
+conv (3 input channels) takes the image as it is.
+
+Register tile: NPX = 12 consecutive output pixels (in flattened oh * OW + ow order, so a
+tile may wrap from one row into the next) x NCH = 32 output channels (2 zmm), 24 zmm
+accumulators. Per input channel of a tap: 2 weight vectors are loaded and each pixel's
+input value is broadcast once into 2 FMAs. Weights are packed per chunk of 32 output
+channels as (CB, KH, KW, CI, 32), the order the tile reads them, so a tile streams its
+chunk front to back.
+
+Padding: per tap (kh, kw) the tile computes each pixel's input offset; when every pixel's
+tap lies inside the image the plain loop runs, else each pixel's value is multiplied by
+0 or 1 (its offset clamped inside the image). Only taps at the image border pay.
+
+Output: a tile's 12 pixels of one 16-channel block are 12 consecutive lines of the blocked
+output, stored with bias, residual (blocked, out's shape; it may be out itself) and the
+activation applied. Pixels past the map's end (the last tile) are not stored; nor is the
+second block of the last chunk when M % 32 == 16.
+
+Threads: jobs are (band of up to BAND tiles, chunk), band-major, so the chunks that read
+the same input band run close together in time; threads take runs of jobs from a shared
+counter (kernels/atomics.py), so a late or descheduled thread does less.
+"""
+import numpy as np
+import numba
+from numba import njit, prange
+
+from .atomics import fetch_add, grab_size
+from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
+from .stack import stack_f32
+from .tile_fma import NBMAX, NPX, fma_tap, tile_init, tile_store
+
+BLK = 16            # channels per block of the layout
+NCH = 64            # output channels per chunk of weights (NBMAX blocks: one tile's width)
+_ACC = NPX * NCH
+BANDMAX = 16        # tiles per job (at most)
+CBB = 256           # input channels (of a tap) per pass over a band's tiles: 64 KiB of weights
+
+_OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
+
+
+def pack_blocked(w, ci):
+    """(M, C, KH, KW) float32 -> a flat float32 array of chunks of up to NCH output
+    channels, for an input in blocks of ``ci`` channels (16, or 1 for NCHW). M and C are
+    first padded with zero weights to Mp = 16 ceil(M/16) and Cp = ci ceil(C/ci); chunk c
+    (nb = min(NBMAX, Mp/16 - NBMAX c) blocks wide) starts at c * NCH * K, K = KH KW Cp,
+    as (KH, KW, Cp/ci, ci, 16 nb): the order a tile reads them."""
+    w = np.asarray(w, dtype=np.float32)
+    M, C, KH, KW = w.shape
+    Mp, Cp = -(-M // BLK) * BLK, -(-C // ci) * ci
+    if (Mp, Cp) != (M, C):
+        w = np.pad(w, ((0, Mp - M), (0, Cp - C), (0, 0), (0, 0)))
+    parts = []
+    for m0 in range(0, Mp, NCH):
+        wc = w[m0:m0 + NCH]
+        width = wc.shape[0]
+        wc = wc.reshape(width, Cp // ci, ci, KH, KW).transpose(3, 4, 1, 2, 0)
+        parts.append(np.ascontiguousarray(wc).reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def packed_size(w_shape, ci):
+    """Length of ``pack_blocked``'s result for a weight of this shape."""
+    M, C, KH, KW = w_shape
+    return -(-M // BLK) * BLK * -(-C // ci) * ci * KH * KW
+
+
+@njit(inline="always", **_OPTS)
+def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W, KH, KW, dh,
+          dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, nb):
+    """nt tiles of a band (tile u's pixels' top-left taps in bh/bw[u * NPX:], its
+    accumulators in stage[u * _ACC:]), nb blocks wide (a literal): bias, then per tap and
+    block of up to CBB input channels every tile of the band (so that block's weights
+    are read from cache by all of them), then the epilogue and store."""
+    for u in range(nt):
+        tile_init(stage[u * _ACC:], bias, m0, nb, NPX)
+    k = 0
+    cstep = max(1, CBB // CI)
+    for kh in range(KH):
+        for kw in range(KW):
+            for c0 in range(0, CB, cstep):
+                cn = min(cstep, CB - c0)
+                for u in range(nt):
+                    inside = True
+                    for p in range(NPX):
+                        ih = bh[u * NPX + p] + kh * dh
+                        iw = bw[u * NPX + p] + kw * dw
+                        ok = ih >= 0 and ih < H and iw >= 0 and iw < W
+                        inside = inside and ok
+                        mk[p] = np.float32(1.0) if ok else np.float32(0.0)
+                        ih = min(max(ih, 0), H - 1)
+                        iw = min(max(iw, 0), W - 1)
+                        offs[p] = c0 * plane_in + (ih * W + iw) * CI
+                    if inside:
+                        fma_tap(stage[u * _ACC:], xf, offs, mk, wc, k, cn, CI, plane_in,
+                                False, nb, NPX)
+                    else:
+                        fma_tap(stage[u * _ACC:], xf, offs, mk, wc, k, cn, CI, plane_in,
+                                True, nb, NPX)
+                k += cn * CI * nb * BLK
+    for u in range(nt):
+        npx = NPX if u < nt - 1 else npx_last
+        tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res, npx,
+                   lo, hi, nb, NPX)
+
+
+@njit(**_OPTS)
+def _worker(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl,
+            dh, dw, band, ctr, grab, lo, hi):
+    """One thread's share: runs of ``grab`` jobs (band of tiles, chunk) from ctr[0] until
+    none are left."""
+    nblk = M // BLK
+    nch = (nblk + NBMAX - 1) // NBMAX
+    P = OH * OW
+    ntile = (P + NPX - 1) // NPX
+    nband = (ntile + band - 1) // band
+    njobs = nband * nch
+    plane_in = H * W * CI
+    plane_out = P * BLK
+    K = KH * KW * CB * CI
+    stage = np.empty(BANDMAX * _ACC, np.float32)
+    mk = stack_f32(NPX)
+    offs = np.empty(NPX, np.int64)
+    bh = np.empty(BANDMAX * NPX, np.int64)
+    bw = np.empty(BANDMAX * NPX, np.int64)
+    while True:
+        i = fetch_add(ctr, 0, grab)
+        if i >= njobs:
+            break
+        iend = min(njobs, i + grab)
+        for job in range(i, iend):
+            bi = job // nch
+            c = job - bi * nch
+            nb = min(NBMAX, nblk - c * NBMAX)
+            wc = wp[c * NCH * K:]
+            m0 = c * NCH
+            t0 = bi * band
+            nt = min(band, ntile - t0)
+            for u in range(nt):
+                for p in range(NPX):
+                    q = min((t0 + u) * NPX + p, P - 1)
+                    oh = q // OW
+                    bh[u * NPX + p] = oh * sh - pt
+                    bw[u * NPX + p] = (q - oh * OW) * sw - pl
+            npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
+            base0 = (m0 >> 4) * plane_out + t0 * NPX * BLK
+            if nb == 4:
+                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 4)
+            elif nb == 3:
+                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 3)
+            elif nb == 2:
+                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 2)
+            else:
+                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 1)
+
+
+@njit(parallel=True, **_OPTS)
+def _conv_blocked(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt,
+                  pl, dh, dw, lo, hi, nthreads):
+    nch = (M // BLK + NBMAX - 1) // NBMAX
+    ntile = (OH * OW + NPX - 1) // NPX
+    # bands as long as BANDMAX tiles, shorter when that leaves fewer than 4 jobs a thread
+    band = BANDMAX
+    while band > 1 and ((ntile + band - 1) // band) * nch < 4 * nthreads:
+        band //= 2
+    njobs = ((ntile + band - 1) // band) * nch
+    nth = max(1, min(nthreads, njobs))
+    grab = grab_size(njobs, nth, 4)
+    ctr = np.zeros(1, np.int64)
+    for th in prange(nth):
+        _worker(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt,
+                pl, dh, dw, band, ctr, grab, lo, hi)
+
+
+def act_bounds(act, lo, hi):
+    """The activation as float32 bounds (lo, hi) of a clamp: none is (-inf, inf), relu
+    (0, inf), clip (lo, hi)."""
+    inf = np.float32(np.inf)
+    if act == ACT_NONE:
+        return -inf, inf
+    if act == ACT_RELU:
+        return np.float32(0.0), inf
+    if act == ACT_CLIP:
+        return np.float32(lo), np.float32(hi)
+    raise ValueError(f"unknown activation code {act}")
+
+
+def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, lo, hi):
+    """out (N, ceil(M/16), OH, OW, 16) <- act(conv(x, w) + bias (+ res)), groups 1. x blocked
+    (N, ceil(C/16), H, W, 16) (channels past C must be finite: they meet zero weights) or
+    NCHW (N, C, H, W); wp from ``pack_blocked(w, 16 or 1)`` accordingly; bias (M,); res
+    out-shaped or None. Output channels past M are written as act(0 + res). act 0 none /
+    1 relu / 2 clip(lo, hi)."""
+    M, C, KH, KW = (int(v) for v in w_shape)
+    MB = -(-M // BLK)
+    if x.ndim == 5:
+        N, CB, H, W, CI = x.shape
+        if CI != BLK or CB != -(-C // BLK):
+            raise ValueError(f"conv2d_blocked: blocked x {x.shape} does not match w "
+                             f"{tuple(w_shape)}")
+    elif x.ndim == 4 and x.shape[1] == C:
+        N, CB, H, W = x.shape
+        CI = 1
+    else:
+        raise ValueError(f"conv2d_blocked: x {x.shape} does not match w {tuple(w_shape)}")
+    if wp.shape != (packed_size(w_shape, CI),):
+        raise ValueError(f"conv2d_blocked: packed weights {wp.shape} do not match w "
+                         f"{tuple(w_shape)} with input blocks of {CI}")
+    OH, OW = out.shape[2], out.shape[3]
+    if out.shape != (N, MB, OH, OW, BLK) or out.dtype != np.float32 or \
+            not out.flags.c_contiguous:
+        raise ValueError(f"conv2d_blocked: out {out.dtype} {out.shape} is not blocked "
+                         f"({N}, {MB}, OH, OW, {BLK}) float32")
+    has_res = res is not None and res.size > 0
+    if has_res and (res.shape != out.shape or not res.flags.c_contiguous):
+        raise ValueError(f"conv2d_blocked: residual {res.shape} is not out's shape {out.shape}")
+    if bias.shape != (M,):
+        raise ValueError(f"conv2d_blocked: bias {bias.shape} for {M} output channels")
+    bias = np.ascontiguousarray(bias, dtype=np.float32)
+    if M % BLK:
+        bias = np.concatenate([bias, np.zeros(MB * BLK - M, np.float32)])
+    if N == 0 or OH <= 0 or OW <= 0:
+        return
+    nt = numba.get_num_threads()
+    lo, hi = act_bounds(act, lo, hi)
+    for n in range(N):
+        xf = np.ascontiguousarray(x[n]).reshape(-1)
+        of = out[n].reshape(-1)
+        rf = res[n].reshape(-1) if has_res else of
+        _conv_blocked(xf, wp, bias, of, rf, has_res, MB * BLK, OH, OW, H, W, CB, CI, KH, KW,
+                      int(sh), int(sw), int(pt), int(pl), int(dh), int(dw), lo, hi, nt)

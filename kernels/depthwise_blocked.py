@@ -1,0 +1,95 @@
+"""Depthwise fp32 convolution (groups = C = M) in the channel-blocked layout NCHW16c, with
+fused bias, residual and activation (the layout: kernels/conv_blocked.py).
+
+Each output pixel of a block is one 16-lane vector: bias, plus per tap the input pixel's
+16 channels times the tap's 16 weights, then residual and the clamp (act_bounds), stored
+as one line. Taps outside the image are skipped per pixel (the window is clipped per
+output row and column), so no padded copy is made. Threads take rows (image, block,
+output row) of the map.
+
+Weights are packed as (C/16 blocks, KH, KW, 16), zero past C.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .conv_blocked import BLK, act_bounds
+from .stack import stack_f32
+
+_OPTS = dict(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy",
+             boundscheck=False)
+
+
+def pack_depthwise_blocked(w):
+    """(C, 1, KH, KW) float32 -> (ceil(C/16), KH, KW, 16), zero past C."""
+    w = np.asarray(w, dtype=np.float32)
+    C, _, KH, KW = w.shape
+    CB = -(-C // BLK)
+    wp = np.zeros((CB * BLK, KH, KW), np.float32)
+    wp[:C] = w[:, 0]
+    return np.ascontiguousarray(wp.reshape(CB, BLK, KH, KW).transpose(0, 2, 3, 1))
+
+
+@njit(**_OPTS)
+def _dw_blocked(x, wp, bias, out, res, has_res, sh, sw, pt, pl, dh, dw, lo, hi):
+    N, CB, H, W, _ = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    KH, KW = wp.shape[1], wp.shape[2]
+    for r in prange(N * CB * OH):
+        n = r // (CB * OH)
+        cb = (r // OH) % CB
+        oh = r % OH
+        ih0 = oh * sh - pt
+        # rows of the window inside the image: kh in [kh0, kh1)
+        kh0 = 0
+        while kh0 < KH and ih0 + kh0 * dh < 0:
+            kh0 += 1
+        kh1 = KH
+        while kh1 > kh0 and ih0 + (kh1 - 1) * dh >= H:
+            kh1 -= 1
+        acc = stack_f32(BLK)
+        for ow in range(OW):
+            iw0 = ow * sw - pl
+            for j in range(BLK):
+                acc[j] = bias[cb * BLK + j]
+            for kh in range(kh0, kh1):
+                ih = ih0 + kh * dh
+                for kw in range(KW):
+                    iw = iw0 + kw * dw
+                    if iw >= 0 and iw < W:
+                        for j in range(BLK):
+                            acc[j] += x[n, cb, ih, iw, j] * wp[cb, kh, kw, j]
+            if has_res:
+                for j in range(BLK):
+                    acc[j] += res[n, cb, oh, ow, j]
+            for j in range(BLK):
+                v = acc[j]
+                v = lo if v < lo else v
+                v = hi if v > hi else v
+                out[n, cb, oh, ow, j] = v
+
+
+def depthwise_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, lo, hi):
+    """out (N, ceil(C/16), OH, OW, 16) <- act(depthwise conv(x, w) + bias (+ res)); x
+    blocked (N, ceil(C/16), H, W, 16), wp from ``pack_depthwise_blocked``, bias (C,), res
+    out-shaped or None."""
+    C = int(w_shape[0])
+    CB = -(-C // BLK)
+    if x.ndim != 5 or x.shape[1] != CB or x.shape[4] != BLK:
+        raise ValueError(f"depthwise_blocked: x {x.shape} is not a blocked tensor of {C} "
+                         f"channels")
+    if wp.shape != (CB, int(w_shape[2]), int(w_shape[3]), BLK):
+        raise ValueError(f"depthwise_blocked: packed weights {wp.shape} do not match w "
+                         f"{tuple(w_shape)}")
+    if out.ndim != 5 or out.shape[:2] != (x.shape[0], CB) or out.shape[4] != BLK:
+        raise ValueError(f"depthwise_blocked: out {out.shape} is not blocked like x {x.shape}")
+    has_res = res is not None and res.size > 0
+    if has_res and res.shape != out.shape:
+        raise ValueError(f"depthwise_blocked: residual {res.shape} is not out's shape "
+                         f"{out.shape}")
+    if bias.shape != (C,):
+        raise ValueError(f"depthwise_blocked: bias {bias.shape} for {C} channels")
+    b = np.zeros(CB * BLK, np.float32)
+    b[:C] = bias
+    lo, hi = act_bounds(act, lo, hi)
+    _dw_blocked(x, wp, b, out, res if has_res else out, has_res, int(sh), int(sw), int(pt),
+                int(pl), int(dh), int(dw), lo, hi)

@@ -1,0 +1,246 @@
+"""The channel-blocked layout: conv2d_blocked and the reorders against the references, and
+the CPU layout pass (which convs it blocks, what it converts, and that sessions with and
+without it agree)."""
+import numpy as np
+import pytest
+
+import jitconv as jc
+from jitconv.backends.base import Target
+from jitconv.backends.cpu_layout import block_layout
+from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked
+from jitconv.kernels.depthwise_blocked import depthwise_blocked, pack_depthwise_blocked
+from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
+from jitconv.kernels.reorder import blocked_shape, from_blocked, to_blocked
+from jitconv.kernels.vnni import has_avx512
+from jitconv.runtime.ops.blocked import from_blocked as ref_from_blocked
+from jitconv.runtime.ops.blocked import to_blocked as ref_to_blocked
+from jitconv.runtime.passes import optimize
+from jitconv.runtime.reference import evaluate, run_op
+
+from helpers import assert_close, rand
+
+ACTS = {ACT_NONE: {}, ACT_RELU: {"activation": "relu"},
+        ACT_CLIP: {"activation": "clip", "activation_min": -0.5, "activation_max": 0.7}}
+
+# (N, C, M, k, stride, pad, dilation, H, W, input blocked)
+CASES = [
+    (1, 16, 32, 3, 1, 1, 1, 9, 9, True),
+    (2, 32, 48, 3, 2, 1, 1, 13, 11, True),     # batch 2, M % 64 = 48 (a 3-block chunk)
+    (1, 3, 64, 7, 2, 3, 1, 30, 30, False),     # a stem: NCHW input, 3 channels
+    (1, 64, 80, 1, 1, 0, 1, 7, 7, True),       # M % 64 = 16 (a 1-block chunk)
+    (1, 24, 40, 3, 1, 2, 2, 10, 12, True),     # channels not whole blocks, dilation 2
+    (1, 20, 24, 5, 3, 0, 1, 11, 9, False),     # stride 3, no padding
+    (1, 5, 16, 1, 1, 0, 1, 1, 1, True),        # one pixel: a tile of 1 real pixel
+    (1, 300, 96, 3, 1, 1, 1, 5, 6, True),      # C over one pass of input channels (CBB)
+    (1, 17, 160, 2, 2, 0, 1, 8, 8, False),     # even kernel, NCHW input of 17 channels
+]
+
+
+def _blocked(x):
+    y = np.empty(blocked_shape(x.shape), np.float32)
+    to_blocked(x, y)
+    return y
+
+
+def _unblocked(y, c):
+    x = np.empty((y.shape[0], c) + y.shape[2:4], np.float32)
+    from_blocked(y, x)
+    return x
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:9])))
+def test_conv_blocked_matches_reference(case, act):
+    n, c, m, k, s, p, d, h, w, x_blocked = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x, wt, b = rand(rng, n, c, h, w), rand(rng, m, c, k, k, scale=0.3), rand(rng, m)
+    attrs = {"strides": [s, s], "pads": [p, p, p, p], "dilations": [d, d], **ACTS[act]}
+    conv = run_op("Conv", [x, wt, b], {k_: v for k_, v in attrs.items()
+                                       if not k_.startswith("activation")})
+    res = rand(rng, *conv.shape)
+    want = run_op("Relu", [conv + res]) if act == ACT_RELU else \
+        np.clip(conv + res, -0.5, 0.7) if act == ACT_CLIP else conv + res
+    out = np.full(blocked_shape(conv.shape), np.nan, np.float32)
+    lo, hi = (-0.5, 0.7) if act == ACT_CLIP else (0.0, 0.0)
+    conv2d_blocked(_blocked(x) if x_blocked else x, pack_blocked(wt, 16 if x_blocked else 1),
+                   wt.shape, b, _blocked(res), out, s, s, p, p, d, d, act, lo, hi)
+    assert_close(_unblocked(out, m), want, what=f"{case} act {act}")
+    assert np.isfinite(out).all(), "padding channels must be written (finite)"
+
+
+# (N, C, k, stride, pad, dilation, H, W)
+DW_CASES = [(1, 16, 3, 1, 1, 1, 9, 9), (2, 24, 3, 2, 1, 1, 13, 11), (1, 40, 5, 1, 2, 1, 7, 8),
+            (1, 33, 3, 1, 2, 2, 10, 6), (1, 16, 3, 2, 0, 1, 5, 5), (1, 8, 7, 3, 3, 1, 4, 9)]
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("case", DW_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_depthwise_blocked_matches_reference(case, act):
+    n, c, k, s, p, d, h, w = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x, wt, b = rand(rng, n, c, h, w), rand(rng, c, 1, k, k), rand(rng, c)
+    conv = run_op("Conv", [x, wt, b], {"strides": [s, s], "pads": [p, p, p, p],
+                                       "dilations": [d, d], "group": c})
+    res = rand(rng, *conv.shape)
+    want = np.maximum(conv + res, 0) if act == ACT_RELU else \
+        np.clip(conv + res, -0.5, 0.7) if act == ACT_CLIP else conv + res
+    out = np.full(blocked_shape(conv.shape), np.nan, np.float32)
+    lo, hi = (-0.5, 0.7) if act == ACT_CLIP else (0.0, 0.0)
+    depthwise_blocked(_blocked(x), pack_depthwise_blocked(wt), wt.shape, b, _blocked(res),
+                      out, s, s, p, p, d, d, act, lo, hi)
+    assert_close(_unblocked(out, c), want, what=f"{case} act {act}")
+    assert np.isfinite(out).all()
+
+
+def test_residual_may_be_the_output_and_threads_agree():
+    rng = np.random.default_rng(3)
+    x, wt, b = rand(rng, 1, 32, 14, 14), rand(rng, 64, 32, 3, 3, scale=0.2), rand(rng, 64)
+    conv = run_op("Conv", [x, wt, b], {"pads": [1, 1, 1, 1]})
+    res = rand(rng, *conv.shape)
+    wp = pack_blocked(wt, 16)
+    outs = []
+    import numba
+    before = numba.get_num_threads()
+    try:
+        for t in (1, 2):
+            numba.set_num_threads(t)
+            out = _blocked(res)          # in place: the residual is read before the write
+            conv2d_blocked(_blocked(x), wp, wt.shape, b, out, out, 1, 1, 1, 1, 1, 1,
+                           ACT_NONE, 0.0, 0.0)
+            outs.append(_unblocked(out, 64))
+    finally:
+        numba.set_num_threads(before)
+    assert_close(outs[0], conv + res)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("c", [1, 5, 16, 33])
+def test_reorders_round_trip_and_match_reference(c):
+    x = rand(np.random.default_rng(c), 2, c, 3, 7)
+    y = _blocked(x)
+    np.testing.assert_array_equal(y, ref_to_blocked(x))
+    assert not y[:, -1, :, :, c % 16 or 16:].any(), "padding channels are zero"
+    np.testing.assert_array_equal(_unblocked(y, c), x)
+    np.testing.assert_array_equal(ref_from_blocked(y, c), x)
+
+
+def test_kernel_errors_name_the_mismatch():
+    wt = np.zeros((32, 20, 3, 3), np.float32)
+    x = np.zeros((1, 2, 8, 8, 16), np.float32)
+    out = np.zeros((1, 2, 8, 8, 16), np.float32)
+    with pytest.raises(ValueError, match="packed weights"):
+        conv2d_blocked(x, pack_blocked(wt, 1), wt.shape, np.zeros(32, np.float32), None,
+                       out, 1, 1, 1, 1, 1, 1, 0, 0, 0)
+    with pytest.raises(ValueError, match="not blocked"):
+        conv2d_blocked(x, pack_blocked(wt, 16), wt.shape, np.zeros(32, np.float32), None,
+                       out[:, :1], 1, 1, 1, 1, 1, 1, 0, 0, 0)
+    with pytest.raises(ValueError, match="does not match"):
+        conv2d_blocked(np.zeros((1, 3, 8, 8, 16), np.float32), pack_blocked(wt, 16),
+                       wt.shape, np.zeros(32, np.float32), None, out, 1, 1, 1, 1, 1, 1, 0, 0, 0)
+
+
+# ----------------------------------------------------------------------------- the pass
+
+def _resnetish(size=12, dynamic=False):
+    """stem conv -> pool -> two bottleneck-like blocks (one with a conv shortcut) -> head."""
+    rng = np.random.default_rng(0)
+    g = jc.GraphBuilder("resnetish")
+    x = g.input("x", (1, 3, size, size), dynamic_axes=(0, 2, 3) if dynamic else ())
+
+    def conv(t, c, m, k, s=1, act="relu", name=None):
+        return g.conv2d(t, rand(rng, m, c, k, k, scale=0.3), rand(rng, m), stride=s,
+                        padding=k // 2, activation=act, name=name)
+    t = g.max_pool(conv(x, 3, 24, 3, name="stem"), 2, stride=2)
+    a = conv(conv(t, 24, 16, 1, name="b1a"), 16, 40, 3, 2, act=None, name="b1b")
+    short = conv(t, 24, 40, 1, 2, act=None, name="b1s")
+    t = g.relu(g.add(a, short))
+    a = conv(conv(t, 40, 32, 1, name="b2a"), 32, 40, 3, act=None, name="b2b")
+    t = g.relu(g.add(a, t))
+    g.output(g.global_average_pool(t), "y")
+    return g.build()
+
+
+def _kernels(sess):
+    return {o.name: o.kernel for o in sess.info().ops}
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+def test_pass_blocks_conv_chains_and_sessions_agree():
+    g = _resnetish()
+    x = rand(np.random.default_rng(1), 1, 3, 12, 12)
+    auto = jc.Session(g, jc.Config(threads=2, progress=False))
+    plain = jc.Session(g, jc.Config(threads=2, progress=False, layout="nchw"))
+    kernels = _kernels(auto)
+    assert kernels["stem"] != "conv2d_blocked", "a lone conv keeps NCHW"
+    assert {kernels[n] for n in ("b1a", "b1b", "b1s", "b2a", "b2b")} == {"conv2d_blocked"}
+    ops = [o.op_type for o in auto.info().ops]
+    assert ops.count("FromBlocked") == 1 and "ToBlocked" not in ops
+    assert "conv2d_blocked" not in _kernels(plain).values()
+    assert "NCHW16c" in next(o.reason for o in auto.info().ops if o.name == "b2b")
+    got, want = auto.run(x)["y"], plain.run(x)["y"]
+    assert_close(got, want)
+    assert_close(got, evaluate(g, {"x": x})["y"])
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+def test_pass_converts_an_nchw_residual_and_graph_outputs():
+    rng = np.random.default_rng(2)
+    g = jc.GraphBuilder()
+    x = g.input("x", (2, 16, 9, 9))
+    a = g.conv2d(x, rand(rng, 16, 16, 3, 3, scale=0.3), rand(rng, 16), padding=1,
+                 activation="relu", name="a")
+    b = g.conv2d(a, rand(rng, 16, 16, 3, 3, scale=0.3), None, padding=1, name="b")
+    g.output(a, "mid")                      # a blocked conv's output is a graph output too
+    g.output(g.add(b, x), "y")              # fused into b: an NCHW residual (the input)
+    graph = g.build()
+    feeds = {"x": rand(rng, 2, 16, 9, 9)}
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False))
+    ops = [o.op_type for o in sess.info().ops]
+    assert ops.count("ToBlocked") == 1 and ops.count("FromBlocked") == 2
+    got, want = sess.run(feeds), evaluate(graph, feeds)
+    for name in ("mid", "y"):
+        assert_close(got[name], want[name], what=name)
+    assert jc.compare(graph, graph, feeds).worst().max_abs == 0.0
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+def test_blocked_session_resizes():
+    g = _resnetish(dynamic=True)
+    sess = jc.Session(g, jc.Config(threads=2, progress=False))
+    for n, size in ((1, 12), (2, 17), (1, 8)):
+        x = rand(np.random.default_rng(size), n, 3, size, size)
+        assert_close(sess.run({"x": x})["y"], evaluate(g, {"x": x})["y"], what=f"{n}x{size}")
+    assert "conv2d_blocked" in _kernels(sess).values()
+
+
+def test_pass_follows_what_is_kept():
+    """Pure function of the kept weights, config and target: no AVX-512, memory=low with
+    fp16 weights (kept as fp16) and grouped (not depthwise) convs keep NCHW; fp16 decoded
+    in memory=normal is blocked."""
+    g = optimize(_resnetish())
+    cfg = jc.Config()
+    host = Target(avx512=True, threads=2)
+
+    def blocked(graph, config=cfg, target=host):
+        return sum(n.attr("_layout") == "nchw16c" for n in block_layout(graph, config, target).nodes)
+    assert blocked(g) == 5
+    assert blocked(g, target=Target(avx512=False)) == 0
+    half = optimize(jc.quantize(_resnetish(), "fp16"))
+    assert blocked(half, jc.Config(memory="low")) == 0
+    assert blocked(half, jc.Config(memory="normal")) == 5
+    rng = np.random.default_rng(4)
+    b = jc.GraphBuilder()
+    t = b.input("x", (1, 32, 8, 8))
+    for name, groups in (("dense", 1), ("grouped", 4), ("dw", 32), ("dense2", 1)):
+        t = b.conv2d(t, rand(rng, 32, 32 // groups, 3, 3), None, padding=1, groups=groups,
+                     name=name)
+    b.output(t, "y")
+    nodes = {n.name: n for n in block_layout(optimize(b.build()), cfg, host).nodes}
+    assert nodes["grouped"].attr("_layout") is None
+    assert [nodes[k].attr("_layout") for k in ("dw", "dense2")] == ["nchw16c"] * 2
+    assert nodes["dense"].attr("_layout") is None, "alone before a grouped conv"
+
+
+def test_config_layout_is_checked():
+    with pytest.raises(jc.ConfigError, match="layout"):
+        jc.Config(layout="nhwc")
