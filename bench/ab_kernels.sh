@@ -4,6 +4,7 @@
 #   bench/ab_kernels.sh THREADS LAYERS ROUNDS DIR...
 #   bench/ab_kernels.sh 1 BFG 3 /tmp/kv_base /tmp/kv_new
 #
+# SCRIPT=bench/blocked_layers.py times the blocked kernels instead of layer_times.py.
 # Each DIR holds copies of kernels/*.py (a variant). Round by round, each variant's files
 # are copied over kernels/ and layer_times.py runs with a Numba cache folder of its own
 # (so switching variants does not recompile every time); kernels/ is restored at the end.
@@ -18,6 +19,6 @@ for _ in $(seq "$rounds"); do
     cp "$v"/*.py "$here"/kernels/
     printf '%s ' "$(basename "$v")"
     NUMBA_CACHE_DIR="${TMPDIR:-/tmp}/jitconv-ab-$(basename "$v")" \
-      "${PYTHON:-python}" "$here"/bench/layer_times.py "$threads" "$layers"
+      "${PYTHON:-python}" "$here"/"${SCRIPT:-bench/layer_times.py}" "$threads" "$layers"
   done
 done

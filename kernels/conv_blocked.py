@@ -50,7 +50,8 @@ def pack_blocked(w, ci):
     channels, for an input in blocks of ``ci`` channels (16, or 1 for NCHW). M and C are
     first padded with zero weights to Mp = 16 ceil(M/16) and Cp = ci ceil(C/ci); chunk c
     (nb = min(NBMAX, Mp/16 - NBMAX c) blocks wide) starts at c * NCH * K, K = KH KW Cp,
-    as (KH, KW, Cp/ci, ci, 16 nb): the order a tile reads them."""
+    as (KH, KW, Cp/16, 16, 16 nb) for a blocked input and (C, KH, KW, 16 nb) for an NCHW
+    one: the orders the tile reads them in."""
     w = np.asarray(w, dtype=np.float32)
     M, C, KH, KW = w.shape
     Mp, Cp = -(-M // BLK) * BLK, -(-C // ci) * ci
@@ -60,7 +61,10 @@ def pack_blocked(w, ci):
     for m0 in range(0, Mp, NCH):
         wc = w[m0:m0 + NCH]
         width = wc.shape[0]
-        wc = wc.reshape(width, Cp // ci, ci, KH, KW).transpose(3, 4, 1, 2, 0)
+        if ci == 1:     # (C, KH, KW, 16 nb): a tap row's weights follow each other
+            wc = wc.transpose(1, 2, 3, 0)
+        else:
+            wc = wc.reshape(width, Cp // ci, ci, KH, KW).transpose(3, 4, 1, 2, 0)
         parts.append(np.ascontiguousarray(wc).reshape(-1))
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
@@ -72,38 +76,77 @@ def packed_size(w_shape, ci):
 
 
 @njit(inline="always", **_OPTS)
+def _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
+    """Tile u's input offsets for tap (kh, kw) from channel block c0 (clamped inside the
+    image) and their 0/1 scales; True when every pixel's tap is inside."""
+    inside = True
+    for p in range(NPX):
+        ih = bh[u * NPX + p] + kh * dh
+        iw = bw[u * NPX + p] + kw * dw
+        ok = ih >= 0 and ih < H and iw >= 0 and iw < W
+        inside = inside and ok
+        mk[p] = np.float32(1.0) if ok else np.float32(0.0)
+        ih = min(max(ih, 0), H - 1)
+        iw = min(max(iw, 0), W - 1)
+        offs[p] = c0 * plane_in + (ih * W + iw) * CI
+    return inside
+
+
+@njit(inline="always", **_OPTS)
 def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W, KH, KW, dh,
           dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, nb):
     """nt tiles of a band (tile u's pixels' top-left taps in bh/bw[u * NPX:], its
-    accumulators in stage[u * _ACC:]), nb blocks wide (a literal): bias, then per tap and
-    block of up to CBB input channels every tile of the band (so that block's weights
-    are read from cache by all of them), then the epilogue and store."""
+    accumulators in stage[u * _ACC:]), nb blocks wide (a literal): bias, the taps, then the
+    epilogue and store.
+
+    Blocked input: per tap and pass of up to CBB input channels, every tile of the band
+    (so that pass's weights are read from cache by all of them). NCHW input: a tile whose
+    whole window is inside the image takes all its taps in one call (channel, row, then
+    the row's KW consecutive pixels, dw = 1); the others go tap by tap."""
+    w16 = nb * BLK
     for u in range(nt):
         tile_init(stage[u * _ACC:], bias, m0, nb, NPX)
-    k = 0
-    cstep = max(1, CBB // CI)
-    for kh in range(KH):
-        for kw in range(KW):
-            for c0 in range(0, CB, cstep):
-                cn = min(cstep, CB - c0)
-                for u in range(nt):
-                    inside = True
-                    for p in range(NPX):
-                        ih = bh[u * NPX + p] + kh * dh
-                        iw = bw[u * NPX + p] + kw * dw
-                        ok = ih >= 0 and ih < H and iw >= 0 and iw < W
-                        inside = inside and ok
-                        mk[p] = np.float32(1.0) if ok else np.float32(0.0)
-                        ih = min(max(ih, 0), H - 1)
-                        iw = min(max(iw, 0), W - 1)
-                        offs[p] = c0 * plane_in + (ih * W + iw) * CI
-                    if inside:
-                        fma_tap(stage[u * _ACC:], xf, offs, mk, wc, k, cn, CI, plane_in,
+    if CI == 1:
+        taps = KH * KW
+        rows_ok = dw == 1
+        for u in range(nt):
+            acc = stage[u * _ACC:]
+            whole = rows_ok and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw,
+                                         plane_in)
+            if whole:
+                whole = _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, 1, dh, dw,
+                                 plane_in)
+            if whole:
+                _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in)
+                fma_tap(acc, xf, offs, mk, wc, 0, CB, plane_in, taps * w16, KH, dh * W, KW,
+                        False, nb, NPX)
+                continue
+            for kh in range(KH):
+                for kw in range(KW):
+                    k = (kh * KW + kw) * w16
+                    if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
+                        fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
                                 False, nb, NPX)
                     else:
-                        fma_tap(stage[u * _ACC:], xf, offs, mk, wc, k, cn, CI, plane_in,
+                        fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
                                 True, nb, NPX)
-                k += cn * CI * nb * BLK
+    else:
+        k = 0
+        cstep = max(1, CBB // CI)
+        for kh in range(KH):
+            for kw in range(KW):
+                for c0 in range(0, CB, cstep):
+                    cn = min(cstep, CB - c0)
+                    for u in range(nt):
+                        acc = stage[u * _ACC:]
+                        if _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw,
+                                    plane_in):
+                            fma_tap(acc, xf, offs, mk, wc, k, cn, plane_in, CI * w16, 1, 0,
+                                    CI, False, nb, NPX)
+                        else:
+                            fma_tap(acc, xf, offs, mk, wc, k, cn, plane_in, CI * w16, 1, 0,
+                                    CI, True, nb, NPX)
+                    k += cn * CI * w16
     for u in range(nt):
         npx = NPX if u < nt - 1 else npx_last
         tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res, npx,

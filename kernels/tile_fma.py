@@ -43,11 +43,13 @@ def _splat(builder, s):
 
 
 @intrinsic
-def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, ci, cstride, masked, nb, npx):
-    f32 = (acc, xf, scale, wc)
-    ok = (all(isinstance(a, types.Array) and a.dtype == types.float32 for a in f32)
+def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
+            ci, masked, nb, npx):
+    ints = (k, cb, cstride, wbstride, rows, rstride, ci)
+    ok = (all(isinstance(a, types.Array) and a.dtype == types.float32
+              for a in (acc, xf, scale, wc))
           and isinstance(offs, types.Array) and offs.dtype == types.int64
-          and all(isinstance(t, types.Integer) for t in (k, cb, ci, cstride))
+          and all(isinstance(t, types.Integer) for t in ints)
           and isinstance(masked, types.BooleanLiteral)
           and isinstance(nb, types.IntegerLiteral) and isinstance(npx, types.IntegerLiteral))
     if not ok:
@@ -55,73 +57,95 @@ def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, ci, cstride, masked, nb,
     use_scale = bool(masked.literal_value)
     NB = int(nb.literal_value)
     NP = int(npx.literal_value)
-    sig = types.void(acc, xf, offs, scale, wc, k, cb, ci, cstride, masked, nb, npx)
+    sig = types.void(acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
+                     masked, nb, npx)
 
     def codegen(context, builder, signature, args):
-        aty, xty, oty, sty, wty, kty, bty, cty, dty = signature.args[:9]
-        a = context.make_array(aty)(context, builder, args[0]).data
-        x = context.make_array(xty)(context, builder, args[1]).data
-        o = context.make_array(oty)(context, builder, args[2]).data
-        s = context.make_array(sty)(context, builder, args[3]).data
-        w = context.make_array(wty)(context, builder, args[4]).data
-        k0 = context.cast(builder, args[5], kty, types.int64)
-        nb = context.cast(builder, args[6], bty, types.int64)
-        ci = context.cast(builder, args[7], cty, types.int64)
-        cstride = context.cast(builder, args[8], dty, types.int64)
-        n = builder.mul(nb, ci)
+        tys = signature.args
+        a, x, o, s, w = (context.make_array(tys[j])(context, builder, args[j]).data
+                         for j in range(5))
+        k0, nblk, cstr, wbstr, nrows, rstr, nci = (
+            context.cast(builder, args[j], tys[j], types.int64) for j in range(5, 12))
         fma = _fma_fn(builder.module)
         vptr = _V16.as_pointer()
+        zero, one = ir.Constant(_I64, 0), ir.Constant(_I64, 1)
+        w16 = ir.Constant(_I64, 16 * NB)
         aptrs = [builder.bitcast(builder.gep(a, [ir.Constant(_I64, 16 * t)]), vptr)
                  for t in range(NB * NP)]
         init = [builder.load(p, align=4) for p in aptrs]
         xoffs = [builder.load(builder.gep(o, [ir.Constant(_I64, p)])) for p in range(NP)]
         scales = ([builder.load(builder.gep(s, [ir.Constant(_I64, p)])) for p in range(NP)]
                   if use_scale else None)
+        nouter = builder.mul(nblk, nrows)
+        go = builder.and_(builder.icmp_signed(">", nouter, zero),
+                          builder.icmp_signed(">", nci, zero))
         pre = builder.block
-        loop = builder.append_basic_block("tap.loop")
+        outer = builder.append_basic_block("tap.row")
+        inner = builder.append_basic_block("tap.ch")
+        latch = builder.append_basic_block("tap.next")
         done = builder.append_basic_block("tap.done")
-        zero = ir.Constant(_I64, 0)
-        builder.cbranch(builder.icmp_signed(">", n, zero), loop, done)
-        builder.position_at_end(loop)
-        c = builder.phi(_I64)          # channel index (weights)
-        c.add_incoming(zero, pre)
-        i = builder.phi(_I64)          # channel within its block
-        i.add_incoming(zero, pre)
-        xb = builder.phi(_I64)         # the block's offset in xf
-        xb.add_incoming(zero, pre)
-        accs = []
-        for v in init:
-            phi = builder.phi(_V16)
+        builder.cbranch(go, outer, done)
+
+        # outer loop: one (block, row) per trip; its x and weight bases
+        builder.position_at_end(outer)
+        t = builder.phi(_I64)
+        r = builder.phi(_I64)
+        xb, xr, wb, wr = (builder.phi(_I64) for _ in range(4))
+        oacc = [builder.phi(_V16) for _ in init]
+        for phi, v in zip((t, r, xb, xr, wb), (zero,) * 5):
             phi.add_incoming(v, pre)
-            accs.append(phi)
-        wo = builder.add(k0, builder.mul(c, ir.Constant(_I64, 16 * NB)))
-        wv = [builder.load(builder.bitcast(builder.gep(w, [builder.add(wo, ir.Constant(_I64, 16 * j))]),
-                                           vptr), align=4) for j in range(NB)]
-        xi = builder.add(xb, i)
+        wr.add_incoming(k0, pre)
+        for phi, v in zip(oacc, init):
+            phi.add_incoming(v, pre)
+        builder.branch(inner)
+
+        # inner loop: the row's ci channels, x at xr + i, weights at wr + i * 16 nb
+        builder.position_at_end(inner)
+        i = builder.phi(_I64)
+        i.add_incoming(zero, outer)
+        accs = [builder.phi(_V16) for _ in init]
+        for phi, v in zip(accs, oacc):
+            phi.add_incoming(v, outer)
+        wo = builder.add(wr, builder.mul(i, w16))
+        wv = [builder.load(_ptr16(builder, w, builder.add(wo, ir.Constant(_I64, 16 * j))),
+                           align=4) for j in range(NB)]
+        xi = builder.add(xr, i)
         new = []
         for p in range(NP):
             xv = builder.load(builder.gep(x, [builder.add(xoffs[p], xi)]), align=4)
             if use_scale:
                 xv = builder.fmul(xv, scales[p])
-            b = _splat(builder, xv)
+            bv = _splat(builder, xv)
             for j in range(NB):
-                new.append(builder.call(fma, [b, wv[j], accs[NB * p + j]]))
-        c1 = builder.add(c, ir.Constant(_I64, 1))
-        i1 = builder.add(i, ir.Constant(_I64, 1))
-        wrap = builder.icmp_signed("==", i1, ci)
-        tail = builder.block
-        c.add_incoming(c1, tail)
-        i.add_incoming(builder.select(wrap, zero, i1), tail)
-        xb.add_incoming(builder.select(wrap, builder.add(xb, cstride), xb), tail)
+                new.append(builder.call(fma, [bv, wv[j], accs[NB * p + j]]))
+        i1 = builder.add(i, one)
+        i.add_incoming(i1, inner)
         for phi, v in zip(accs, new):
-            phi.add_incoming(v, tail)
-        builder.cbranch(builder.icmp_signed("<", c1, n), loop, done)
+            phi.add_incoming(v, inner)
+        builder.cbranch(builder.icmp_signed("<", i1, nci), inner, latch)
+
+        # next (block, row): rows of a block, then the next block
+        builder.position_at_end(latch)
+        t1 = builder.add(t, one)
+        r1 = builder.add(r, one)
+        wrap = builder.icmp_signed("==", r1, nrows)
+        xb1 = builder.select(wrap, builder.add(xb, cstr), xb)
+        wb1 = builder.select(wrap, builder.add(wb, wbstr), wb)
+        r2 = builder.select(wrap, zero, r1)
+        xr1 = builder.select(wrap, xb1, builder.add(xr, rstr))
+        wr1 = builder.select(wrap, builder.add(k0, wb1), builder.add(wr, builder.mul(nci, w16)))
+        for phi, v in zip((t, r, xb, xr, wb, wr), (t1, r2, xb1, xr1, wb1, wr1)):
+            phi.add_incoming(v, latch)
+        for phi, v in zip(oacc, new):
+            phi.add_incoming(v, latch)
+        builder.cbranch(builder.icmp_signed("<", t1, nouter), outer, done)
+
         builder.position_at_end(done)
         outs = []
         for v0, v in zip(init, new):
             phi = builder.phi(_V16)
             phi.add_incoming(v0, pre)
-            phi.add_incoming(v, tail)
+            phi.add_incoming(v, latch)
             outs.append(phi)
         for p, v in zip(aptrs, outs):
             builder.store(v, p, align=4)

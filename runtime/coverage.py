@@ -48,7 +48,7 @@ def conformance_cases() -> dict:
 def rows(supported_only: bool = False) -> list:
     """One dict per op: op, support ("runtime" / "load" / "no"), versions, run, excluded,
     reasons (Counter of exclusion reasons)."""
-    defs = all_opdefs()
+    defs = {k: d for k, d in all_opdefs().items() if not d.internal}   # ONNX ops only
     cases = conformance_cases()
     names = set(defs) if supported_only else set(defs) | onnx_op_types()
     out = []

@@ -64,7 +64,8 @@ class OpDef:
     GraphBuilder method name (hand-written, or generated from this OpDef); scalar: a
     module-level ``scalar(x, *params)`` of floats (params: the float attributes in
     ``attrs`` order) from which the CPU backend makes an elementwise kernel; runtime:
-    False for ops that only exist at load (folded or removed by the importer).
+    False for ops that only exist at load (folded or removed by the importer); internal:
+    True for ops a backend's pass inserts inside a session (no ONNX name, no builder).
     """
     op_type: str
     inputs: tuple = (1, 1)
@@ -76,6 +77,7 @@ class OpDef:
     builder: str | None = None
     scalar: Callable | None = None
     runtime: bool = True
+    internal: bool = False
     doc: str = ""
 
     def attr(self, name):

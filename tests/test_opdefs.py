@@ -24,7 +24,8 @@ from jitconv.runtime.shapes import infer_node
 DOCS = (pathlib.Path(__file__).parents[1] / "docs" / "ops.md").read_text()
 KINDS = ("int", "ints", "float", "floats", "str", "strs", "int tensor", "tensor")
 LAYOUT = {"Concat", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather",
-          "Split", "Slice", "Identity", "Expand", "Tile"}          # data movement: 0 FLOPs
+          "Split", "Slice", "Identity", "Expand", "Tile",
+          "ToBlocked", "FromBlocked"}                               # data movement: 0 FLOPs
 X = (2, 3, 6, 5)
 
 # op -> (input shapes, attributes, outputs) of a small node; ops not listed take one or
@@ -53,6 +54,7 @@ EXAMPLES = {
     "Expand": ([X], {"shape": [4, 1, 1, 1, 1]}, 1),
     "Tile": ([X], {"repeats": [1, 2, 1, 3]}, 1),
     "Einsum": ([(2, 3, 4), (2, 4, 5)], {"equation": "bij,bjk->bik"}, 1),
+    "FromBlocked": ([(2, 1, 6, 5, 16)], {"channels": 3}, 1),
 }
 
 
@@ -79,7 +81,10 @@ def test_every_op_has_every_part(op):
     d = OPDEFS[op]
     assert d.op_type == op and d.doc and "\n" not in d.doc
     assert all(isinstance(a, Attr) and a.kind in KINDS and a.doc for a in d.attrs), d.attrs
-    if d.runtime:
+    if d.internal:      # inserted by a backend pass inside a session only
+        assert d.runtime and d.onnx is None and d.builder is None, op
+        assert d.shape and d.reference and d.flops, f"{op}: a runtime op needs all three"
+    elif d.runtime:
         assert d.shape and d.reference and d.flops, f"{op}: a runtime op needs all three"
         assert d.onnx is not None, f"{op}: no ONNX spec"
         if op != "Split":            # several outputs: GraphBuilder methods return one

@@ -57,12 +57,12 @@ def _from_shape(node, shapes):
 
 register(OpDef(
     "ToBlocked", shape=_to_shape, reference=lambda i, a: to_blocked(i[0]),
-    flops=lambda node, ins, outs: 0,
+    flops=lambda node, ins, outs: 0, internal=True,
     doc="NCHW -> NCHW16c (channels zero-padded to whole blocks); inserted by the CPU "
         "layout pass"))
 
 register(OpDef(
     "FromBlocked", attrs=(Attr("channels", "int", REQUIRED, "channels of the NCHW result"),),
     shape=_from_shape, reference=lambda i, a: from_blocked(i[0], int(a["channels"])),
-    flops=lambda node, ins, outs: 0,
+    flops=lambda node, ins, outs: 0, internal=True,
     doc="NCHW16c -> NCHW; inserted by the CPU layout pass"))
