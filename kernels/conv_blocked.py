@@ -34,7 +34,7 @@ from numba import njit, prange
 from .atomics import fetch_add, grab_size
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
 from .stack import stack_f32
-from .tile_fma import NBMAX, NPX, fma_tap, tile_init, tile_store
+from .tile_fma import NBMAX, NPX, conv_tile, fma_tap, tile_init, tile_store
 
 BLK = 16            # channels per block of the layout
 NCH = 64            # output channels per chunk of weights (NBMAX blocks: one tile's width)
@@ -100,27 +100,27 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
     epilogue and store.
 
     Blocked input: per tap and pass of up to CBB input channels, every tile of the band
-    (so that pass's weights are read from cache by all of them). NCHW input: a tile whose
-    whole window is inside the image takes all its taps in one call (channel, row, then
-    the row's KW consecutive pixels, dw = 1); the others go tap by tap."""
+    (so that pass's weights are read from cache by all of them); a 1x1 conv with at most
+    CBB input channels (one pass) keeps each tile in registers from bias to store
+    (conv_tile). NCHW input: a tile whose whole window is inside the image takes all its
+    taps in one conv_tile call (channel, row, then the row's KW consecutive pixels,
+    dw = 1); the others go tap by tap."""
     w16 = nb * BLK
-    for u in range(nt):
-        tile_init(stage[u * _ACC:], bias, m0, nb, NPX)
+    cstep = max(1, CBB // CI)
     if CI == 1:
         taps = KH * KW
-        rows_ok = dw == 1
         for u in range(nt):
             acc = stage[u * _ACC:]
-            whole = rows_ok and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw,
-                                         plane_in)
-            if whole:
-                whole = _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, 1, dh, dw,
-                                 plane_in)
-            if whole:
-                _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in)
-                fma_tap(acc, xf, offs, mk, wc, 0, CB, plane_in, taps * w16, KH, dh * W, KW,
-                        False, nb, NPX)
+            npx = NPX if u < nt - 1 else npx_last
+            obase = base0 + u * NPX * BLK
+            whole = dw == 1 and _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, 1, dh,
+                                         dw, plane_in)
+            if whole and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in):
+                conv_tile(xf, offs, mk, wc, 0, CB, plane_in, taps * w16, KH, dh * W, KW,
+                          False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi,
+                          nb, NPX)
                 continue
+            tile_init(acc, bias, m0, nb, NPX)
             for kh in range(KH):
                 for kw in range(KW):
                     k = (kh * KW + kw) * w16
@@ -130,9 +130,22 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
                     else:
                         fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
                                 True, nb, NPX)
+            tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+    elif KH * KW == 1 and CB <= cstep:
+        # one pass: each tile in registers from bias to store
+        for u in range(nt):
+            npx = NPX if u < nt - 1 else npx_last
+            obase = base0 + u * NPX * BLK
+            if _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
+                conv_tile(xf, offs, mk, wc, 0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
+                          m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+            else:
+                conv_tile(xf, offs, mk, wc, 0, CB, plane_in, CI * w16, 1, 0, CI, True, bias,
+                          m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
     else:
+        for u in range(nt):
+            tile_init(stage[u * _ACC:], bias, m0, nb, NPX)
         k = 0
-        cstep = max(1, CBB // CI)
         for kh in range(KH):
             for kw in range(KW):
                 for c0 in range(0, CB, cstep):
@@ -147,10 +160,10 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
                             fma_tap(acc, xf, offs, mk, wc, k, cn, plane_in, CI * w16, 1, 0,
                                     CI, True, nb, NPX)
                     k += cn * CI * w16
-    for u in range(nt):
-        npx = NPX if u < nt - 1 else npx_last
-        tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res, npx,
-                   lo, hi, nb, NPX)
+        for u in range(nt):
+            npx = NPX if u < nt - 1 else npx_last
+            tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res,
+                       npx, lo, hi, nb, NPX)
 
 
 @njit(**_OPTS)

@@ -42,113 +42,201 @@ def _splat(builder, s):
     return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
 
 
+def _emit_loop(builder, init, x, xoffs, scales, w, k0, nblk, cstr, wbstr, nrows, rstr, nci,
+               NB, NP):
+    """The tap loop of ``fma_tap`` on the accumulator values ``init`` (NB * NP vectors,
+    pixel-major); returns the values after it (``init`` when it runs no trip)."""
+    fma = _fma_fn(builder.module)
+    zero, one = ir.Constant(_I64, 0), ir.Constant(_I64, 1)
+    w16 = ir.Constant(_I64, 16 * NB)
+    nouter = builder.mul(nblk, nrows)
+    go = builder.and_(builder.icmp_signed(">", nouter, zero),
+                      builder.icmp_signed(">", nci, zero))
+    pre = builder.block
+    outer = builder.append_basic_block("tap.row")
+    inner = builder.append_basic_block("tap.ch")
+    latch = builder.append_basic_block("tap.next")
+    done = builder.append_basic_block("tap.done")
+    builder.cbranch(go, outer, done)
+
+    # outer loop: one (block, row) per trip; its x and weight bases
+    builder.position_at_end(outer)
+    t = builder.phi(_I64)
+    r = builder.phi(_I64)
+    xb, xr, wb, wr = (builder.phi(_I64) for _ in range(4))
+    oacc = [builder.phi(_V16) for _ in init]
+    for phi, v in zip((t, r, xb, xr, wb), (zero,) * 5):
+        phi.add_incoming(v, pre)
+    wr.add_incoming(k0, pre)
+    for phi, v in zip(oacc, init):
+        phi.add_incoming(v, pre)
+    builder.branch(inner)
+
+    # inner loop: the row's nci channels, x at xr + i, weights at wr + i * 16 NB
+    builder.position_at_end(inner)
+    i = builder.phi(_I64)
+    i.add_incoming(zero, outer)
+    accs = [builder.phi(_V16) for _ in init]
+    for phi, v in zip(accs, oacc):
+        phi.add_incoming(v, outer)
+    wo = builder.add(wr, builder.mul(i, w16))
+    wv = [builder.load(_ptr16(builder, w, builder.add(wo, ir.Constant(_I64, 16 * j))),
+                       align=4) for j in range(NB)]
+    xi = builder.add(xr, i)
+    new = []
+    for p in range(NP):
+        xv = builder.load(builder.gep(x, [builder.add(xoffs[p], xi)]), align=4)
+        if scales is not None:
+            xv = builder.fmul(xv, scales[p])
+        bv = _splat(builder, xv)
+        for j in range(NB):
+            new.append(builder.call(fma, [bv, wv[j], accs[NB * p + j]]))
+    i1 = builder.add(i, one)
+    i.add_incoming(i1, inner)
+    for phi, v in zip(accs, new):
+        phi.add_incoming(v, inner)
+    builder.cbranch(builder.icmp_signed("<", i1, nci), inner, latch)
+
+    # next (block, row): rows of a block, then the next block
+    builder.position_at_end(latch)
+    t1 = builder.add(t, one)
+    r1 = builder.add(r, one)
+    wrap = builder.icmp_signed("==", r1, nrows)
+    xb1 = builder.select(wrap, builder.add(xb, cstr), xb)
+    wb1 = builder.select(wrap, builder.add(wb, wbstr), wb)
+    r2 = builder.select(wrap, zero, r1)
+    xr1 = builder.select(wrap, xb1, builder.add(xr, rstr))
+    wr1 = builder.select(wrap, builder.add(k0, wb1), builder.add(wr, builder.mul(nci, w16)))
+    for phi, v in zip((t, r, xb, xr, wb, wr), (t1, r2, xb1, xr1, wb1, wr1)):
+        phi.add_incoming(v, latch)
+    for phi, v in zip(oacc, new):
+        phi.add_incoming(v, latch)
+    builder.cbranch(builder.icmp_signed("<", t1, nouter), outer, done)
+
+    builder.position_at_end(done)
+    outs = []
+    for v0, v in zip(init, new):
+        phi = builder.phi(_V16)
+        phi.add_incoming(v0, pre)
+        phi.add_incoming(v, latch)
+        outs.append(phi)
+    return outs
+
+
+def _emit_bias(builder, b, m, NB, NP):
+    bv = [builder.load(_ptr16(builder, b, builder.add(m, ir.Constant(_I64, 16 * j))), align=4)
+          for j in range(NB)]
+    return [bv[j] for _ in range(NP) for j in range(NB)]
+
+
+def _emit_store(builder, vals, o, r, base_, stride_, n_, lo_, hi_, hres, NB, NP):
+    """out[base + j stride + 16p : +16] = clamp(vals[NB p + j] (+ res there)) for p < n."""
+    for p in range(NP):
+        with builder.if_then(builder.icmp_signed(">", n_, ir.Constant(_I64, p))):
+            for j in range(NB):
+                v = vals[NB * p + j]
+                off = builder.add(base_, builder.add(
+                    builder.mul(stride_, ir.Constant(_I64, j)), ir.Constant(_I64, 16 * p)))
+                with builder.if_else(hres) as (then, other):
+                    with then:
+                        v1 = builder.fadd(v, builder.load(_ptr16(builder, r, off), align=4))
+                        blk_then = builder.block
+                    with other:
+                        blk_else = builder.block
+                vp = builder.phi(_V16)
+                vp.add_incoming(v1, blk_then)
+                vp.add_incoming(v, blk_else)
+                mx = builder.select(builder.fcmp_ordered("<", vp, lo_), lo_, vp)
+                mn = builder.select(builder.fcmp_ordered(">", mx, hi_), hi_, mx)
+                builder.store(mn, _ptr16(builder, o, off), align=4)
+
+
+def _f32_splat(builder, val, ty):
+    return _splat(builder, builder.fptrunc(val, ir.FloatType()) if ty == types.float64
+                  else val)
+
+
+def _f32_arrays(*tys):
+    return all(isinstance(t, types.Array) and t.dtype == types.float32 for t in tys)
+
+
+def _tap_operands(context, builder, tys, args, NP, use_scale):
+    """x, pixel offsets, scales (or None), w and the seven loop ints of a tap's args
+    (xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci)."""
+    x, o, s, w = (context.make_array(tys[j])(context, builder, args[j]).data
+                  for j in range(4))
+    ints = [context.cast(builder, args[j], tys[j], types.int64) for j in range(4, 11)]
+    xoffs = [builder.load(builder.gep(o, [ir.Constant(_I64, p)])) for p in range(NP)]
+    scales = ([builder.load(builder.gep(s, [ir.Constant(_I64, p)])) for p in range(NP)]
+              if use_scale else None)
+    return x, xoffs, scales, w, ints
+
+
+def _tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx):
+    return (_f32_arrays(xf, scale, wc)
+            and isinstance(offs, types.Array) and offs.dtype == types.int64
+            and all(isinstance(t, types.Integer) for t in ints)
+            and isinstance(masked, types.BooleanLiteral)
+            and isinstance(nb, types.IntegerLiteral) and isinstance(npx, types.IntegerLiteral))
+
+
 @intrinsic
 def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
             ci, masked, nb, npx):
     ints = (k, cb, cstride, wbstride, rows, rstride, ci)
-    ok = (all(isinstance(a, types.Array) and a.dtype == types.float32
-              for a in (acc, xf, scale, wc))
-          and isinstance(offs, types.Array) and offs.dtype == types.int64
-          and all(isinstance(t, types.Integer) for t in ints)
-          and isinstance(masked, types.BooleanLiteral)
-          and isinstance(nb, types.IntegerLiteral) and isinstance(npx, types.IntegerLiteral))
-    if not ok:
+    if not (_f32_arrays(acc) and _tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)):
         return None
+    NB, NP = int(nb.literal_value), int(npx.literal_value)
     use_scale = bool(masked.literal_value)
-    NB = int(nb.literal_value)
-    NP = int(npx.literal_value)
     sig = types.void(acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
                      masked, nb, npx)
 
     def codegen(context, builder, signature, args):
         tys = signature.args
-        a, x, o, s, w = (context.make_array(tys[j])(context, builder, args[j]).data
-                         for j in range(5))
-        k0, nblk, cstr, wbstr, nrows, rstr, nci = (
-            context.cast(builder, args[j], tys[j], types.int64) for j in range(5, 12))
-        fma = _fma_fn(builder.module)
-        vptr = _V16.as_pointer()
-        zero, one = ir.Constant(_I64, 0), ir.Constant(_I64, 1)
-        w16 = ir.Constant(_I64, 16 * NB)
-        aptrs = [builder.bitcast(builder.gep(a, [ir.Constant(_I64, 16 * t)]), vptr)
-                 for t in range(NB * NP)]
+        a = context.make_array(tys[0])(context, builder, args[0]).data
+        x, xoffs, scales, w, ints = _tap_operands(context, builder, tys[1:12], args[1:12],
+                                                  NP, use_scale)
+        aptrs = [_ptr16(builder, a, ir.Constant(_I64, 16 * t)) for t in range(NB * NP)]
         init = [builder.load(p, align=4) for p in aptrs]
-        xoffs = [builder.load(builder.gep(o, [ir.Constant(_I64, p)])) for p in range(NP)]
-        scales = ([builder.load(builder.gep(s, [ir.Constant(_I64, p)])) for p in range(NP)]
-                  if use_scale else None)
-        nouter = builder.mul(nblk, nrows)
-        go = builder.and_(builder.icmp_signed(">", nouter, zero),
-                          builder.icmp_signed(">", nci, zero))
-        pre = builder.block
-        outer = builder.append_basic_block("tap.row")
-        inner = builder.append_basic_block("tap.ch")
-        latch = builder.append_basic_block("tap.next")
-        done = builder.append_basic_block("tap.done")
-        builder.cbranch(go, outer, done)
-
-        # outer loop: one (block, row) per trip; its x and weight bases
-        builder.position_at_end(outer)
-        t = builder.phi(_I64)
-        r = builder.phi(_I64)
-        xb, xr, wb, wr = (builder.phi(_I64) for _ in range(4))
-        oacc = [builder.phi(_V16) for _ in init]
-        for phi, v in zip((t, r, xb, xr, wb), (zero,) * 5):
-            phi.add_incoming(v, pre)
-        wr.add_incoming(k0, pre)
-        for phi, v in zip(oacc, init):
-            phi.add_incoming(v, pre)
-        builder.branch(inner)
-
-        # inner loop: the row's ci channels, x at xr + i, weights at wr + i * 16 nb
-        builder.position_at_end(inner)
-        i = builder.phi(_I64)
-        i.add_incoming(zero, outer)
-        accs = [builder.phi(_V16) for _ in init]
-        for phi, v in zip(accs, oacc):
-            phi.add_incoming(v, outer)
-        wo = builder.add(wr, builder.mul(i, w16))
-        wv = [builder.load(_ptr16(builder, w, builder.add(wo, ir.Constant(_I64, 16 * j))),
-                           align=4) for j in range(NB)]
-        xi = builder.add(xr, i)
-        new = []
-        for p in range(NP):
-            xv = builder.load(builder.gep(x, [builder.add(xoffs[p], xi)]), align=4)
-            if use_scale:
-                xv = builder.fmul(xv, scales[p])
-            bv = _splat(builder, xv)
-            for j in range(NB):
-                new.append(builder.call(fma, [bv, wv[j], accs[NB * p + j]]))
-        i1 = builder.add(i, one)
-        i.add_incoming(i1, inner)
-        for phi, v in zip(accs, new):
-            phi.add_incoming(v, inner)
-        builder.cbranch(builder.icmp_signed("<", i1, nci), inner, latch)
-
-        # next (block, row): rows of a block, then the next block
-        builder.position_at_end(latch)
-        t1 = builder.add(t, one)
-        r1 = builder.add(r, one)
-        wrap = builder.icmp_signed("==", r1, nrows)
-        xb1 = builder.select(wrap, builder.add(xb, cstr), xb)
-        wb1 = builder.select(wrap, builder.add(wb, wbstr), wb)
-        r2 = builder.select(wrap, zero, r1)
-        xr1 = builder.select(wrap, xb1, builder.add(xr, rstr))
-        wr1 = builder.select(wrap, builder.add(k0, wb1), builder.add(wr, builder.mul(nci, w16)))
-        for phi, v in zip((t, r, xb, xr, wb, wr), (t1, r2, xb1, xr1, wb1, wr1)):
-            phi.add_incoming(v, latch)
-        for phi, v in zip(oacc, new):
-            phi.add_incoming(v, latch)
-        builder.cbranch(builder.icmp_signed("<", t1, nouter), outer, done)
-
-        builder.position_at_end(done)
-        outs = []
-        for v0, v in zip(init, new):
-            phi = builder.phi(_V16)
-            phi.add_incoming(v0, pre)
-            phi.add_incoming(v, latch)
-            outs.append(phi)
+        outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP)
         for p, v in zip(aptrs, outs):
             builder.store(v, p, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def conv_tile(typingctx, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
+              masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx):
+    """A whole tile in registers: the accumulators start from bias[m0:] (tile_init), take
+    one tap loop (fma_tap's arguments) and are stored as tile_store does. For a conv
+    whose every tap fits one call (1x1 with few channels, a window inside the image of
+    an NCHW input): no accumulator round trip through memory."""
+    ints = (k, cb, cstride, wbstride, rows, rstride, ci)
+    ok = (_tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)
+          and _f32_arrays(bias, out, res) and isinstance(has_res, types.Boolean)
+          and all(isinstance(t, types.Integer) for t in (m0, base, stride, n))
+          and all(isinstance(t, types.Float) for t in (lo, hi)))
+    if not ok:
+        return None
+    NB, NP = int(nb.literal_value), int(npx.literal_value)
+    use_scale = bool(masked.literal_value)
+    sig = types.void(xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci, masked,
+                     bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx)
+
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        x, xoffs, scales, w, ints = _tap_operands(context, builder, tys[:11], args[:11], NP,
+                                                  use_scale)
+        b, o, r = (context.make_array(tys[j])(context, builder, args[j]).data
+                   for j in (12, 14, 17))
+        m, base_, stride_, n_ = (context.cast(builder, args[j], tys[j], types.int64)
+                                 for j in (13, 15, 16, 19))
+        init = _emit_bias(builder, b, m, NB, NP)
+        outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP)
+        _emit_store(builder, outs, o, r, base_, stride_, n_, _f32_splat(builder, args[20], tys[20]),
+                    _f32_splat(builder, args[21], tys[21]), args[18], NB, NP)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -161,9 +249,7 @@ def _ptr16(builder, base, off):
 @intrinsic
 def tile_init(typingctx, acc, bias, m0, nb, npx):
     """acc[p, 16j : 16j + 16] = bias[m0 + 16j : +16] for p < npx, j < nb (literals)."""
-    ok = (isinstance(acc, types.Array) and isinstance(bias, types.Array)
-          and acc.dtype == types.float32 and bias.dtype == types.float32
-          and isinstance(m0, types.Integer)
+    ok = (_f32_arrays(acc, bias) and isinstance(m0, types.Integer)
           and isinstance(nb, types.IntegerLiteral) and isinstance(npx, types.IntegerLiteral))
     if not ok:
         return None
@@ -171,16 +257,11 @@ def tile_init(typingctx, acc, bias, m0, nb, npx):
     sig = types.void(acc, bias, m0, nb, npx)
 
     def codegen(context, builder, signature, args):
-        aty, bty, mty = signature.args[:3]
-        a = context.make_array(aty)(context, builder, args[0]).data
-        b = context.make_array(bty)(context, builder, args[1]).data
-        m = context.cast(builder, args[2], mty, types.int64)
-        bv = [builder.load(_ptr16(builder, b, builder.add(m, ir.Constant(_I64, 16 * j))),
-                           align=4) for j in range(NB)]
-        for p in range(NP):
-            for j in range(NB):
-                builder.store(bv[j], _ptr16(builder, a, ir.Constant(_I64, 16 * (NB * p + j))),
-                              align=4)
+        tys = signature.args
+        a, b = (context.make_array(tys[j])(context, builder, args[j]).data for j in (0, 1))
+        m = context.cast(builder, args[2], tys[2], types.int64)
+        for t, v in enumerate(_emit_bias(builder, b, m, NB, NP)):
+            builder.store(v, _ptr16(builder, a, ir.Constant(_I64, 16 * t)), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -192,7 +273,7 @@ def tile_store(typingctx, acc, out, base, stride, res, has_res, n, lo, hi, nb, n
     lo), hi) for p < n (n <= npx), j < nb (literals): one tile's blocks, each a run of
     consecutive 16-float pixels. res may be out itself (each line is read before it is
     written)."""
-    ok = (all(isinstance(t, types.Array) and t.dtype == types.float32 for t in (acc, out, res))
+    ok = (_f32_arrays(acc, out, res)
           and all(isinstance(t, types.Integer) for t in (base, stride, n))
           and isinstance(has_res, types.Boolean)
           and all(isinstance(t, types.Float) for t in (lo, hi))
@@ -203,39 +284,15 @@ def tile_store(typingctx, acc, out, base, stride, res, has_res, n, lo, hi, nb, n
     sig = types.void(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx)
 
     def codegen(context, builder, signature, args):
-        aty, oty, bty, sty, rty, _, nty, lty, hty = signature.args[:9]
-        a = context.make_array(aty)(context, builder, args[0]).data
-        o = context.make_array(oty)(context, builder, args[1]).data
-        r = context.make_array(rty)(context, builder, args[4]).data
-        base_ = context.cast(builder, args[2], bty, types.int64)
-        stride_ = context.cast(builder, args[3], sty, types.int64)
-        n_ = context.cast(builder, args[6], nty, types.int64)
-        f32 = ir.FloatType()
-        lo_ = _splat(builder, builder.fptrunc(args[7], f32) if lty == types.float64
-                     else args[7])
-        hi_ = _splat(builder, builder.fptrunc(args[8], f32) if hty == types.float64
-                     else args[8])
-        hres = args[5]
-        for p in range(NP):
-            with builder.if_then(builder.icmp_signed(">", n_, ir.Constant(_I64, p))):
-                for j in range(NB):
-                    v = builder.load(_ptr16(builder, a, ir.Constant(_I64, 16 * (NB * p + j))),
-                                     align=4)
-                    off = builder.add(base_, builder.add(
-                        builder.mul(stride_, ir.Constant(_I64, j)), ir.Constant(_I64, 16 * p)))
-                    with builder.if_else(hres) as (then, other):
-                        with then:
-                            rv = builder.load(_ptr16(builder, r, off), align=4)
-                            v1 = builder.fadd(v, rv)
-                            blk_then = builder.block
-                        with other:
-                            blk_else = builder.block
-                    vp = builder.phi(_V16)
-                    vp.add_incoming(v1, blk_then)
-                    vp.add_incoming(v, blk_else)
-                    mx = builder.select(builder.fcmp_ordered("<", vp, lo_), lo_, vp)
-                    mn = builder.select(builder.fcmp_ordered(">", mx, hi_), hi_, mx)
-                    builder.store(mn, _ptr16(builder, o, off), align=4)
+        tys = signature.args
+        a, o, r = (context.make_array(tys[j])(context, builder, args[j]).data
+                   for j in (0, 1, 4))
+        base_, stride_, n_ = (context.cast(builder, args[j], tys[j], types.int64)
+                              for j in (2, 3, 6))
+        vals = [builder.load(_ptr16(builder, a, ir.Constant(_I64, 16 * t)), align=4)
+                for t in range(NB * NP)]
+        _emit_store(builder, vals, o, r, base_, stride_, n_, _f32_splat(builder, args[7], tys[7]),
+                    _f32_splat(builder, args[8], tys[8]), args[5], NB, NP)
         return context.get_dummy_value()
 
     return sig, codegen
