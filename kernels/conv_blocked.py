@@ -126,10 +126,10 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
                     k = (kh * KW + kw) * w16
                     if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
                         fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                                False, nb, NPX)
+                                False, nb, NPX, 0)
                     else:
                         fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                                True, nb, NPX)
+                                True, nb, NPX, 0)
             tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
     elif KH * KW == 1 and CB <= cstep:
         # one pass: each tile in registers from bias to store
@@ -152,13 +152,16 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
                     cn = min(cstep, CB - c0)
                     for u in range(nt):
                         acc = stage[u * _ACC:]
+                        # the band's first tile brings the next pass's weights (they
+                        # follow this pass's) into cache while it computes
+                        pf = cn * CI * w16 if u == 0 else 0
                         if _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw,
                                     plane_in):
                             fma_tap(acc, xf, offs, mk, wc, k, cn, plane_in, CI * w16, 1, 0,
-                                    CI, False, nb, NPX)
+                                    CI, False, nb, NPX, pf)
                         else:
                             fma_tap(acc, xf, offs, mk, wc, k, cn, plane_in, CI * w16, 1, 0,
-                                    CI, True, nb, NPX)
+                                    CI, True, nb, NPX, pf)
                     k += cn * CI * w16
         for u in range(nt):
             npx = NPX if u < nt - 1 else npx_last

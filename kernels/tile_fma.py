@@ -1,22 +1,32 @@
 """The blocked conv's register tile written as LLVM vector IR (kernels/conv_blocked.py).
 
-``fma_tap(acc, xf, offs, scale, wc, k, cb, ci, cstride, masked, nb, npx)`` adds one tap's
-contribution, over all cb * ci input channels, to a tile of npx pixels x nb blocks of 16
-output channels (nb, npx and masked literals):
+A tile is npx output pixels x nb blocks of 16 output channels (nb <= NBMAX, npx <= NPX,
+both literals): nb * npx <16 x float> accumulators, pixel-major in memory.
 
-    for c in range(cb * ci):                  # input channel c = b * ci + i
-        w[j] = wc[k + 16 (nb c + j) : +16]    for j < nb
-        for p in range(npx):
-            v = xf[offs[p] + b * cstride + i] (* scale[p] when masked)
-            acc[p, 16j : 16j + 16] += v * w[j]   for j < nb
+``fma_tap(acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci, masked,
+nb, npx, pf)`` runs one tap loop on the tile held in ``acc``::
 
-acc (npx * nb * 16 floats, pixel-major) is read into nb * npx <16 x float> values before
-the loop and written back after it, so across the channel loop the tile lives in zmm registers; the pixel
-offsets (and scales) are read once. Written as IR because the same loops in Numba code are
-too big for LLVM's full unroller at this tile size: it then leaves them scalar with the
-tile in memory (measured: 3 GF/s). At 4 blocks x 6 pixels the tile takes 24 zmm, the
-weights 4 and a broadcast 1: 12 pixels x 2 blocks (also 24) spilled, as the 12 broadcasts
-and pixel pointers did not fit beside it. ``masked`` must be a literal bool.
+    for b in range(cb):            # blocks of input channels, cstride apart in xf
+      for r in range(rows):        # rows of a block, rstride apart (1 row for NCHW16c)
+        for i in range(ci):        # consecutive channels (or window columns) of the row
+            w[j] = wc[k + b wbstride + (r ci + i) 16 nb + 16 j : +16]      for j < nb
+            v[p] = xf[offs[p] + b cstride + r rstride + i] (* scale[p] if masked)
+            acc[p, 16j : +16] += v[p] * w[j]                               for p, j
+
+The accumulators are read into registers before the loop and written back after it; the
+inner loop is a plain counted loop (4 weight loads, npx broadcasts, nb * npx FMAs, a
+counter), the block and row bases move in the outer one. ``pf`` > 0 also prefetches the
+weights pf floats ahead (the next pass's, for the first tile of a band).
+``tile_init`` / ``tile_store`` set a tile from the bias and store it (+ residual, clamped)
+as runs of consecutive 16-float pixels; ``conv_tile`` does init, one tap loop and store
+with the tile in registers throughout.
+
+Written as IR because the same loops in Numba code are too big for LLVM's full unroller
+at this tile size: it then leaves them scalar with the tile in memory (measured: 3 GF/s).
+At 4 blocks x 6 pixels the tile takes 24 zmm, the weights 4 and a broadcast 1; 12 pixels
+x 2 blocks (also 24) spilled, as its 12 broadcasts and pixel pointers did not fit beside
+it. A flat loop whose block/row wrap was computed with selects every trip ran 20% slower
+than the nested loops (the integer ops share ports with the FMAs).
 """
 from llvmlite import ir
 from numba import types
@@ -42,10 +52,21 @@ def _splat(builder, s):
     return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
 
 
+def _prefetch_fn(module):
+    name = "llvm.prefetch.p0"
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(),
+                                                                 _I32, _I32, _I32]), name=name)
+    return fn
+
+
 def _emit_loop(builder, init, x, xoffs, scales, w, k0, nblk, cstr, wbstr, nrows, rstr, nci,
-               NB, NP):
+               NB, NP, pf=None):
     """The tap loop of ``fma_tap`` on the accumulator values ``init`` (NB * NP vectors,
-    pixel-major); returns the values after it (``init`` when it runs no trip)."""
+    pixel-major); returns the values after it (``init`` when it runs no trip). ``pf``
+    (an i64, or None): when nonzero, each trip also prefetches the weights pf floats
+    ahead of the ones it reads."""
     fma = _fma_fn(builder.module)
     zero, one = ir.Constant(_I64, 0), ir.Constant(_I64, 1)
     w16 = ir.Constant(_I64, 16 * NB)
@@ -82,6 +103,14 @@ def _emit_loop(builder, init, x, xoffs, scales, w, k0, nblk, cstr, wbstr, nrows,
     wo = builder.add(wr, builder.mul(i, w16))
     wv = [builder.load(_ptr16(builder, w, builder.add(wo, ir.Constant(_I64, 16 * j))),
                        align=4) for j in range(NB)]
+    if pf is not None:
+        with builder.if_then(builder.icmp_signed("!=", pf, zero)):
+            fetch = _prefetch_fn(builder.module)
+            for j in range(NB):
+                at = builder.gep(w, [builder.add(wo, builder.add(pf, ir.Constant(_I64, 16 * j)))])
+                builder.call(fetch, [builder.bitcast(at, ir.IntType(8).as_pointer()),
+                                     ir.Constant(_I32, 0), ir.Constant(_I32, 2),
+                                     ir.Constant(_I32, 1)])
     xi = builder.add(xr, i)
     new = []
     for p in range(NP):
@@ -92,9 +121,10 @@ def _emit_loop(builder, init, x, xoffs, scales, w, k0, nblk, cstr, wbstr, nrows,
         for j in range(NB):
             new.append(builder.call(fma, [bv, wv[j], accs[NB * p + j]]))
     i1 = builder.add(i, one)
-    i.add_incoming(i1, inner)
+    body_end = builder.block
+    i.add_incoming(i1, body_end)
     for phi, v in zip(accs, new):
-        phi.add_incoming(v, inner)
+        phi.add_incoming(v, body_end)
     builder.cbranch(builder.icmp_signed("<", i1, nci), inner, latch)
 
     # next (block, row): rows of a block, then the next block
@@ -182,23 +212,25 @@ def _tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx):
 
 @intrinsic
 def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
-            ci, masked, nb, npx):
+            ci, masked, nb, npx, pf):
     ints = (k, cb, cstride, wbstride, rows, rstride, ci)
-    if not (_f32_arrays(acc) and _tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)):
+    if not (_f32_arrays(acc) and _tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)
+            and isinstance(pf, types.Integer)):
         return None
     NB, NP = int(nb.literal_value), int(npx.literal_value)
     use_scale = bool(masked.literal_value)
     sig = types.void(acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
-                     masked, nb, npx)
+                     masked, nb, npx, pf)
 
     def codegen(context, builder, signature, args):
         tys = signature.args
+        pf_ = context.cast(builder, args[15], tys[15], types.int64)
         a = context.make_array(tys[0])(context, builder, args[0]).data
         x, xoffs, scales, w, ints = _tap_operands(context, builder, tys[1:12], args[1:12],
                                                   NP, use_scale)
         aptrs = [_ptr16(builder, a, ir.Constant(_I64, 16 * t)) for t in range(NB * NP)]
         init = [builder.load(p, align=4) for p in aptrs]
-        outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP)
+        outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP, pf_)
         for p, v in zip(aptrs, outs):
             builder.store(v, p, align=4)
         return context.get_dummy_value()
