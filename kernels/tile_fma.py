@@ -10,8 +10,8 @@ nb, npx, pf)`` runs one tap loop on the tile held in ``acc``::
       for r in range(rows):        # rows of a block, rstride apart (1 row for NCHW16c)
         for i in range(ci):        # consecutive channels (or window columns) of the row
             w[j] = wc[k + b wbstride + (r ci + i) 16 nb + 16 j : +16]      for j < nb
-            v[p] = xf[offs[p] + b cstride + r rstride + i] (* scale[p] if masked)
-            acc[p, 16j : +16] += v[p] * w[j]                               for p, j
+            v[p] = xf[offs[p] + b cstride + r rstride + i]
+            acc[p, 16j : +16] += v[p] * w[j]    for p, j (if masked: for p with scale[p] != 0)
 
 The accumulators are read into registers before the loop and written back after it; the
 inner loop is a plain counted loop (4 weight loads, npx broadcasts, nb * npx FMAs, a
@@ -70,6 +70,17 @@ def _emit_loop(builder, init, x, xoffs, scales, w, k0, nblk, cstr, wbstr, nrows,
     fma = _fma_fn(builder.module)
     zero, one = ir.Constant(_I64, 0), ir.Constant(_I64, 1)
     w16 = ir.Constant(_I64, 16 * NB)
+    # pixels whose scale is 0 (a tap outside the image) keep their accumulators: a
+    # per-pixel lane mask, set before the loop
+    masks = None
+    if scales is not None:
+        masks = []
+        for sc in scales:
+            on = builder.fcmp_ordered("!=", sc, ir.Constant(ir.FloatType(), 0.0))
+            v = builder.insert_element(ir.Constant(ir.VectorType(ir.IntType(1), 16), None), on,
+                                       ir.Constant(_I32, 0))
+            masks.append(builder.shuffle_vector(
+                v, v, ir.Constant(ir.VectorType(_I32, 16), [0] * 16)))
     nouter = builder.mul(nblk, nrows)
     go = builder.and_(builder.icmp_signed(">", nouter, zero),
                       builder.icmp_signed(">", nci, zero))
@@ -115,11 +126,12 @@ def _emit_loop(builder, init, x, xoffs, scales, w, k0, nblk, cstr, wbstr, nrows,
     new = []
     for p in range(NP):
         xv = builder.load(builder.gep(x, [builder.add(xoffs[p], xi)]), align=4)
-        if scales is not None:
-            xv = builder.fmul(xv, scales[p])
         bv = _splat(builder, xv)
         for j in range(NB):
-            new.append(builder.call(fma, [bv, wv[j], accs[NB * p + j]]))
+            v = builder.call(fma, [bv, wv[j], accs[NB * p + j]])
+            if masks is not None:       # a masked FMA (k register): no extra uop
+                v = builder.select(masks[p], v, accs[NB * p + j])
+            new.append(v)
     i1 = builder.add(i, one)
     body_end = builder.block
     i.add_incoming(i1, body_end)
