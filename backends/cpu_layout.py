@@ -10,10 +10,11 @@ Config.layout is "auto"):
 
 1. Candidates: the Convs whose weights are constants and ``choice.blocked_fits`` (groups
    1 or depthwise, 2-D, weights kept as fp32, AVX-512).
-2. A candidate stays if it touches another one: it reads its input X or its fused
-   residual from a candidate, or a candidate reads its output that way. A lone conv
-   keeps NCHW, so no conversion is paid for it; the last conv of a chain stays blocked
-   and its output is converted once (the conversion is the same size either way).
+2. In graph order, a candidate is blocked if it reads its input X or its fused residual
+   blocked, or if a candidate reads its output that way, directly or through followers
+   (MaxPool, which runs blocked whenever its input is). A lone conv keeps NCHW, so no
+   conversion is paid for it; the last conv of a chain stays blocked and its output is
+   converted once (the conversion is the same size either way).
 3. Rewrite: a blocked conv's output is renamed ``<name>@nchw16c``; readers that take
    it blocked read that; when others read it too (or it is a graph output) one
    FromBlocked right after the conv makes the NCHW tensor under the original name. A
@@ -54,36 +55,64 @@ def _candidates(graph, config, target):
     return found
 
 
+# ops that run blocked when their input X is (their output is then blocked too)
+FOLLOWERS = frozenset({"MaxPool"})
+
+
+def _slots(node):
+    """The inputs a blocked node reads blocked: a conv's X and residual, a follower's X."""
+    if node.op_type == "Conv":
+        return (0, 3)
+    return (0,)
+
+
 def _takes_blocked(reader, tensor, blocked):
     """True if ``reader`` (a node) reads ``tensor`` in the blocked layout."""
     if reader.name not in blocked:
         return False
-    ins = reader.inputs
-    return ins[0] == tensor or (len(ins) > 3 and ins[3] == tensor)
+    return any(i < len(reader.inputs) and reader.inputs[i] == tensor for i in _slots(reader))
 
 
-def block_layout(graph: Graph, config, target) -> Graph:
-    """The graph with its conv chains in NCHW16c (see the module docstring)."""
-    blocked = _candidates(graph, config, target)
+def _decide(graph, candidates):
+    """The nodes that run blocked, in graph order (see the module docstring)."""
     readers = {}
     for node in graph.nodes:
         for t in node.inputs:
             if t:
                 readers.setdefault(t, []).append(node)
-    made_by = {n.outputs[0]: name for name, n in blocked.items()}
-    keep = {}
-    for name, node in blocked.items():
-        out = node.outputs[0]
-        fed = any(t in made_by for t in (node.inputs[0], *node.inputs[3:4]) if t)
-        if fed or any(_takes_blocked(r, out, blocked) for r in readers.get(out, [])):
-            keep[name] = node
-    blocked = keep
+
+    def wanted(t, depth=0):
+        """A candidate conv reads t blocked, directly or through followers."""
+        for r in readers.get(t, []):
+            if r.name in candidates and any(
+                    i < len(r.inputs) and r.inputs[i] == t for i in (0, 3)):
+                return True
+            if r.op_type in FOLLOWERS and r.inputs[0] == t and depth < 4 and \
+                    wanted(r.outputs[0], depth + 1):
+                return True
+        return False
+
+    made, blocked = set(), {}
+    for node in graph.nodes:
+        if node.name in candidates:
+            fed = any(t in made for t in (node.inputs[0], *node.inputs[3:4]) if t)
+            if fed or wanted(node.outputs[0]):
+                blocked[node.name] = node
+                made.add(node.outputs[0])
+        elif node.op_type in FOLLOWERS and node.inputs[0] in made:
+            blocked[node.name] = node
+            made.add(node.outputs[0])
+    return blocked, made, readers
+
+
+def block_layout(graph: Graph, config, target) -> Graph:
+    """The graph with its conv chains in NCHW16c (see the module docstring)."""
+    blocked, made, readers = _decide(graph, _candidates(graph, config, target))
     if not blocked:
         return graph
-    made = {n.outputs[0] for n in blocked.values()}     # NCHW names of blocked outputs
     outputs = {o.name for o in graph.outputs}
     taken = {t for n in graph.nodes for t in (*n.inputs, *n.outputs)} | set(graph.constants)
-    nodes, converted = [], {}
+    nodes, converted, channels = [], {}, {}
 
     def fresh(base):
         name, i = base, 1
@@ -97,9 +126,10 @@ def block_layout(graph: Graph, config, target) -> Graph:
             nodes.append(node)
             continue
         ins = list(node.inputs)
-        depthwise = int(node.attr("group", 1)) > 1
-        x_blocked = ins[0] in made or depthwise    # the depthwise kernel reads blocks only
-        for i in (0, 3):
+        conv = node.op_type == "Conv"
+        # the depthwise kernel and the followers read blocks only
+        x_blocked = ins[0] in made or not conv or int(node.attr("group", 1)) > 1
+        for i in _slots(node):
             if i >= len(ins) or not ins[i] or (i == 0 and not x_blocked):
                 continue
             if ins[i] in made:
@@ -111,13 +141,17 @@ def block_layout(graph: Graph, config, target) -> Graph:
                                   fresh(f"{node.name}/to_blocked")))
             ins[i] = converted[ins[i]]
         out = node.outputs[0]
-        attrs = {**node.attrs, "_layout": BLOCKED,
-                 "_in_layout": BLOCKED if x_blocked else "nchw"}
-        nodes.append(Node("Conv", ins, [out + SUFFIX], attrs, node.name))
+        channels[out] = (graph.constants[node.inputs[1]].shape[0] if conv else
+                         channels[node.inputs[0]])
+        attrs = {**node.attrs, "_layout": BLOCKED}
+        if conv:
+            attrs["_in_layout"] = BLOCKED if x_blocked else "nchw"
+        nodes.append(Node(node.op_type, ins, [out + SUFFIX], attrs, node.name))
         taken.add(out + SUFFIX)
-        if out in outputs or any(not _takes_blocked(r, out, blocked) for r in readers.get(out, [])):
-            channels = graph.constants[node.inputs[1]].shape[0]
-            nodes.append(Node("FromBlocked", [out + SUFFIX], [out], {"channels": int(channels)},
+        if out in outputs or any(not _takes_blocked(r, out, blocked)
+                                 for r in readers.get(out, [])):
+            nodes.append(Node("FromBlocked", [out + SUFFIX], [out],
+                              {"channels": int(channels[out])},
                               fresh(f"{node.name}/from_blocked")))
     return Graph(list(graph.inputs), list(graph.outputs), nodes, dict(graph.constants),
                  graph.name, graph.fixed_input_shapes)

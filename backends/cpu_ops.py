@@ -12,6 +12,7 @@ import numpy as np
 from jitconv.kernels import activations as act
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.gemm import matmul_batched
+from jitconv.kernels.pool_blocked import max_pool_blocked
 from jitconv.kernels.pool_dilated import avg_pool2d_dilated
 from jitconv.kernels.pooling import avg_pool2d, global_avg_pool, max_pool2d
 from jitconv.kernels.softmax import softmax
@@ -117,15 +118,18 @@ class Pool(Kernel):
         self.is_max = ctx.node.op_type == "MaxPool"
         self.name = "max_pool2d" if self.is_max else "avg_pool2d"
         self.reason = "window loop over NCHW"
+        if self.is_max and ctx.node.attr("_layout") == "nchw16c":
+            self.fn, self.name = max_pool_blocked, "max_pool_blocked"
+            self.reason = "16-channel vectors over NCHW16c (layout pass)"
 
     def resize(self, in_shapes, out_shapes):
         kh, kw = self.node.attr("kernel_shape")
-        pads, s, d, out_hw = window_geometry(self.node, in_shapes[0][2:], (kh, kw),
+        pads, s, d, out_hw = window_geometry(self.node, in_shapes[0][2:4], (kh, kw),
                                              ceil_mode=bool(self.node.attr("ceil_mode", 0)))
         # NOTE: one window along an axis: its stride is never used, and max_pool2d's row
         # buffer grows with the column stride (a stride of 10**9 would take 4 GB)
         s = [1 if o <= 1 else v for o, v in zip(out_hw, s)]
-        if self.is_max:
+        if self.is_max:     # max_pool2d and max_pool_blocked take the same window
             self.args = (kh, kw, s[0], s[1], pads[0], pads[1], d[0], d[1])
         elif d != [1, 1]:
             self.fn, self.name = avg_pool2d_dilated, "avg_pool2d_dilated"

@@ -3,24 +3,17 @@ fused bias, residual and activation (the layout: kernels/conv_blocked.py).
 
 Each output pixel of a block is one 16-lane vector: bias, plus per tap the input pixel's
 16 channels times the tap's 16 weights, then residual and the clamp (act_bounds), stored
-as one line. Runs of NPD = 8 pixels whose window rows lie inside the image go through
-``_dw_run`` (LLVM vector IR: 8 accumulators in zmm over all taps); a row's last few in runs of
-4, 2, 1; the left and right border pixels one at a time through the same code with the
-window clipped to the image, so no padded copy is made. Window
-rows outside the image are clipped per output row. Threads take rows (image, block, output
-row) of the map.
+as one line; the rows, runs and border handling are kernels/window_blocked.py's. Weights
+are packed as (C/16 blocks, KH, KW, 16), zero past C.
 
-Weights are packed as (C/16 blocks, KH, KW, 16), zero past C. Indices are uint64: with
-signed ones Numba's negative-index wraparound keeps LLVM from vectorizing the 16 lanes
-(measured: 7 GF/s on layer D).
+Written as LLVM vector IR: the same loops in Numba code stayed scalar (7 GF/s on layer D),
+with uint64 indices too.
 """
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit
 
 from .conv_blocked import BLK, act_bounds
-from .tile_fma import _I64, _V16, _fma_fn, _ptr16, _splat
+from .window_blocked import DEPTHWISE, window_rows
 
 _OPTS = dict(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy",
              boundscheck=False)
@@ -36,182 +29,10 @@ def pack_depthwise_blocked(w):
     return np.ascontiguousarray(wp.reshape(CB, BLK, KH, KW).transpose(0, 2, 3, 1))
 
 
-NPD = 8      # output pixels per register tile (8 zmm accumulators)
-
-
-@intrinsic
-def _dw_run(typingctx, xf, x0, xrow, xpix, xtap, wf, w0, kh0, kh1, kw0, kw1, KW, bias, b0,
-            of, o0, rf, has_res, lo, hi, npd):
-    """npd (a literal) consecutive output pixels of one row and block whose taps in
-    kh [kh0, kh1) x kw [kw0, kw1) are inside the image (the others are not):
-    acc[p] = bias[b0:+16] + sum over those taps of
-    xf[x0 + kh xrow + p xpix + kw xtap : +16] * wf[w0 + (kh KW + kw) 16 : +16], then
-    (+ rf[o0 + 16p : +16]) clamped to [lo, hi] into of[o0 + 16p : +16]."""
-    ints = (x0, xrow, xpix, xtap, w0, kh0, kh1, kw0, kw1, KW, b0, o0)
-    ok = (all(isinstance(t, types.Array) and t.dtype == types.float32
-              for t in (xf, wf, bias, of, rf))
-          and all(isinstance(t, types.Integer) for t in ints)
-          and isinstance(has_res, types.Boolean)
-          and all(isinstance(t, types.Float) for t in (lo, hi))
-          and isinstance(npd, types.IntegerLiteral))
-    if not ok:
-        return None
-    NP = int(npd.literal_value)
-    sig = types.void(xf, x0, xrow, xpix, xtap, wf, w0, kh0, kh1, kw0, kw1, KW, bias, b0, of,
-                     o0, rf, has_res, lo, hi, npd)
-
-    def codegen(context, builder, signature, args):
-        tys = signature.args
-        ptr = {j: context.make_array(tys[j])(context, builder, args[j]).data
-               for j in (0, 5, 12, 14, 16)}
-        iv = {j: context.cast(builder, args[j], tys[j], types.int64)
-              for j in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 13, 15)}
-        x, w, bp, o, r = ptr[0], ptr[5], ptr[12], ptr[14], ptr[16]
-        x0_, xrow_, xpix_, xtap_, w0_, kh0_, kh1_, kwa_, kwb_, kw_, b0_, o0_ = (
-            iv[j] for j in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 13, 15))
-        f32 = ir.FloatType()
-        lo_ = _splat(builder, builder.fptrunc(args[18], f32) if tys[18] == types.float64
-                     else args[18])
-        hi_ = _splat(builder, builder.fptrunc(args[19], f32) if tys[19] == types.float64
-                     else args[19])
-        fma = _fma_fn(builder.module)
-        one, sixteen = ir.Constant(_I64, 1), ir.Constant(_I64, 16)
-        bv = builder.load(_ptr16(builder, bp, b0_), align=4)
-        pre = builder.block
-        go = builder.and_(builder.icmp_signed("<", kh0_, kh1_),
-                          builder.icmp_signed("<", kwa_, kwb_))
-        rowb = builder.append_basic_block("dw.row")
-        tapb = builder.append_basic_block("dw.tap")
-        latch = builder.append_basic_block("dw.next")
-        done = builder.append_basic_block("dw.done")
-        builder.cbranch(go, rowb, done)
-        builder.position_at_end(rowb)
-        kh = builder.phi(_I64)
-        kh.add_incoming(kh0_, pre)
-        racc = [builder.phi(_V16) for _ in range(NP)]
-        for phi in racc:
-            phi.add_incoming(bv, pre)
-        xr = builder.add(x0_, builder.mul(kh, xrow_))
-        wr = builder.add(w0_, builder.mul(builder.mul(kh, kw_), sixteen))
-        builder.branch(tapb)
-        builder.position_at_end(tapb)
-        kw = builder.phi(_I64)
-        kw.add_incoming(kwa_, rowb)
-        accs = [builder.phi(_V16) for _ in range(NP)]
-        for phi, v in zip(accs, racc):
-            phi.add_incoming(v, rowb)
-        wv = builder.load(_ptr16(builder, w, builder.add(wr, builder.mul(kw, sixteen))),
-                          align=4)
-        xt = builder.add(xr, builder.mul(kw, xtap_))
-        new = []
-        for p in range(NP):
-            xo = builder.add(xt, builder.mul(ir.Constant(_I64, p), xpix_))
-            xv = builder.load(_ptr16(builder, x, xo), align=4)
-            new.append(builder.call(fma, [xv, wv, accs[p]]))
-        kw1 = builder.add(kw, one)
-        kw.add_incoming(kw1, tapb)
-        for phi, v in zip(accs, new):
-            phi.add_incoming(v, tapb)
-        builder.cbranch(builder.icmp_signed("<", kw1, kwb_), tapb, latch)
-        builder.position_at_end(latch)
-        kh1n = builder.add(kh, one)
-        kh.add_incoming(kh1n, latch)
-        for phi, v in zip(racc, new):
-            phi.add_incoming(v, latch)
-        builder.cbranch(builder.icmp_signed("<", kh1n, kh1_), rowb, done)
-        builder.position_at_end(done)
-        final = []
-        for p in range(NP):
-            phi = builder.phi(_V16)
-            phi.add_incoming(bv, pre)
-            phi.add_incoming(new[p], latch)
-            final.append(phi)
-        for p, phi in enumerate(final):
-            off = builder.add(o0_, ir.Constant(_I64, 16 * p))
-            with builder.if_else(args[17]) as (then, other):
-                with then:
-                    v1 = builder.fadd(phi, builder.load(_ptr16(builder, r, off), align=4))
-                    b_then = builder.block
-                with other:
-                    b_else = builder.block
-            v = builder.phi(_V16)
-            v.add_incoming(v1, b_then)
-            v.add_incoming(phi, b_else)
-            v = builder.select(builder.fcmp_ordered("<", v, lo_), lo_, v)
-            v = builder.select(builder.fcmp_ordered(">", v, hi_), hi_, v)
-            builder.store(v, _ptr16(builder, o, off), align=4)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @njit(**_OPTS)
 def _dw_blocked(x, wp, bias, out, res, has_res, sh, sw, pt, pl, dh, dw, lo, hi):
-    N, CB, H, W, _ = x.shape
-    OH, OW = out.shape[2], out.shape[3]
-    KH, KW = wp.shape[1], wp.shape[2]
-    xf = x.reshape(-1)
-    wf = wp.reshape(-1)
-    of = out.reshape(-1)
-    rf = res.reshape(-1)
-    # output columns whose whole window row is inside the image: [ow_lo, ow_hi)
-    ow_lo = 0
-    while ow_lo < OW and ow_lo * sw - pl < 0:
-        ow_lo += 1
-    ow_hi = OW
-    while ow_hi > ow_lo and (ow_hi - 1) * sw - pl + (KW - 1) * dw >= W:
-        ow_hi -= 1
-    for r in prange(N * CB * OH):
-        n = r // (CB * OH)
-        cb = (r // OH) % CB
-        oh = r % OH
-        ih0 = oh * sh - pt
-        # rows of the window inside the image: kh in [kh0, kh1)
-        kh0 = 0
-        while kh0 < KH and ih0 + kh0 * dh < 0:
-            kh0 += 1
-        kh1 = KH
-        while kh1 > kh0 and ih0 + (kh1 - 1) * dh >= H:
-            kh1 -= 1
-        xplane = (n * CB + cb) * H * W * BLK
-        wbase = cb * KH * KW * BLK
-        obase = ((n * CB + cb) * OH + oh) * OW * BLK
-        x0 = xplane + ih0 * W * BLK
-        xr, xp, xt = dh * W * BLK, sw * BLK, dw * BLK
-        # columns with the whole window inside: runs of 8, then 4, 2, 1 pixels
-        ow = ow_lo
-        while ow < ow_hi:
-            left = ow_hi - ow
-            xo, oo = x0 + (ow * sw - pl) * BLK, obase + ow * BLK
-            if left >= NPD:
-                _dw_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, NPD)
-                ow += NPD
-            elif left >= 4:
-                _dw_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, 4)
-                ow += 4
-            elif left >= 2:
-                _dw_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, 2)
-                ow += 2
-            else:
-                _dw_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, 1)
-                ow += 1
-        # the border columns, one pixel at a time, the window clipped to the image
-        for ow in range(OW):
-            if ow >= ow_lo and ow < ow_hi:
-                continue
-            iw0 = ow * sw - pl
-            kw0 = 0
-            while kw0 < KW and iw0 + kw0 * dw < 0:
-                kw0 += 1
-            kw1 = KW
-            while kw1 > kw0 and iw0 + (kw1 - 1) * dw >= W:
-                kw1 -= 1
-            _dw_run(xf, x0 + iw0 * BLK, xr, xp, xt, wf, wbase, kh0, kh1, kw0, kw1, KW, bias,
-                    cb * BLK, of, obase + ow * BLK, rf, has_res, lo, hi, 1)
+    window_rows(x, wp.reshape(-1), bias, out, res, has_res, wp.shape[1], wp.shape[2], sh, sw,
+                pt, pl, dh, dw, lo, hi, DEPTHWISE)
 
 
 def depthwise_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, lo, hi):

@@ -152,7 +152,7 @@ def _resnetish(size=12, dynamic=False):
     def conv(t, c, m, k, s=1, act="relu", name=None):
         return g.conv2d(t, rand(rng, m, c, k, k, scale=0.3), rand(rng, m), stride=s,
                         padding=k // 2, activation=act, name=name)
-    t = g.max_pool(conv(x, 3, 24, 3, name="stem"), 2, stride=2)
+    t = g.max_pool(conv(x, 3, 24, 3, name="stem"), 3, stride=2, padding=1, name="pool")
     a = conv(conv(t, 24, 16, 1, name="b1a"), 16, 40, 3, 2, act=None, name="b1b")
     short = conv(t, 24, 40, 1, 2, act=None, name="b1s")
     t = g.relu(g.add(a, short))
@@ -173,7 +173,8 @@ def test_pass_blocks_conv_chains_and_sessions_agree():
     auto = jc.Session(g, jc.Config(threads=2, progress=False))
     plain = jc.Session(g, jc.Config(threads=2, progress=False, layout="nchw"))
     kernels = _kernels(auto)
-    assert kernels["stem"] != "conv2d_blocked", "a lone conv keeps NCHW"
+    assert kernels["stem"] == "conv2d_blocked", "blocked through the MaxPool to b1a, b1s"
+    assert kernels["pool"] == "max_pool_blocked"
     assert {kernels[n] for n in ("b1a", "b1b", "b1s", "b2a", "b2b")} == {"conv2d_blocked"}
     ops = [o.op_type for o in auto.info().ops]
     assert ops.count("FromBlocked") == 1 and "ToBlocked" not in ops
@@ -225,11 +226,11 @@ def test_pass_follows_what_is_kept():
 
     def blocked(graph, config=cfg, target=host):
         return sum(n.attr("_layout") == "nchw16c" for n in block_layout(graph, config, target).nodes)
-    assert blocked(g) == 5
+    assert blocked(g) == 7          # 6 convs and the max pool
     assert blocked(g, target=Target(avx512=False)) == 0
     half = optimize(jc.quantize(_resnetish(), "fp16"))
     assert blocked(half, jc.Config(memory="low")) == 0
-    assert blocked(half, jc.Config(memory="normal")) == 5
+    assert blocked(half, jc.Config(memory="normal")) == 7
     rng = np.random.default_rng(4)
     b = jc.GraphBuilder()
     t = b.input("x", (1, 32, 8, 8))
@@ -246,3 +247,21 @@ def test_pass_follows_what_is_kept():
 def test_config_layout_is_checked():
     with pytest.raises(jc.ConfigError, match="layout"):
         jc.Config(layout="nhwc")
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("ceil", [False, True])
+def test_blocked_max_pool_as_graph_output(ceil):
+    rng = np.random.default_rng(5)
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, 20, 11, 11))
+    a = g.conv2d(x, rand(rng, 24, 20, 3, 3, scale=0.3), rand(rng, 24), padding=1, name="a")
+    b = g.conv2d(a, rand(rng, 24, 24, 1, 1, scale=0.3), None, name="b")
+    g.output(g.max_pool(b, 3, stride=2, padding=1, ceil_mode=ceil, name="pool"), "y")
+    graph = g.build()
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False))
+    assert _kernels(sess)["pool"] == "max_pool_blocked"
+    feeds = {"x": rand(rng, 1, 20, 11, 11)}
+    assert_close(sess.run(feeds)["y"],
+                 jc.Session(graph, jc.Config(layout="nchw")).run(feeds)["y"])
+    assert_close(sess.run(feeds)["y"], evaluate(graph, feeds)["y"])

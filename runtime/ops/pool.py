@@ -14,12 +14,15 @@ from .conv import ONNX_WINDOW, WINDOW_ATTRS
 
 def _pool_shape(node, shapes):
     x = shapes[0]
-    _need_rank(node, x, 4)
+    # a blocked MaxPool (the CPU layout pass): (N, CB, H, W, 16) in and out
+    blocked = node.attr("_layout") == "nchw16c"
+    _need_rank(node, x, 5 if blocked else 4)
     ks = node.attr("kernel_shape")
     if ks is None or len(ks) != 2:
         _fail(node, f"kernel_shape must be given as 2 values, got {ks}")
-    _, _, _, out_hw = window_geometry(node, x[2:], ks, ceil_mode=bool(node.attr("ceil_mode", 0)))
-    return [(x[0], x[1], *out_hw)]
+    _, _, _, out_hw = window_geometry(node, x[2:4], ks,
+                                      ceil_mode=bool(node.attr("ceil_mode", 0)))
+    return [(x[0], x[1], *out_hw) + ((x[4],) if blocked else ())]
 
 
 def _global_shape(node, shapes):
