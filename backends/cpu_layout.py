@@ -12,8 +12,10 @@ Config.layout is "auto"):
    1 or depthwise, 2-D, weights kept as fp32, AVX-512).
 2. In graph order, a candidate is blocked if it reads its input X or its fused residual
    blocked, or if a candidate reads its output that way, directly or through followers
-   (MaxPool, which runs blocked whenever its input is). A lone conv keeps NCHW, so no
-   conversion is paid for it; the last conv of a chain stays blocked and its output is
+   (MaxPool, which runs blocked whenever its input is). A lone conv is blocked only when
+   each output takes K = C KH KW >= LONE_K multiply-adds (groups 1): then the blocked
+   kernel gains more than converting its output back costs. Otherwise it keeps NCHW and
+   no conversion is paid. The last conv of a chain stays blocked and its output is
    converted once (the conversion is the same size either way).
 3. Rewrite: a blocked conv's output is renamed ``<name>@nchw16c``; readers that take
    it blocked read that; when others read it too (or it is a graph output) one
@@ -73,6 +75,16 @@ def _takes_blocked(reader, tensor, blocked):
     return any(i < len(reader.inputs) and reader.inputs[i] == tensor for i in _slots(reader))
 
 
+# a lone groups-1 conv is blocked too when each output takes at least this many
+# multiply-adds: its blocked kernel then gains more than converting the output back costs
+LONE_K = 128
+
+
+def _lone_pays(graph, node):
+    c, kh, kw = graph.constants[node.inputs[1]].shape[1:]
+    return int(node.attr("group", 1)) == 1 and c * kh * kw >= LONE_K
+
+
 def _decide(graph, candidates):
     """The nodes that run blocked, in graph order (see the module docstring)."""
     readers = {}
@@ -96,7 +108,7 @@ def _decide(graph, candidates):
     for node in graph.nodes:
         if node.name in candidates:
             fed = any(t in made for t in (node.inputs[0], *node.inputs[3:4]) if t)
-            if fed or wanted(node.outputs[0]):
+            if fed or wanted(node.outputs[0]) or _lone_pays(graph, node):
                 blocked[node.name] = node
                 made.add(node.outputs[0])
         elif node.op_type in FOLLOWERS and node.inputs[0] in made:

@@ -4,12 +4,16 @@
 in the last block set to 0 (the blocked kernels read them against zero weights, so they
 must be finite). ``from_blocked(y, x)``: back, dropping the padding channels.
 Both go one (image, block, row) at a time over the threads: a row of 16 channels x W
-pixels is a 16 x W transpose.
+pixels is a 16 x W transpose, done 16 x 16 at a time in registers (stack.transpose16);
+the last W % 16 pixels and a partial last block of channels one by one.
 """
 import numpy as np
 from numba import njit, prange
 
+from .stack import copy_masked16, stack_f32, transpose16
+
 BLK = 16
+_TILE = 256     # a 16 x 16 block, staged for transpose16
 _OPTS = dict(cache=True, parallel=True, error_model="numpy", boundscheck=False)
 
 
@@ -17,13 +21,24 @@ _OPTS = dict(cache=True, parallel=True, error_model="numpy", boundscheck=False)
 def _to_blocked(x, y):
     N, C, H, W = x.shape
     CB = y.shape[1]
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
     for r in prange(N * CB * H):
         n = r // (CB * H)
         cb = (r // H) % CB
         h = r % H
-        for w in range(W):
+        c0 = cb * BLK
+        src = ((n * C + c0) * H + h) * W
+        dst = ((n * CB + cb) * H + h) * W * BLK
+        w0 = 0
+        if c0 + BLK <= C:
+            # 16 channels x 16 pixels: 16 rows read, turned around in registers
+            while w0 + BLK <= W:
+                transpose16(xf, src + w0, H * W, yf, dst + w0 * BLK)
+                w0 += BLK
+        for w in range(w0, W):
             for j in range(BLK):
-                c = cb * BLK + j
+                c = c0 + j
                 y[n, cb, h, w, j] = x[n, c, h, w] if c < C else np.float32(0.0)
 
 
@@ -31,13 +46,26 @@ def _to_blocked(x, y):
 def _from_blocked(y, x):
     N, C, H, W = x.shape
     CB = y.shape[1]
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
     for r in prange(N * CB * H):
         n = r // (CB * H)
         cb = (r // H) % CB
         h = r % H
-        for j in range(min(BLK, C - cb * BLK)):
-            for w in range(W):
-                x[n, cb * BLK + j, h, w] = y[n, cb, h, w, j]
+        c0 = cb * BLK
+        nc = min(BLK, C - c0)
+        src = ((n * CB + cb) * H + h) * W * BLK
+        dst = ((n * C + c0) * H + h) * W
+        tb = stack_f32(_TILE)
+        w0 = 0
+        while w0 + BLK <= W:
+            transpose16(yf, src + w0 * BLK, BLK, tb, 0)     # tb[channel * 16 + pixel]
+            for j in range(nc):
+                copy_masked16(tb, j * BLK, xf, dst + j * H * W + w0, BLK)
+            w0 += BLK
+        for j in range(nc):
+            for w in range(w0, W):
+                x[n, c0 + j, h, w] = y[n, cb, h, w, j]
 
 
 def blocked_shape(shape, block=BLK):

@@ -118,7 +118,7 @@ def test_residual_may_be_the_output_and_threads_agree():
 
 @pytest.mark.parametrize("c", [1, 5, 16, 33])
 def test_reorders_round_trip_and_match_reference(c):
-    x = rand(np.random.default_rng(c), 2, c, 3, 7)
+    x = rand(np.random.default_rng(c), 2, c, 3, 37)     # two 16-pixel runs and a tail
     y = _blocked(x)
     np.testing.assert_array_equal(y, ref_to_blocked(x))
     assert not y[:, -1, :, :, c % 16 or 16:].any(), "padding channels are zero"
@@ -234,14 +234,16 @@ def test_pass_follows_what_is_kept():
     rng = np.random.default_rng(4)
     b = jc.GraphBuilder()
     t = b.input("x", (1, 32, 8, 8))
-    for name, groups in (("dense", 1), ("grouped", 4), ("dw", 32), ("dense2", 1)):
-        t = b.conv2d(t, rand(rng, 32, 32 // groups, 3, 3), None, padding=1, groups=groups,
-                     name=name)
+    for name, groups, k in (("short", 1, 1), ("grouped", 4, 3), ("lone", 1, 3),
+                            ("grouped2", 4, 3), ("dw", 32, 3), ("dense", 1, 3)):
+        t = b.conv2d(t, rand(rng, 32, 32 // groups, k, k), None, padding=k // 2,
+                     groups=groups, name=name)
     b.output(t, "y")
     nodes = {n.name: n for n in block_layout(optimize(b.build()), cfg, host).nodes}
     assert nodes["grouped"].attr("_layout") is None
-    assert [nodes[k].attr("_layout") for k in ("dw", "dense2")] == ["nchw16c"] * 2
-    assert nodes["dense"].attr("_layout") is None, "alone before a grouped conv"
+    assert [nodes[k].attr("_layout") for k in ("dw", "dense")] == ["nchw16c"] * 2
+    assert nodes["short"].attr("_layout") is None, "alone, K = 32 < LONE_K"
+    assert nodes["lone"].attr("_layout") == "nchw16c", "alone, but K = 288 >= LONE_K"
 
 
 def test_config_layout_is_checked():

@@ -72,6 +72,7 @@ class ConvCase:
     residual: bool      # y = act(conv(x) + r): the Add (and activation) fused by the passes
     threads: int
     seed: int
+    layout: str = "auto"   # Config.layout: "auto" lets the CPU layout pass block the conv
 
     def out_hw(self):
         return conv_output_hw((self.h, self.w), self.kernel, self.stride, self.dilation,
@@ -84,7 +85,7 @@ class ConvCase:
                 f"{ow}), groups {self.groups}, kernel {self.kernel}, stride {self.stride}, "
                 f"dilation {self.dilation}, pads {self.pads}, bias {self.bias}, "
                 f"activation {act}, residual {self.residual}, const_row {self.const_row}, "
-                f"threads {self.threads}, seed {self.seed}")
+                f"threads {self.threads}, seed {self.seed}, layout {self.layout}")
 
 
 def _axis(draw, k, s, d, out_min, out_cap):
@@ -150,7 +151,8 @@ def conv_cases(draw):
         const_row=draw(st.sampled_from((None, None, None, 0.0, 0.5))),
         residual=draw(st.sampled_from((False, False, False, True))),
         threads=draw(st.sampled_from((1, 2))),
-        seed=draw(st.integers(0, 2**32 - 1)))
+        seed=draw(st.integers(0, 2**32 - 1)),
+        layout=draw(st.sampled_from(("auto", "nchw"))))
 
 
 def _graph(case):
@@ -195,8 +197,10 @@ def check_conv(case, storage):
             where = f"memory={memory} precision={precision}"
             try:
                 sess = jc.Session(graph, jc.Config(threads=case.threads, memory=memory,
-                                                   precision=precision))
-                ops = sess.info().ops
+                                                   precision=precision, layout=case.layout))
+                # the layout pass may add conversions (ToBlocked / FromBlocked) around it
+                ops = [o for o in sess.info().ops if o.op_type == "Conv" or "Blocked" not in
+                       o.op_type]
                 kernel = next(op.kernel for op in ops if op.name == "conv")
                 where += f" kernel={kernel}"
                 assert len(ops) == 1, f"Add / activation not fused: {[o.name for o in ops]}"
@@ -226,7 +230,8 @@ COMMON = dict(deadline=None, derandomize=True, database=None, print_blob=False,
 # in conv2d_tiled / conv2d_chanvec (kernels/phase_planes.fill_pair)
 PHASE_PAIR_BUG = ConvCase(n=1, c=1, m=2, groups=1, h=2, w=2, kernel=(2, 2), stride=(1, 2),
                           dilation=(1, 1), pads=(0, 1, 0, 0), bias=False, activation=None,
-                          clip=(0.0, 0.0), const_row=None, residual=False, threads=1, seed=0)
+                          clip=(0.0, 0.0), const_row=None, residual=False, threads=1, seed=0,
+                          layout="nchw")
 
 
 @settings(max_examples=CI_EXAMPLES, **COMMON)

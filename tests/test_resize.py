@@ -39,6 +39,14 @@ def b_conv_pools(g, x):
     return g.average_pool(y, 3, stride=1, padding=1)
 
 
+def b_blocked(g, x):
+    """A conv chain the CPU layout pass blocks: the input as an NCHW residual (ToBlocked),
+    a blocked max pool, the output converted back (FromBlocked)."""
+    y = g.conv2d(x, w(16, 4, 3, 3), w(16), padding=1, activation="relu")
+    y = g.add(g.conv2d(y, w(4, 16, 3, 3), None, padding=1), x)
+    return g.max_pool(g.conv2d(y, w(8, 4, 1, 1), w(8)), 2, stride=1, padding=1)
+
+
 def b_same_then_broadcast(g, x):
     """Add/Mul of equal shapes at batch 1 are a broadcast at batch 3."""
     y = g.add(x, g.constant(w(1, 4, 6, 5)))
@@ -95,6 +103,7 @@ def b_copies_einsum(g, x):
 BUILDER = {  # name -> (build, spatial size allowed)
     "classifier": (b_classifier, True),
     "conv_pools": (b_conv_pools, True),
+    "blocked": (b_blocked, True),
     "same_then_broadcast": (b_same_then_broadcast, False),
     "elementwise": (b_elementwise, True),
     "layout": (b_layout, False),
