@@ -20,9 +20,9 @@ Config.layout is "auto"):
 3. Rewrite: a blocked conv's output is renamed ``<name>@nchw16c``; readers that take
    it blocked read that; when others read it too (or it is a graph output) one
    FromBlocked right after the conv makes the NCHW tensor under the original name. A
-   blocked conv reads an NCHW input X as it is (``_in_layout`` "nchw": the kernel reads it
-   as blocks of 1 channel), except a depthwise one; an NCHW residual, and the NCHW input
-   of a depthwise conv, go through ToBlocked first.
+   blocked groups-1 conv with fewer than NCHW_MAX_C input channels (a stem) reads an NCHW
+   input X as it is (``_in_layout`` "nchw": blocks of 1 channel); other NCHW inputs, and
+   NCHW residuals, go through ToBlocked first.
 
 info() shows the result: each blocked conv's kernel is conv2d_blocked with the layout in
 its reason, and the FromBlocked / ToBlocked steps are ops of their own.
@@ -78,6 +78,8 @@ def _takes_blocked(reader, tensor, blocked):
 # a lone groups-1 conv is blocked too when each output takes at least this many
 # multiply-adds: its blocked kernel then gains more than converting the output back costs
 LONE_K = 128
+# a conv with fewer input channels reads an NCHW input directly (blocks of 1 channel)
+NCHW_MAX_C = 16
 
 
 def _lone_pays(graph, node):
@@ -139,8 +141,11 @@ def block_layout(graph: Graph, config, target) -> Graph:
             continue
         ins = list(node.inputs)
         conv = node.op_type == "Conv"
-        # the depthwise kernel and the followers read blocks only
-        x_blocked = ins[0] in made or not conv or int(node.attr("group", 1)) > 1
+        # the depthwise kernel and the followers read blocks only; a groups-1 conv reads
+        # an NCHW input as it is only when it has few channels (a stem): one channel per
+        # trip of the tile's inner loop is slow, a conversion costs less from 16 on
+        x_blocked = ins[0] in made or not conv or int(node.attr("group", 1)) > 1 or \
+            graph.constants[node.inputs[1]].shape[1] >= NCHW_MAX_C
         for i in _slots(node):
             if i >= len(ins) or not ins[i] or (i == 0 and not x_blocked):
                 continue
