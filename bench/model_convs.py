@@ -14,7 +14,6 @@ import collections
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 import onnxruntime as ort
@@ -24,6 +23,7 @@ import jitconv as jc  # noqa: E402
 from jitconv.models import MODELS  # noqa: E402
 from jitconv.runtime.builder import GraphBuilder  # noqa: E402
 from jitconv.runtime.shapes import infer_shapes  # noqa: E402
+from compare_onnxruntime import _median_of_runs as _median  # noqa: E402
 from onnx_export import to_onnx  # noqa: E402
 
 
@@ -51,15 +51,6 @@ def single_conv(key):
     g.output(g.conv2d(x, wt, b, stride=s, padding=p, groups=groups,
                       activation="relu6" if act == "clip" else act), "y")
     return g.build()
-
-
-def _median(fn, runs):
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None):

@@ -17,6 +17,16 @@ _TILE = 256     # a 16 x 16 block, staged for transpose16
 _OPTS = dict(cache=True, parallel=True, error_model="numpy", boundscheck=False)
 
 
+@njit(inline="always", **_OPTS)
+def _row(r, C, CB, H, W):
+    """Row r of the (image, block, row) space: n, cb, h and where the row starts in the
+    NCHW tensor (channel 16 cb) and in the blocked one."""
+    n = r // (CB * H)
+    cb = (r // H) % CB
+    h = r % H
+    return n, cb, h, ((n * C + cb * BLK) * H + h) * W, ((n * CB + cb) * H + h) * W * BLK
+
+
 @njit(**_OPTS)
 def _to_blocked(x, y):
     N, C, H, W = x.shape
@@ -24,12 +34,9 @@ def _to_blocked(x, y):
     xf = x.reshape(-1)
     yf = y.reshape(-1)
     for r in prange(N * CB * H):
-        n = r // (CB * H)
-        cb = (r // H) % CB
-        h = r % H
+        n, cb, h, nchw, blocked = _row(r, C, CB, H, W)
         c0 = cb * BLK
-        src = ((n * C + c0) * H + h) * W
-        dst = ((n * CB + cb) * H + h) * W * BLK
+        src, dst = nchw, blocked
         w0 = 0
         if c0 + BLK <= C:
             # 16 channels x 16 pixels: 16 rows read, turned around in registers
@@ -49,13 +56,10 @@ def _from_blocked(y, x):
     xf = x.reshape(-1)
     yf = y.reshape(-1)
     for r in prange(N * CB * H):
-        n = r // (CB * H)
-        cb = (r // H) % CB
-        h = r % H
+        n, cb, h, nchw, blocked = _row(r, C, CB, H, W)
         c0 = cb * BLK
         nc = min(BLK, C - c0)
-        src = ((n * CB + cb) * H + h) * W * BLK
-        dst = ((n * C + c0) * H + h) * W
+        src, dst = blocked, nchw
         tb = stack_f32(_TILE)
         w0 = 0
         while w0 + BLK <= W:

@@ -176,21 +176,26 @@ def _emit_store(builder, vals, o, r, base_, stride_, n_, lo_, hi_, hres, NB, NP)
     for p in range(NP):
         with builder.if_then(builder.icmp_signed(">", n_, ir.Constant(_I64, p))):
             for j in range(NB):
-                v = vals[NB * p + j]
                 off = builder.add(base_, builder.add(
                     builder.mul(stride_, ir.Constant(_I64, j)), ir.Constant(_I64, 16 * p)))
-                with builder.if_else(hres) as (then, other):
-                    with then:
-                        v1 = builder.fadd(v, builder.load(_ptr16(builder, r, off), align=4))
-                        blk_then = builder.block
-                    with other:
-                        blk_else = builder.block
-                vp = builder.phi(_V16)
-                vp.add_incoming(v1, blk_then)
-                vp.add_incoming(v, blk_else)
-                mx = builder.select(builder.fcmp_ordered("<", vp, lo_), lo_, vp)
-                mn = builder.select(builder.fcmp_ordered(">", mx, hi_), hi_, mx)
-                builder.store(mn, _ptr16(builder, o, off), align=4)
+                emit_epilogue(builder, vals[NB * p + j], o, r, off, lo_, hi_, hres)
+
+
+def emit_epilogue(builder, v, o, r, off, lo_, hi_, hres):
+    """o[off : off + 16] = min(max(v (+ r[off : off + 16] when hres), lo), hi); NaN stays
+    NaN. r may be o itself (read before the store)."""
+    with builder.if_else(hres) as (then, other):
+        with then:
+            v1 = builder.fadd(v, builder.load(_ptr16(builder, r, off), align=4))
+            blk_then = builder.block
+        with other:
+            blk_else = builder.block
+    vp = builder.phi(_V16)
+    vp.add_incoming(v1, blk_then)
+    vp.add_incoming(v, blk_else)
+    mx = builder.select(builder.fcmp_ordered("<", vp, lo_), lo_, vp)
+    mn = builder.select(builder.fcmp_ordered(">", mx, hi_), hi_, mx)
+    builder.store(mn, _ptr16(builder, o, off), align=4)
 
 
 def _f32_splat(builder, val, ty):

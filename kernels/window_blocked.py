@@ -14,7 +14,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .conv_blocked import BLK
-from .tile_fma import _I64, _V16, _fma_fn, _ptr16, _splat
+from .tile_fma import _I64, _V16, _fma_fn, _ptr16, _splat, emit_epilogue
 
 DEPTHWISE, MAX = 0, 1
 _OPTS = dict(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy",
@@ -121,22 +121,23 @@ def window_run(typingctx, xf, x0, xrow, xpix, xtap, wf, w0, kh0, kh1, kw0, kw1, 
             phi.add_incoming(new[p], latch)
             final.append(phi)
         for p, phi in enumerate(final):
-            off = builder.add(o0_, ir.Constant(_I64, 16 * p))
-            with builder.if_else(args[17]) as (then, other):
-                with then:
-                    v1 = builder.fadd(phi, builder.load(_ptr16(builder, r, off), align=4))
-                    b_then = builder.block
-                with other:
-                    b_else = builder.block
-            v = builder.phi(_V16)
-            v.add_incoming(v1, b_then)
-            v.add_incoming(phi, b_else)
-            v = builder.select(builder.fcmp_ordered("<", v, lo_), lo_, v)
-            v = builder.select(builder.fcmp_ordered(">", v, hi_), hi_, v)
-            builder.store(v, _ptr16(builder, o, off), align=4)
+            emit_epilogue(builder, phi, o, r, builder.add(o0_, ir.Constant(_I64, 16 * p)),
+                          lo_, hi_, args[17])
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(inline="always", **_OPTS)
+def _taps_inside(i0, d, K, size):
+    """The taps [k0, k1) of a window starting at i0 (dilation d, K taps) inside [0, size)."""
+    k0 = 0
+    while k0 < K and i0 + k0 * d < 0:
+        k0 += 1
+    k1 = K
+    while k1 > k0 and i0 + (k1 - 1) * d >= size:
+        k1 -= 1
+    return k0, k1
 
 
 @njit(inline="always", **_OPTS)
@@ -161,13 +162,7 @@ def window_rows(x, wf, bias, out, res, has_res, KH, KW, sh, sw, pt, pl, dh, dw, 
         cb = (r // OH) % CB
         oh = r % OH
         ih0 = oh * sh - pt
-        # rows of the window inside the image: kh in [kh0, kh1)
-        kh0 = 0
-        while kh0 < KH and ih0 + kh0 * dh < 0:
-            kh0 += 1
-        kh1 = KH
-        while kh1 > kh0 and ih0 + (kh1 - 1) * dh >= H:
-            kh1 -= 1
+        kh0, kh1 = _taps_inside(ih0, dh, KH, H)
         xplane = (n * CB + cb) * H * W * BLK
         wbase = cb * KH * KW * BLK
         obase = ((n * CB + cb) * OH + oh) * OW * BLK
@@ -179,31 +174,26 @@ def window_rows(x, wf, bias, out, res, has_res, KH, KW, sh, sw, pt, pl, dh, dw, 
             left = ow_hi - ow
             xo, oo = x0 + (ow * sw - pl) * BLK, obase + ow * BLK
             if left >= NPD:
-                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, NPD, op)
+                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias,
+                           cb * BLK, of, oo, rf, has_res, lo, hi, NPD, op)
                 ow += NPD
             elif left >= 4:
-                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, 4, op)
+                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias,
+                           cb * BLK, of, oo, rf, has_res, lo, hi, 4, op)
                 ow += 4
             elif left >= 2:
-                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, 2, op)
+                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias,
+                           cb * BLK, of, oo, rf, has_res, lo, hi, 2, op)
                 ow += 2
             else:
-                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias, cb * BLK,
-                        of, oo, rf, has_res, lo, hi, 1, op)
+                window_run(xf, xo, xr, xp, xt, wf, wbase, kh0, kh1, 0, KW, KW, bias,
+                           cb * BLK, of, oo, rf, has_res, lo, hi, 1, op)
                 ow += 1
         # the border columns, one pixel at a time, the window clipped to the image
         for ow in range(OW):
             if ow >= ow_lo and ow < ow_hi:
                 continue
             iw0 = ow * sw - pl
-            kw0 = 0
-            while kw0 < KW and iw0 + kw0 * dw < 0:
-                kw0 += 1
-            kw1 = KW
-            while kw1 > kw0 and iw0 + (kw1 - 1) * dw >= W:
-                kw1 -= 1
-            window_run(xf, x0 + iw0 * BLK, xr, xp, xt, wf, wbase, kh0, kh1, kw0, kw1, KW, bias,
-                    cb * BLK, of, obase + ow * BLK, rf, has_res, lo, hi, 1, op)
+            kw0, kw1 = _taps_inside(iw0, dw, KW, W)
+            window_run(xf, x0 + iw0 * BLK, xr, xp, xt, wf, wbase, kh0, kh1, kw0, kw1, KW,
+                       bias, cb * BLK, of, obase + ow * BLK, rf, has_res, lo, hi, 1, op)
