@@ -80,7 +80,8 @@ def main(argv=None):
             for k, fn in engines.items():
                 meds[k].append(_median(fn, args.runs))
         jc_ms, ort_ms = (statistics.median(meds[k]) * 1e3 for k in ("jc", "ort"))
-        rows.append((key, count, jc_ms, ort_ms, sess.info().ops[0].kernel, sess.info().flops))
+        conv = next(o for o in sess.info().ops if o.op_type == "Conv")
+        rows.append((key, count, jc_ms, ort_ms, conv.kernel, sess.info().flops))
     total = sum(r[1] * r[2] for r in rows)
     total_ort = sum(r[1] * r[3] for r in rows)
     print(f"{args.model}, threads={args.threads}: summed conv time jitconv {total:.2f} ms, "
