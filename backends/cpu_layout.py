@@ -9,7 +9,8 @@ The pass (``block_layout``, run by Session through ``Backend.graph_pass`` when
 Config.layout is "auto"):
 
 1. Candidates: the Convs whose weights are constants and ``choice.blocked_fits`` (groups
-   1 or depthwise, 2-D, weights kept as fp32, AVX-512).
+   1 or depthwise, 2-D, weights kept as fp32, or as fp16 / int8 in memory=low for
+   groups 1, AVX-512).
 2. In graph order, a candidate is blocked if it reads its input X or its fused residual
    blocked, or if a candidate reads its output that way, directly or through followers
    (MaxPool, which runs blocked whenever its input is). A lone conv is blocked only when
@@ -29,6 +30,7 @@ its reason, and the FromBlocked / ToBlocked steps are ops of their own.
 """
 from __future__ import annotations
 
+from jitconv.kernels.blocked_weights import FP32, KIND_F32, NO_F32, pack_stored_blocked
 from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked
 from jitconv.kernels.depthwise_blocked import depthwise_blocked, pack_depthwise_blocked
 from jitconv.kernels.reorder import from_blocked, to_blocked
@@ -193,19 +195,29 @@ class Blocked(ConvFamily):
 
     def pack(self, kept):
         self.w_shape, self.name = kept.shape, kept.name
-        self.wp = (pack_depthwise_blocked(kept.data) if self.option == "dw" else
-                   pack_blocked(kept.data, self.option))
+        self.stored = FP32
+        if self.option == "dw":
+            self.wp = pack_depthwise_blocked(kept.data)
+        elif kept.storage == "fp32":
+            self.wp = pack_blocked(kept.data, self.option)
+        else:       # fp16 / int8 kept as stored: decoded pass by pass in the kernel
+            self.wp = NO_F32
+            self.stored = pack_stored_blocked(kept, self.option, pack_blocked)
 
     def plan(self, geom):
         self.geom = geom
         return 0
 
     def run(self, x, bias, res, out, scratch, epi, w=None):
-        run = depthwise_blocked if self.option == "dw" else conv2d_blocked
-        run(x, self.wp, self.w_shape, bias, res, out, *self.geom.args, *epi.act_args)
+        if self.option == "dw":
+            depthwise_blocked(x, self.wp, self.w_shape, bias, res, out, *self.geom.args,
+                              *epi.act_args)
+        else:
+            conv2d_blocked(x, self.wp, self.w_shape, bias, res, out, *self.geom.args,
+                           *epi.act_args, stored=self.stored)
 
     def arrays(self):
-        return (self.wp,)
+        return (self.wp,) if self.stored.kind == KIND_F32 else self.stored.arrays()
 
 
 def _blocked_rule(request):
@@ -218,7 +230,8 @@ def _blocked_rule(request):
                                            f"chosen by the layout pass", option="dw",
                       family="blocked")
     ci = 16 if request.attrs.get("_in_layout") == BLOCKED else 1
-    return Choice("conv2d_blocked",
+    kept = request.kept.storage
+    return Choice("conv2d_blocked" + ("" if kept == "fp32" else f"_{kept}w"),
                   f"{why}; channel-blocked layout NCHW16c chosen by the layout pass, input "
                   f"{'blocked' if ci == 16 else 'NCHW'}", option=ci, family="blocked")
 

@@ -32,6 +32,7 @@ import numba
 from numba import njit, prange
 
 from .atomics import fetch_add, grab_size
+from .blocked_weights import FP32, KIND_F32, decode_rows
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
 from .stack import stack_f32
 from .tile_fma import NBMAX, NPX, conv_tile, fma_tap, tile_init, tile_store
@@ -52,7 +53,9 @@ def pack_blocked(w, ci):
     (nb = min(NBMAX, Mp/16 - NBMAX c) blocks wide) starts at c * NCH * K, K = KH KW Cp,
     as (KH, KW, Cp/16, 16, 16 nb) for a blocked input and (C, KH, KW, 16 nb) for an NCHW
     one: the orders the tile reads them in."""
-    w = np.asarray(w, dtype=np.float32)
+    w = np.asarray(w)
+    if w.dtype.kind == "f":
+        w = w.astype(np.float32, copy=False)     # stored fp16 bits / int8 keep their dtype
     M, C, KH, KW = w.shape
     Mp, Cp = -(-M // BLK) * BLK, -(-C // ci) * ci
     if (Mp, Cp) != (M, C):
@@ -66,7 +69,7 @@ def pack_blocked(w, ci):
         else:
             wc = wc.reshape(width, Cp // ci, ci, KH, KW).transpose(3, 4, 1, 2, 0)
         parts.append(np.ascontiguousarray(wc).reshape(-1))
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return np.concatenate(parts) if parts else np.zeros(0, w.dtype)
 
 
 def packed_size(w_shape, ci):
@@ -93,8 +96,18 @@ def _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
 
 
 @njit(inline="always", **_OPTS)
-def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W, KH, KW, dh,
-          dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, nb):
+def _rows(wp, coff, st, r0, nrows, w16, m0, wdec):
+    """(array, offset) to read rows r0 .. r0 + nrows - 1 of the chunk from: wp itself for
+    fp32 weights, else wdec with those rows decoded into it."""
+    if st[0] == KIND_F32:
+        return wp, coff + r0 * w16
+    decode_rows(st[0], st[1], st[2], st[3], st[4], coff, r0, nrows, w16, m0, wdec)
+    return wdec, 0
+
+
+@njit(inline="always", **_OPTS)
+def _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W, KH,
+          KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, nb):
     """nt tiles of a band (tile u's pixels' top-left taps in bh/bw[u * NPX:], its
     accumulators in stage[u * _ACC:]), nb blocks wide (a literal): bias, the taps, then the
     epilogue and store.
@@ -104,11 +117,20 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
     CBB input channels (one pass) keeps each tile in registers from bias to store
     (conv_tile). NCHW input: a tile whose whole window is inside the image takes all its
     taps in one conv_tile call (channel, row, then the row's KW consecutive pixels,
-    dw = 1); the others go tap by tap."""
+    dw = 1); the others go tap by tap.
+
+    The chunk's weights start at wp[coff]; stored ones (kind fp16 / int8) are decoded
+    into wdec right before use (kernels/blocked_weights.py): the whole chunk for the
+    one-call paths, else pass by pass. st = (kind, wq, scale_t, zero_t, rows).
+    (At most 30 arguments: CPython passes a call with more as *args, which Numba's
+    inliner refuses.)"""
+    kind = st[0]
+    plane_in = H * W * CI
     w16 = nb * BLK
     cstep = max(1, CBB // CI)
     if CI == 1:
         taps = KH * KW
+        wc, k0 = _rows(wp, coff, st, 0, CB * taps, w16, m0, wdec)
         for u in range(nt):
             acc = stage[u * _ACC:]
             npx = NPX if u < nt - 1 else npx_last
@@ -116,14 +138,14 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
             whole = dw == 1 and _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, 1, dh,
                                          dw, plane_in)
             if whole and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in):
-                conv_tile(xf, offs, mk, wc, 0, CB, plane_in, taps * w16, KH, dh * W, KW,
+                conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW,
                           False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi,
                           nb, NPX)
                 continue
             tile_init(acc, bias, m0, nb, NPX)
             for kh in range(KH):
                 for kw in range(KW):
-                    k = (kh * KW + kw) * w16
+                    k = k0 + (kh * KW + kw) * w16
                     if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
                         fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
                                 False, nb, NPX, 0)
@@ -133,14 +155,15 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
             tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
     elif KH * KW == 1 and CB <= cstep:
         # one pass: each tile in registers from bias to store
+        wc, k0 = _rows(wp, coff, st, 0, CB * CI, w16, m0, wdec)
         for u in range(nt):
             npx = NPX if u < nt - 1 else npx_last
             obase = base0 + u * NPX * BLK
             if _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
-                conv_tile(xf, offs, mk, wc, 0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
+                conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
                           m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
             else:
-                conv_tile(xf, offs, mk, wc, 0, CB, plane_in, CI * w16, 1, 0, CI, True, bias,
+                conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, True, bias,
                           m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
     else:
         for u in range(nt):
@@ -150,17 +173,19 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
             for kw in range(KW):
                 for c0 in range(0, CB, cstep):
                     cn = min(cstep, CB - c0)
+                    wc, kp = _rows(wp, coff, st, k // w16,
+                                   cn * CI, w16, m0, wdec)
                     for u in range(nt):
                         acc = stage[u * _ACC:]
                         # the band's first tile brings the next pass's weights (they
                         # follow this pass's) into cache while it computes
-                        pf = cn * CI * w16 if u == 0 else 0
+                        pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
                         if _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw,
                                     plane_in):
-                            fma_tap(acc, xf, offs, mk, wc, k, cn, plane_in, CI * w16, 1, 0,
+                            fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0,
                                     CI, False, nb, NPX, pf)
                         else:
-                            fma_tap(acc, xf, offs, mk, wc, k, cn, plane_in, CI * w16, 1, 0,
+                            fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0,
                                     CI, True, nb, NPX, pf)
                     k += cn * CI * w16
         for u in range(nt):
@@ -170,8 +195,8 @@ def _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
 
 
 @njit(**_OPTS)
-def _worker(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl,
-            dh, dw, band, ctr, grab, lo, hi):
+def _worker(xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, M, OH, OW, H, W,
+            CB, CI, KH, KW, sh, sw, pt, pl, dh, dw, band, ctr, grab, lo, hi):
     """One thread's share: runs of ``grab`` jobs (band of tiles, chunk) from ctr[0] until
     none are left."""
     nblk = M // BLK
@@ -188,6 +213,10 @@ def _worker(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, 
     offs = np.empty(NPX, np.int64)
     bh = np.empty(BANDMAX * NPX, np.int64)
     bw = np.empty(BANDMAX * NPX, np.int64)
+    # decoded rows of stored weights: a pass, or a whole chunk on the one-call paths
+    wdec = np.empty(0 if kind == KIND_F32 else max(CBB, CB * CI * KH * KW) * NCH,
+                    np.float32)
+    st = (kind, wq, scale_t, zero_t, rows)
     while True:
         i = fetch_add(ctr, 0, grab)
         if i >= njobs:
@@ -197,7 +226,7 @@ def _worker(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, 
             bi = job // nch
             c = job - bi * nch
             nb = min(NBMAX, nblk - c * NBMAX)
-            wc = wp[c * NCH * K:]
+            coff = c * NCH * K
             m0 = c * NCH
             t0 = bi * band
             nt = min(band, ntile - t0)
@@ -210,22 +239,22 @@ def _worker(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, 
             npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
             base0 = (m0 >> 4) * plane_out + t0 * NPX * BLK
             if nb == 4:
-                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
                       KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 4)
             elif nb == 3:
-                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
                       KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 3)
             elif nb == 2:
-                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
                       KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 2)
             else:
-                _band(stage, nt, xf, offs, mk, wc, bias, m0, CB, CI, plane_in, bh, bw, H, W,
+                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
                       KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 1)
 
 
 @njit(parallel=True, **_OPTS)
-def _conv_blocked(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt,
-                  pl, dh, dw, lo, hi, nthreads):
+def _conv_blocked(xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, M, OH, OW,
+                  H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw, lo, hi, nthreads):
     nch = (M // BLK + NBMAX - 1) // NBMAX
     ntile = (OH * OW + NPX - 1) // NPX
     # bands as long as BANDMAX tiles, shorter when that leaves fewer than 4 jobs a thread
@@ -237,8 +266,8 @@ def _conv_blocked(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW
     grab = grab_size(njobs, nth, 4)
     ctr = np.zeros(1, np.int64)
     for th in prange(nth):
-        _worker(xf, wp, bias, of, rf, has_res, M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt,
-                pl, dh, dw, band, ctr, grab, lo, hi)
+        _worker(xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, M, OH, OW, H,
+                W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw, band, ctr, grab, lo, hi)
 
 
 def act_bounds(act, lo, hi):
@@ -254,12 +283,14 @@ def act_bounds(act, lo, hi):
     raise ValueError(f"unknown activation code {act}")
 
 
-def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, lo, hi):
+def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, lo, hi,
+                   stored=FP32):
     """out (N, ceil(M/16), OH, OW, 16) <- act(conv(x, w) + bias (+ res)), groups 1. x blocked
     (N, ceil(C/16), H, W, 16) (channels past C must be finite: they meet zero weights) or
     NCHW (N, C, H, W); wp from ``pack_blocked(w, 16 or 1)`` accordingly; bias (M,); res
     out-shaped or None. Output channels past M are written as act(0 + res). act 0 none /
-    1 relu / 2 clip(lo, hi)."""
+    1 relu / 2 clip(lo, hi). ``stored``: the weights as kept in fp16 / int8
+    (``blocked_weights.pack_stored_blocked``), wp then unused (empty)."""
     M, C, KH, KW = (int(v) for v in w_shape)
     MB = -(-M // BLK)
     if x.ndim == 5:
@@ -272,7 +303,7 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
         CI = 1
     else:
         raise ValueError(f"conv2d_blocked: x {x.shape} does not match w {tuple(w_shape)}")
-    if wp.shape != (packed_size(w_shape, CI),):
+    if (wp if stored.kind == KIND_F32 else stored.wq).shape != (packed_size(w_shape, CI),):
         raise ValueError(f"conv2d_blocked: packed weights {wp.shape} do not match w "
                          f"{tuple(w_shape)} with input blocks of {CI}")
     OH, OW = out.shape[2], out.shape[3]
@@ -296,5 +327,6 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
         xf = np.ascontiguousarray(x[n]).reshape(-1)
         of = out[n].reshape(-1)
         rf = res[n].reshape(-1) if has_res else of
-        _conv_blocked(xf, wp, bias, of, rf, has_res, MB * BLK, OH, OW, H, W, CB, CI, KH, KW,
-                      int(sh), int(sw), int(pt), int(pl), int(dh), int(dw), lo, hi, nt)
+        _conv_blocked(xf, wp, stored.kind, stored.wq, stored.scale_t, stored.zero_t,
+                      stored.rows, bias, of, rf, has_res, MB * BLK, OH, OW, H, W, CB, CI, KH,
+                      KW, int(sh), int(sw), int(pt), int(pl), int(dh), int(dw), lo, hi, nt)

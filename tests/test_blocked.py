@@ -217,9 +217,9 @@ def test_blocked_session_resizes():
 
 
 def test_pass_follows_what_is_kept():
-    """Pure function of the kept weights, config and target: no AVX-512, memory=low with
-    fp16 weights (kept as fp16) and grouped (not depthwise) convs keep NCHW; fp16 decoded
-    in memory=normal is blocked."""
+    """Pure function of the kept weights, config and target: no AVX-512, int4 weights kept
+    as int4 (memory=low) and grouped (not depthwise) convs keep NCHW; fp16 in either
+    mode and int4 decoded in memory=normal are blocked."""
     g = optimize(_resnetish())
     cfg = jc.Config()
     host = Target(avx512=True, threads=2)
@@ -229,8 +229,11 @@ def test_pass_follows_what_is_kept():
     assert blocked(g) == 7          # 6 convs and the max pool
     assert blocked(g, target=Target(avx512=False)) == 0
     half = optimize(jc.quantize(_resnetish(), "fp16"))
-    assert blocked(half, jc.Config(memory="low")) == 0
+    assert blocked(half, jc.Config(memory="low")) == 7          # decoded pass by pass
     assert blocked(half, jc.Config(memory="normal")) == 7
+    int4 = optimize(jc.quantize(_resnetish(), "int4"))
+    assert blocked(int4, jc.Config(memory="low")) == 0
+    assert blocked(int4, jc.Config(memory="normal")) == 7       # decoded to fp32 at load
     rng = np.random.default_rng(4)
     b = jc.GraphBuilder()
     t = b.input("x", (1, 32, 8, 8))
@@ -267,3 +270,20 @@ def test_blocked_max_pool_as_graph_output(ceil):
     assert_close(sess.run(feeds)["y"],
                  jc.Session(graph, jc.Config(layout="nchw")).run(feeds)["y"])
     assert_close(sess.run(feeds)["y"], evaluate(graph, feeds)["y"])
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("weights,block,symmetric", [("fp16", None, True), ("int8", None, True),
+                                                     ("int8", None, False), ("int8", 16, False)])
+def test_blocked_reads_stored_weights_in_memory_low(weights, block, symmetric):
+    """memory=low keeps fp16 / int8 as stored: conv2d_blocked_<w>w decodes them pass by pass
+    (kernels/blocked_weights.py); the session holds the stored bytes, not fp32."""
+    g = jc.quantize(_resnetish(size=14), weights, block=block, symmetric=symmetric)
+    x = rand(np.random.default_rng(6), 1, 3, 14, 14)
+    sess = jc.Session(g, jc.Config(threads=2, memory="low", progress=False))
+    kernels = _kernels(sess)
+    assert kernels["b2b"] == f"conv2d_blocked_{weights}w"
+    assert kernels["b1b"] == f"conv2d_blocked_{weights}w"
+    fp32 = jc.Session(g, jc.Config(threads=2, memory="normal", progress=False))
+    assert sess.info().weight_bytes < 0.6 * fp32.info().weight_bytes
+    assert_close(sess.run(x)["y"], evaluate(g, {"x": x})["y"])      # stored values, decoded
