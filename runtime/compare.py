@@ -79,6 +79,20 @@ def compare(graph_a: Graph, graph_b: Graph, feeds: dict, config: Config | None =
     """Run both graphs on ``feeds`` with jitconv and report, per op of graph B whose output
     tensor also exists in graph A, the max and mean absolute error of B against A.
 
+    Parameters
+    ----------
+    graph_a, graph_b : Graph
+        The reference graph and the one to check (e.g. ``jc.quantize(graph_a, "int4")``).
+    feeds : dict
+        {input name: array}, the inputs both graphs run on.
+    config : Config, optional
+        The session config of both runs; defaults to ``Config()``.
+
+    Returns
+    -------
+    CompareReport
+        One ``LayerError`` row per compared op, in graph B's order.
+
     Examples
     --------
     >>> import numpy as np, jitconv as jc

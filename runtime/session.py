@@ -734,6 +734,7 @@ class Session:
 
     @property
     def input_shapes(self) -> dict:
+        """{input name: shape} the session is planned for now."""
         return dict(self._input_shapes)
 
     def __repr__(self) -> str:

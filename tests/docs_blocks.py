@@ -5,6 +5,7 @@ The convention the pages follow:
 - every fence names its language;
 - ```python blocks run, in page order, in one namespace per page;
 - ```text blocks are output or diagrams, not code;
+- ```{toctree} and ```{eval-rst} are MyST directives of the docs site (docs/conf.py);
 - a shell block (bash, sh, console) is not run and says so in its info string:
   ```` ```bash not-run ````. The marker is allowed on shell blocks only, and such a block may
   hold only install / command-line lines (pip, venv, jitconv, python scripts, asv, sphinx):

@@ -58,6 +58,8 @@ def test_every_block_is_run_or_marked(page):
         elif b.lang in SHELL:
             raise AssertionError(f"{b.where}: a shell block is not run by the tests; mark it "
                                  f"```{b.lang} {NOT_RUN}")
+        elif b.lang.startswith("{"):       # a MyST directive for the site ({toctree}, ...)
+            assert b.lang in ("{toctree}", "{eval-rst}"), f"{b.where}: directive {b.lang}?"
         else:
             assert b.lang in ("python", "text"), f"{b.where}: unknown block language {b.lang!r}"
         if b.lang == "text":
