@@ -45,7 +45,7 @@ def plot_profile(profile, ax=None):
     ax.set_title(f"{profile.label}: {profile.runs} runs, median run {profile.total_ms:.3f} ms")
     from matplotlib.patches import Patch  # noqa: PLC0415
     ax.legend([Patch(color=c) for c in colours.values()], list(colours), title="kernel",
-              fontsize=7, loc="lower right")
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # beside the bars
     return ax
 
 

@@ -1,6 +1,7 @@
 """Every code block of README.md and docs/*.md: python blocks run, in order, one namespace
 per page, in a scratch folder; shell blocks carry the ``not-run`` marker and hold only
 commands this repository has (tests/docs_blocks.py states the convention)."""
+import glob
 import importlib.util
 import os
 import tomllib
@@ -104,6 +105,12 @@ def _check_command(cmd, where):
             build_parser().parse_args(args)
         except SystemExit as exc:
             raise AssertionError(f"{where}: jitconv {' '.join(args)} does not parse") from exc
+        return
+    if prog == "jupyter":
+        assert args[:1] == ["execute"], f"{where}: jupyter {args[:1]}?"
+        for a in args[1:]:
+            if not a.startswith("-"):
+                assert glob.glob(os.path.join(ROOT, a)), f"{where}: no notebook {a}"
         return
     if prog in ("cd", "ls"):
         return
