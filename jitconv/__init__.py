@@ -68,10 +68,31 @@ def unregister_backend(name: str) -> None:
 def quantize(graph, weights, *, block=None, symmetric=True, overrides=None, feeds=None,
              print_report=False):
     """Return a copy of ``graph`` whose Conv and Gemm/MatMul weights are stored as
-    ``weights`` ("fp16", "int8" or "int4"); see jitconv.runtime.quantize.
+    ``weights``; see jitconv.runtime.quantize.
 
-    With ``feeds`` (input name -> array), also print the per-layer error of the quantized
-    graph against the original (``compare``), so you see which layer the storage hurts.
+    Parameters
+    ----------
+    graph : Graph
+        The fp32 (or already quantized) graph; it is not modified.
+    weights : {"fp16", "int8", "int4"}
+        The storage of the weights.
+    block : int, optional
+        int8 / int4: one scale per ``block`` input channels of an output channel; None
+        gives one scale per output channel.
+    symmetric : bool
+        int8 / int4: False adds a zero point per scale.
+    overrides : dict, optional
+        {node name: storage} for layers to keep otherwise (e.g. the first and last in fp16).
+    feeds : dict, optional
+        {input name: array}: also print the per-layer error of the quantized graph
+        against the original (``compare``), so you see which layer the storage hurts.
+    print_report : bool
+        Print the weight bytes before and after and the largest weight error.
+
+    Returns
+    -------
+    Graph
+        The quantized copy; ``Graph.storages()`` counts its constants per storage.
 
     Examples
     --------
@@ -100,11 +121,22 @@ def save(graph, path) -> None:
 def load(path, *, mmap=True, input_shapes=None, verify=True):
     """Read a model file by extension.
 
-    - .jcm: jitconv's model file (memory-mapped: weights page in from the file as used);
-      ``verify`` checks its CRC-32 checksums and names a damaged section.
-    - .onnx: an ONNX model (needs ``pip install "jitconv[onnx]"``), opsets 9 to 21;
-      ``input_shapes`` (name -> shape) overrides the declared input shapes. See
-      jitconv.runtime.onnx_import.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A .jcm file (jitconv's own) or an .onnx file (needs ``pip install
+        "jitconv[onnx]"``; opsets 9 to 21, see jitconv.runtime.onnx_import).
+    mmap : bool
+        .jcm: memory-map the file, so weights page in from it as they are used.
+    input_shapes : dict, optional
+        .onnx: {input name: shape} replacing the declared input shapes.
+    verify : bool
+        .jcm: check the CRC-32 checksums; a damaged section is named in the error.
+
+    Returns
+    -------
+    Graph
+        The model, ready for ``Session``.
     """
     import os
     ext = os.path.splitext(str(path))[1].lower()

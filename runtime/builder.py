@@ -176,22 +176,28 @@ class GraphBuilder:
                          name)
 
     def relu(self, x, name=None):
+        """max(x, 0)."""
         return self.node("Relu", [x], {}, name)
 
     def clip(self, x, lo, hi, name=None):
+        """x clamped to [lo, hi]."""
         return self.node("Clip", [x], {"min": float(lo), "max": float(hi)}, name)
 
     def relu6(self, x, name=None):
+        """x clamped to [0, 6] (a Clip)."""
         return self.clip(x, 0.0, 6.0, name)
 
     def add(self, a, b, name=None):
+        """a + b, with ONNX (NumPy) broadcasting."""
         return self.node("Add", [a, b], {}, name)
 
     def mul(self, a, b, name=None):
+        """a * b, with ONNX (NumPy) broadcasting."""
         return self.node("Mul", [a, b], {}, name)
 
     def max_pool(self, x, kernel, *, stride=None, padding=0, dilation=1, ceil_mode=False,
                  name=None):
+        """Max pooling over ``kernel`` windows (stride defaults to the kernel)."""
         pads, auto = _pads(padding, "max_pool")
         return self.node("MaxPool", [x], {
             "kernel_shape": _pair(kernel), "strides": _pair(stride or kernel), "pads": pads,
@@ -199,6 +205,7 @@ class GraphBuilder:
 
     def average_pool(self, x, kernel, *, stride=None, padding=0, ceil_mode=False,
                      count_include_pad=False, name=None):
+        """Average pooling over ``kernel`` windows (stride defaults to the kernel)."""
         pads, auto = _pads(padding, "average_pool")
         return self.node("AveragePool", [x], {
             "kernel_shape": _pair(kernel), "strides": _pair(stride or kernel), "pads": pads,
@@ -206,22 +213,28 @@ class GraphBuilder:
             "auto_pad": auto}, name)
 
     def global_average_pool(self, x, name=None):
+        """Mean over the spatial axes: (N, C, H, W) -> (N, C, 1, 1)."""
         return self.node("GlobalAveragePool", [x], {}, name)
 
     def concat(self, xs, axis=1, name=None):
+        """The tensors ``xs`` joined along ``axis``."""
         return self.node("Concat", list(xs), {"axis": int(axis)}, name)
 
     def flatten(self, x, axis=1, name=None):
+        """x reshaped to 2-D: the axes before ``axis`` and the rest."""
         return self.node("Flatten", [x], {"axis": int(axis)}, name)
 
     def reshape(self, x, shape, name=None):
+        """x in a new shape (ONNX rules: 0 keeps an axis, -1 is inferred)."""
         return self.node("Reshape", [x], {"shape": [int(v) for v in shape]}, name)
 
     def transpose(self, x, perm, name=None):
+        """x with its axes permuted by ``perm``."""
         return self.node("Transpose", [x], {"perm": [int(v) for v in perm]}, name)
 
     def gemm(self, a, b, c=None, *, alpha=1.0, beta=1.0, trans_a=False, trans_b=False,
              name=None):
+        """alpha * a' @ b' + beta * c, a' and b' transposed when asked (ONNX Gemm)."""
         return self.node("Gemm", [a, b] + ([c] if c is not None else []), {
             "alpha": float(alpha), "beta": float(beta), "transA": int(trans_a),
             "transB": int(trans_b)}, name)
@@ -231,12 +244,15 @@ class GraphBuilder:
         return self.gemm(x, w, b, trans_b=True, name=name)
 
     def matmul(self, a, b, name=None):
+        """Matrix product with NumPy's matmul broadcasting."""
         return self.node("MatMul", [a, b], {}, name)
 
     def softmax(self, x, axis=-1, name=None):
+        """Softmax along ``axis``."""
         return self.node("Softmax", [x], {"axis": int(axis)}, name)
 
     def batch_norm(self, x, scale, bias, mean, var, eps=1e-5, name=None):
+        """Inference-mode batch normalization (folded into a preceding conv by the session)."""
         return self.node("BatchNormalization", [x, scale, bias, mean, var],
                          {"epsilon": float(eps)}, name)
 

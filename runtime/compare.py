@@ -37,6 +37,29 @@ class CompareReport:
     def worst(self) -> LayerError:
         return max(self.rows, key=lambda r: r.max_rel)
 
+    def plot(self, ax=None, metric="max_rel"):
+        """Line chart of each layer's error, in graph order, on a log scale.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure when omitted.
+        metric : {"max_rel", "max_abs", "mean_abs"}
+            Which error column to plot.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on (``ax.figure`` is the figure).
+
+        Raises
+        ------
+        ImportError
+            When matplotlib is not installed (``pip install "jitconv[plot]"``).
+        """
+        from .plots import plot_compare
+        return plot_compare(self, ax, metric)
+
     def __str__(self):
         return text_table(self._COLUMNS, [self._cells(r) for r in self.rows])
 
@@ -55,6 +78,20 @@ def _expose_all(graph: Graph, feeds) -> Graph:
 def compare(graph_a: Graph, graph_b: Graph, feeds: dict, config: Config | None = None):
     """Run both graphs on ``feeds`` with jitconv and report, per op of graph B whose output
     tensor also exists in graph A, the max and mean absolute error of B against A.
+
+    Parameters
+    ----------
+    graph_a, graph_b : Graph
+        The reference graph and the one to check (e.g. ``jc.quantize(graph_a, "int4")``).
+    feeds : dict
+        {input name: array}, the inputs both graphs run on.
+    config : Config, optional
+        The session config of both runs; defaults to ``Config()``.
+
+    Returns
+    -------
+    CompareReport
+        One ``LayerError`` row per compared op, in graph B's order.
 
     Examples
     --------

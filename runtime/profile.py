@@ -51,6 +51,27 @@ class Profile:
             acc[op.kernel] = (n + 1, ms + op.median_ms)
         return dict(sorted(acc.items(), key=lambda kv: -kv[1][1]))
 
+    def plot(self, ax=None):
+        """Bar chart of each op's median time, in run order, coloured by kernel.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure when omitted.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on (``ax.figure`` is the figure).
+
+        Raises
+        ------
+        ImportError
+            When matplotlib is not installed (``pip install "jitconv[plot]"``).
+        """
+        from .plots import plot_profile
+        return plot_profile(self, ax)
+
     def summary(self) -> str:
         summed = sum(op.median_ms for op in self.ops)
         return (f"{self.label}: {self.runs} runs, median run {self.total_ms:.3f} ms, "

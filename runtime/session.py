@@ -736,6 +736,7 @@ class Session:
 
     @property
     def input_shapes(self) -> dict:
+        """{input name: shape} the session is planned for now."""
         return dict(self._input_shapes)
 
     def __repr__(self) -> str:

@@ -13,19 +13,25 @@ from jitconv.models import conv_layer
 
 
 class _KernelSuite:
-    """Subclasses set ``layers``, ``kernel`` and optionally ``weights`` / ``config``."""
+    """Subclasses set ``layers``, ``kernel``, ``family`` (the key in
+    backends/conv_family.FAMILIES that runs ``kernel``: tests/test_asv_families.py checks
+    every registered family has a suite) and optionally ``weights`` / ``config``."""
     layers = ()
     kernel = ""
+    family = ""
     weights = "fp32"
     config = {}
     timeout = 300
 
+    def graph(self, layer):
+        return conv_layer(layer, activation="relu")
+
     def setup(self, layer, threads):
-        graph = conv_layer(layer, activation="relu")
+        graph = self.graph(layer)
         if self.weights != "fp32":
             graph = jc.quantize(graph, self.weights)
         self.sess = jc.Session(graph, jc.Config(threads=threads, **self.config))
-        chosen = self.sess.info().ops[0].kernel
+        chosen = [op.kernel for op in self.sess.info().ops if op.op_type == "Conv"][0]
         if chosen != self.kernel:
             raise NotImplementedError(f"layer {layer} runs {chosen}, not {self.kernel}")
         self.x = np.random.default_rng(1).standard_normal(
@@ -46,29 +52,49 @@ class _KernelSuite:
     track_gflops.unit = "GFLOP/s"
 
 
-def _suite(name, layers, kernel, weights="fp32", **config):
-    cls = type(name, (_KernelSuite,), dict(layers=layers, kernel=kernel, weights=weights,
-                                           config=config, params=(list(layers), [1, 2]),
+def _suite(name, layers, kernel, family, weights="fp32", **config):
+    cls = type(name, (_KernelSuite,), dict(layers=layers, kernel=kernel, family=family,
+                                           weights=weights, config=config,
+                                           params=(list(layers), [1, 2]),
                                            param_names=["layer", "threads"]))
     cls.__doc__ = f"{kernel} on layers {', '.join(layers)}"
     return cls
 
 
 # precision=high rules Winograd out, so A and C time the channel-vectorized kernel as well
-ChanvecSuite = _suite("ChanvecSuite", ("A", "B", "C", "F", "G"), "conv2d_chanvec",
+ChanvecSuite = _suite("ChanvecSuite", ("A", "B", "C", "F", "G"), "conv2d_chanvec", "chanvec",
                       precision="high")
-WinogradSuite = _suite("WinogradSuite", ("A", "C"), "conv2d_winograd")
-DepthwiseSuite = _suite("DepthwiseSuite", ("D", "H"), "conv2d_depthwise")
-TiledFp16Suite = _suite("TiledFp16Suite", ("A", "B", "G"), "conv2d_tiled_fp16w", "fp16",
-                        memory="low")
-TiledInt8Suite = _suite("TiledInt8Suite", ("A", "B", "G"), "conv2d_tiled_int8w", "int8",
-                        memory="low")
-TiledInt4Suite = _suite("TiledInt4Suite", ("A", "B", "G"), "conv2d_tiled_int4w", "int4",
-                        memory="low")
-DepthwiseInt8Suite = _suite("DepthwiseInt8Suite", ("D", "H"), "conv2d_depthwise_int8w", "int8",
-                            memory="low")
-Int8DotSuite = _suite("Int8DotSuite", ("A", "B", "C"), "conv2d_int8dot", "int8", memory="low",
-                      precision="low")
+WinogradSuite = _suite("WinogradSuite", ("A", "C"), "conv2d_winograd", "winograd")
+DepthwiseSuite = _suite("DepthwiseSuite", ("D", "H"), "conv2d_depthwise", "depthwise")
+TiledFp16Suite = _suite("TiledFp16Suite", ("A", "B", "G"), "conv2d_tiled_fp16w", "tiled",
+                        "fp16", memory="low")
+TiledInt8Suite = _suite("TiledInt8Suite", ("A", "B", "G"), "conv2d_tiled_int8w", "tiled",
+                        "int8", memory="low")
+TiledInt4Suite = _suite("TiledInt4Suite", ("A", "B", "G"), "conv2d_tiled_int4w", "tiled",
+                        "int4", memory="low")
+DepthwiseInt8Suite = _suite("DepthwiseInt8Suite", ("D", "H"), "conv2d_depthwise_int8w",
+                            "depthwise_stored", "int8", memory="low")
+Int8DotSuite = _suite("Int8DotSuite", ("A", "B", "C"), "conv2d_int8dot", "int8dot", "int8",
+                      memory="low", precision="low")
+
+
+class DirectSuite(_KernelSuite):
+    """conv2d_direct on a grouped 3x3 conv 64->64 in 16 groups at 56x56: 4 input channels a
+    group is too few for the tiled kernel's panels, so the choice table ends on direct."""
+    layers = ("G16",)
+    kernel = "conv2d_direct"
+    family = "direct"
+    params = (list(layers), [1, 2])
+    param_names = ["layer", "threads"]
+
+    def graph(self, layer):
+        rng = np.random.default_rng(0)
+        g = jc.GraphBuilder("grouped_conv")
+        x = g.input("x", (1, 64, 56, 56))
+        w = (rng.standard_normal((64, 4, 3, 3)) * 0.1).astype(np.float32)
+        g.output(g.conv2d(x, w, np.zeros(64, np.float32), padding=1, groups=16,
+                          activation="relu"), "y")
+        return g.build()
 
 
 class TiledSuite:
@@ -77,6 +103,7 @@ class TiledSuite:
     the one for grouped convs and the structure of the fp16 / int8 / int4 kernels."""
     params = (["A", "B", "C", "E", "F", "G", "I"], [1, 2])
     param_names = ["layer", "threads"]
+    family = "tiled"
     timeout = 300
 
     def setup(self, layer, threads):
