@@ -60,7 +60,8 @@ def pack_blocked(w, ci):
     Mp, Cp = -(-M // BLK) * BLK, -(-C // ci) * ci
     if (Mp, Cp) != (M, C):
         w = np.pad(w, ((0, Mp - M), (0, Cp - C), (0, 0), (0, 0)))
-    parts = []
+    # filled chunk by chunk: a load in memory=low holds one chunk's copy at a time
+    out = np.empty(Mp * Cp * KH * KW, w.dtype)
     for m0 in range(0, Mp, NCH):
         wc = w[m0:m0 + NCH]
         width = wc.shape[0]
@@ -68,8 +69,9 @@ def pack_blocked(w, ci):
             wc = wc.transpose(1, 2, 3, 0)
         else:
             wc = wc.reshape(width, Cp // ci, ci, KH, KW).transpose(3, 4, 1, 2, 0)
-        parts.append(np.ascontiguousarray(wc).reshape(-1))
-    return np.concatenate(parts) if parts else np.zeros(0, w.dtype)
+        start = m0 * Cp * KH * KW
+        out[start:start + wc.size].reshape(wc.shape)[...] = wc
+    return out
 
 
 def packed_size(w_shape, ci):

@@ -53,6 +53,7 @@ class _KernelSuite:
 
 
 def _suite(name, layers, kernel, family, weights="fp32", **config):
+    config.setdefault("layout", "nchw")    # the NCHW families; BlockedSuite passes "auto"
     cls = type(name, (_KernelSuite,), dict(layers=layers, kernel=kernel, family=family,
                                            weights=weights, config=config,
                                            params=(list(layers), [1, 2]),
@@ -76,6 +77,9 @@ DepthwiseInt8Suite = _suite("DepthwiseInt8Suite", ("D", "H"), "conv2d_depthwise_
                             "depthwise_stored", "int8", memory="low")
 Int8DotSuite = _suite("Int8DotSuite", ("A", "B", "C"), "conv2d_int8dot", "int8dot", "int8",
                       memory="low", precision="low")
+# a lone conv with K >= 128 runs blocked (layout pass): its conversions are in the time
+BlockedSuite = _suite("BlockedSuite", ("A", "B", "C", "F", "G"), "conv2d_blocked", "blocked",
+                      layout="auto")
 
 
 class DirectSuite(_KernelSuite):
@@ -84,6 +88,7 @@ class DirectSuite(_KernelSuite):
     layers = ("G16",)
     kernel = "conv2d_direct"
     family = "direct"
+    config = {"layout": "nchw"}
     params = (list(layers), [1, 2])
     param_names = ["layer", "threads"]
 
