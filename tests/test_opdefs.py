@@ -53,6 +53,8 @@ EXAMPLES = {
     "Expand": ([X], {"shape": [4, 1, 1, 1, 1]}, 1),
     "Tile": ([X], {"repeats": [1, 2, 1, 3]}, 1),
     "Einsum": ([(2, 3, 4), (2, 4, 5)], {"equation": "bij,bjk->bik"}, 1),
+    "QuantizeLinear": ([X, (3,), (3,)], {"dtype": "int8"}, 1),
+    "DequantizeLinear": ([X, (), ()], {}, 1),
 }
 
 
