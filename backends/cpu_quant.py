@@ -14,12 +14,25 @@ from .base import Kernel
 _ZERO = np.zeros(1, np.float32)
 
 
+def _rows(n, most=8192, least=512):
+    """(rows, length) with rows * length == n: rows of at most ``most`` values (long
+    enough to vectorize, many enough to share out), or one row when no divisor of n
+    between ``least`` and ``most`` exists and n is small."""
+    if n <= most:
+        return 1, n
+    for length in range(most, least - 1, -1):
+        if n % length == 0:
+            return n // length, length
+    return 1, n
+
+
 def _view3(shape, per_axis, axis):
-    """(outer, channels, inner) of a tensor of ``shape``: per tensor the last axis is
-    inner (rows spread over the threads), per axis the quantized axis is channels."""
+    """(outer, channels, inner) of a tensor of ``shape``: per tensor the flat tensor in
+    rows (spread over the threads), per axis the quantized axis is channels."""
     shape = tuple(shape)
     if not per_axis:
-        return (math.prod(shape[:-1]), 1, shape[-1]) if shape else (1, 1, 1)
+        rows, length = _rows(math.prod(shape))
+        return rows, 1, length
     a = axis_index(axis, len(shape))
     return math.prod(shape[:a]), shape[a], math.prod(shape[a + 1:])
 

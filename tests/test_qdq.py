@@ -112,10 +112,12 @@ def test_int32_bias_dequantize_matches_onnx(rng):
 def test_quantize_and_pair_run_exactly_as_onnx(rng, opset, per_axis, zt):
     if opset == 10 and per_axis:
         pytest.skip("per-axis scales came in opset 13")
-    shape = (2, 4, 6, 8)
+    shape = (2, 4, 32, 72)        # per tensor: 3 rows of 6144 (backends/cpu_quant._rows)
     scale = rng.uniform(0.02, 0.1, size=(4,) if per_axis else ()).astype(np.float32)
     zero = (rng.integers(-3, 3, size=scale.shape) + (128 if zt == np.uint8 else 0)).astype(zt)
     x = _ties(rng, shape, float(scale.reshape(-1)[0]))
+    ratio = x[:, 0] / scale.reshape(-1)[0]               # float32, as ONNX divides
+    assert np.count_nonzero(ratio - np.floor(ratio) == 0.5) > 10   # ties are exercised
     code = NP_CODE[np.dtype(zt)]
     model = _model(
         [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
