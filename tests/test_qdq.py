@@ -196,7 +196,8 @@ def _weight(rng, w, per_axis, axis, wt, inits, name):
 
 def _layer_model(rng, kind, per_axis, at, wt):
     """x -> QDQ -> one layer (weights via DequantizeLinear) -> QDQ -> y."""
-    if kind == "conv":
+    conv = kind.startswith("conv")
+    if conv:
         xs, w = (1, 8, 10, 10), rng.normal(0, 0.3, (16, 8, 3, 3)).astype(np.float32)
     else:
         xs, w = (4, 32), rng.normal(0, 0.3, (16, 32)).astype(np.float32)
@@ -208,13 +209,13 @@ def _layer_model(rng, kind, per_axis, at, wt):
     b = rng.normal(0, 0.5, (16,)).astype(np.float32)
     if kind == "matmul":
         w = np.ascontiguousarray(w.T)                    # (32, 16), output channels axis 1
-    waxis = 1 if kind in ("matmul", "gemm_t0") else 0
+    waxis = 1 if kind in ("matmul", "gemm_t0", "conv_in_axis") else 0
     if kind == "gemm_t0":
         w = np.ascontiguousarray(w.T)
     nodes.append(_weight(rng, w, per_axis, waxis, wt, inits, "w"))
-    if kind == "conv":
+    if conv:
         # an int32 bias the way quantizers write it: scale = input scale * weight scale
-        sb = (sx * inits["w_s"]).astype(np.float32) * np.ones(16, np.float32)
+        sb = (sx * inits["w_s"].max()).astype(np.float32) * np.ones(16, np.float32)
         inits.update(b_q=np.rint(b / sb).astype(np.int32), b_s=sb)
         nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_s"], ["b"], axis=0))
         nodes.append(helper.make_node("Conv", ["xd", "w", "b"], ["h"], pads=[1, 1, 1, 1]))
@@ -227,7 +228,7 @@ def _layer_model(rng, kind, per_axis, at, wt):
         else:
             nodes.append(helper.make_node("Gemm", ["xd", "w", "b"], ["r"],
                                           transB=0 if kind == "gemm_t0" else 1))
-    ys = (1, 16, 10, 10) if kind == "conv" else (4, 16)
+    ys = (1, 16, 10, 10) if conv else (4, 16)
     probe = _model(nodes, [helper.make_tensor_value_info("x", F32, xs)],
                    [helper.make_tensor_value_info("r", F32, ys)], inits)
     (r,) = ReferenceEvaluator(probe).run(None, {"x": x})
@@ -239,7 +240,7 @@ def _layer_model(rng, kind, per_axis, at, wt):
     return model, x, float(sy)
 
 
-@pytest.mark.parametrize("kind", ["conv", "gemm", "gemm_t0", "matmul"])
+@pytest.mark.parametrize("kind", ["conv", "gemm", "gemm_t0", "matmul", "conv_in_axis"])
 @pytest.mark.parametrize("per_axis,at,wt", [(True, np.uint8, np.int8),
                                             (False, np.int8, np.int8),
                                             (False, np.uint8, np.uint8),
@@ -255,9 +256,12 @@ def test_layer_models_match_onnxruntime(rng, kind, per_axis, at, wt):
         assert np.mean(got["y"] == ev) > 0.98         # boundary cases only
     graph = import_model(model).graph
     weight = next(c for c in graph.constants.values() if len(c.shape) >= 2)
-    assert weight.storage == "int8"                   # the weight stays quantized
+    # the weight stays quantized, and memory=low keeps it so; a scale per input channel
+    # has no int8 storage: dequantized to fp32 at load (per tensor, the axis is moot)
+    want = "fp32" if kind == "conv_in_axis" and per_axis else "int8"
+    assert weight.storage == want
     layer = next(op for op in sess.info().ops if op.op_type in ("Conv", "Gemm"))
-    assert layer.storage == "int8"                    # memory=low keeps it so
+    assert layer.storage == want
     dq = [n for n in graph.nodes if n.op_type == "DequantizeLinear"]
     assert len(dq) == 2 and not any(n.inputs[0] in graph.constants for n in dq)
 
@@ -344,6 +348,12 @@ def test_quantize_static_cnn_matches_onnxruntime(rng, tmp_path):
         if cfg.get("memory") == "low":
             assert {op.storage for op in sess.info().ops
                     if op.op_type in ("Conv", "Gemm")} == {"int8"}
+        if not cfg:
+            jc.save(graph, str(tmp_path / "cnn.jcm"))       # the .jcm file keeps it all
+            again = jc.load(str(tmp_path / "cnn.jcm"))
+            assert again.storages() == graph.storages()
+            assert np.array_equal(jc.Session(again, jc.Config(threads=2)).run({"x": x})["y"],
+                                  got)
 
 
 # -- bad input: a GraphError naming the node -----------------------------------------------
