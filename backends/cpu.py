@@ -6,7 +6,8 @@ from contextlib import contextmanager
 from jitconv.runtime.opdef import OPDEFS
 from jitconv.runtime.threads import check_fork, numba_threads
 
-from . import cpu_conv, cpu_convt, cpu_gemm, cpu_layout, cpu_math, cpu_norm, cpu_ops
+from . import (cpu_conv, cpu_convt, cpu_gemm, cpu_layout, cpu_math, cpu_norm, cpu_ops,
+               cpu_quant)
 from .base import Backend, Target
 from .registry import default_registry
 
@@ -67,6 +68,8 @@ CREATORS = {
     "ReduceL2": cpu_math.create_reduce_l2,
     "ArgMax": cpu_math.create_argmax,
     "Einsum": cpu_math.create_einsum,
+    "QuantizeLinear": cpu_quant.create_quant,
+    "DequantizeLinear": cpu_quant.create_quant,
 }
 
 

@@ -21,6 +21,10 @@ waits --gap seconds, so a pool that spins after its run has stopped before the n
 checkout of this repository (e.g. a ``git worktree`` of an older commit), so a change is
 measured against its parent in the same interleaved run, each with its own Numba cache.
 
+``--model-file PATH`` times an ONNX file of your own instead (e.g. a QDQ model from
+bench/qdq_resnet50.py), with every engine; ``jitconv-low`` is jitconv with
+Config(precision="low") (int8 weights run on the int8-dot kernel where it fits).
+
 ``--busy`` starts one more process spinning in a plain Python loop for the whole
 measurement (it keeps one core busy, as another user's job would). The table gives, per
 model and engine, the median of the round medians, the spread (slowest / fastest round
@@ -36,7 +40,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENGINES = ("jitconv", "onnxruntime", "openvino", "openvino-f32")
+ENGINES = ("jitconv", "jitconv-low", "onnxruntime", "openvino", "openvino-f32")
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -70,9 +74,10 @@ def _make_runner(engine, path, threads):
         where = engine.split("@", 1)[1].split("=", 1)[1]
         _import_checkout(where)
         engine = "jitconv"
-    if engine == "jitconv":
+    if engine in ("jitconv", "jitconv-low"):
         import jitconv as jc
-        sess = jc.Session(jc.load(path), jc.Config(threads=threads))
+        precision = "low" if engine == "jitconv-low" else "normal"
+        sess = jc.Session(jc.load(path), jc.Config(threads=threads, precision=precision))
         feeds = {s.name: _input(s.shape) for s in sess.graph.inputs}
         return lambda: sess.run(feeds), lambda: _describe_jitconv(sess) + (
             f" from {where}" if where else "")
@@ -168,7 +173,7 @@ def _spinner():
 
 def measure(model, engines, threads, rounds, runs, gap, busy, batch=1):
     with tempfile.TemporaryDirectory() as folder:
-        path = _export(model, folder, batch)
+        path = model if model.endswith(".onnx") else _export(model, folder, batch)
         workers = [Worker(e, path, t) for t in threads for e in engines]
         spin = _spinner() if busy else None
         try:
@@ -188,6 +193,8 @@ def measure(model, engines, threads, rounds, runs, gap, busy, batch=1):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2"])
+    ap.add_argument("--model-file", nargs="+", default=[], metavar="PATH",
+                    help="ONNX files to time instead of --models (batch as in the file)")
     ap.add_argument("--engines", nargs="+", default=["jitconv", "onnxruntime", "openvino"],
                     choices=ENGINES)
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -210,8 +217,9 @@ def main(argv=None):
     print(f"{'model':13} {'batch':>5} {'engine':16} {'thr':>3} {'ms':>8} {'img/s':>8} "
           f"{'spread':>7} {'speed/ort':>9}")
     labels = {}
-    for model in args.models:
-        for batch in args.batch:
+    models = [os.path.abspath(p) for p in args.model_file] or args.models
+    for model in models:
+        for batch in ([1] if model.endswith(".onnx") else args.batch):
             meds, lab = measure(model, args.engines, args.threads, args.rounds, args.runs,
                                 args.gap, args.busy, batch)
             labels.update(lab)
@@ -221,7 +229,8 @@ def main(argv=None):
                     m = meds[(e, t)]
                     sec = statistics.median(m)
                     ratio = (f"{statistics.median(ort) / sec:9.2f}" if ort else f"{'':9}")
-                    print(f"{model:13} {batch:>5} {e.split('=')[0]:16} {t:>3} {sec * 1e3:8.2f} "
+                    name = os.path.basename(model)[:13]
+                    print(f"{name:13} {batch:>5} {e.split('=')[0]:16} {t:>3} {sec * 1e3:8.2f} "
                           f"{batch / sec:8.1f} {max(m) / min(m):7.2f} {ratio}", flush=True)
     print("engines: " + "; ".join(sorted(set(labels.values()))))
     return 0

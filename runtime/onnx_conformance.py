@@ -37,6 +37,7 @@ NODE_OPS = {
     "Cast": ("cast",), "Expand": ("expand",), "Tile": ("tile",),
     "ReduceMax": ("reduce_max",), "ReduceSum": ("reduce_sum",), "ReduceL2": ("reduce_l2",),
     "ArgMax": ("argmax",), "Einsum": ("einsum",),
+    "QuantizeLinear": ("quantizelinear",), "DequantizeLinear": ("dequantizelinear",),
 }
 # pytorch-converted cases (onnx/backend/test/data/pytorch-converted), by op
 PYTORCH_CONVERTED = {"Conv": "Conv", "MaxPool": "MaxPool", "AveragePool": "AvgPool",
@@ -256,6 +257,25 @@ EXCLUDED = {
     "test_sub_uint64": "uint64 data: jitconv runs float32 tensors",
     "test_sub_uint8": "uint8 data: jitconv runs float32 tensors",
     "test_wrap_pad": "int32 data: jitconv runs float32 tensors (float wrap padding is tested in tests/test_onnx_import.py)",
+    "test_dequantizelinear_blocked": "blocked quantization (block_size > 0, opset 21): jitconv runs per-tensor and per-axis scales",
+    "test_dequantizelinear_e4m3fn": "float8 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_e4m3fn_float16": "float8 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_e4m3fn_zero_point": "float8 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_e5m2": "float8 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_float4e2m1": "float4e2m1 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_int2": "int2 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_int4": "int4 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_uint2": "uint2 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_dequantizelinear_uint4": "uint4 input: jitconv dequantizes int8, uint8, int16, uint16 and int32",
+    "test_quantizelinear_blocked_asymmetric": "blocked quantization (block_size > 0, opset 21): jitconv runs per-tensor and per-axis scales",
+    "test_quantizelinear_blocked_symmetric": "blocked quantization (block_size > 0, opset 21): jitconv runs per-tensor and per-axis scales",
+    "test_quantizelinear_e4m3fn": "float8 (e4m3fn) output: jitconv quantizes to int8, uint8, int16 and uint16",
+    "test_quantizelinear_e5m2": "float8 (e5m2) output: jitconv quantizes to int8, uint8, int16 and uint16",
+    "test_quantizelinear_float4e2m1": "float4e2m1 output: jitconv quantizes to int8, uint8, int16 and uint16",
+    "test_quantizelinear_int2": "int2 output: jitconv quantizes to int8, uint8, int16 and uint16",
+    "test_quantizelinear_int4": "int4 output: jitconv quantizes to int8, uint8, int16 and uint16",
+    "test_quantizelinear_uint2": "uint2 output: jitconv quantizes to int8, uint8, int16 and uint16",
+    "test_quantizelinear_uint4": "uint4 output: jitconv quantizes to int8, uint8, int16 and uint16",
 }
 
 

@@ -17,6 +17,10 @@ Graph whose nodes use the op semantics of docs/ops.md:
   Upsample and Resize-10 become a nearest Resize with onnxruntime's legacy rounding.
 - Dropout (inference), Identity and Cast-to-float are removed (kept as a copy when their
   output is a graph output). BatchNormalization stays a node: the Session folds it.
+- QDQ models (runtime/ops/quant.py, runtime/qdq.py): a DequantizeLinear of a constant
+  int8/uint8 Conv/Gemm/MatMul weight becomes int8 weight storage with its scales; a
+  run-time QuantizeLinear writes its integers as float32 values (its ``dtype`` attribute
+  names their type), and the Session fuses it with its DequantizeLinear readers.
 - Runtime tensors are float32. An integer tensor that cannot be folded at load, an
   unsupported op, op version or attribute is a ``GraphError`` naming the node, its op
   type and the opset, raised before anything runs.
@@ -44,6 +48,7 @@ from .ir import Constant, Graph, Node, TensorSpec
 from .limits import check_bytes
 from .modelfile import ModelFileError
 from .opdef import OPDEFS
+from .qdq import int8_weights
 from .reference import run_op
 from .shapes import infer_node
 
@@ -305,6 +310,8 @@ class _Importer:
         self.node_names = set()
         self.taken = set()
         self.inputs = []
+        self.int_types = {}     # run-time tensor holding integers (QuantizeLinear) -> type
+        self.quantized = {}     # folded DequantizeLinear output -> (q, scale, zero, axis)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -544,9 +551,10 @@ class _Importer:
                 kept.append(node)
                 used.update(t for t in node.inputs if t)
         kept.reverse()
-        constants = {}
+        constants = int8_weights(kept, {t: q for t, q in self.quantized.items() if t in used},
+                                 self.shapes, {o.name for o in outputs})
         for t in sorted(used):
-            if t in self.values:
+            if t in self.values and t not in constants:
                 value = self.values[t]
                 if value.dtype.kind not in "fiub":
                     raise GraphError(f"ONNX tensor {t!r} of dtype {value.dtype} is not "

@@ -9,6 +9,8 @@
   -> Transpose(back), as ConvNeXt exports a LayerNorm over channels, becomes one
   LayerNormalization with the private attribute _channels=1 (normalized over axis 1;
   no transposes run).
+- fuse_qdq (runtime/qdq.py): QuantizeLinear -> DequantizeLinear pairs become one
+  QuantizeLinear(dequantize=1).
 All fire only when the intermediate tensors have no other reader and are not graph
 outputs.
 """
@@ -157,4 +159,6 @@ def _rebuild(graph, replace, drop, constants):
 
 def optimize(graph: Graph) -> Graph:
     """The default pass pipeline a Session runs."""
+    from .qdq import fuse_qdq  # noqa: PLC0415 (qdq.py imports this module)
+    graph = fuse_qdq(graph)
     return fuse_activations(fuse_residual(fold_batchnorm(fuse_channel_layernorm(graph))))

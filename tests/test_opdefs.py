@@ -55,6 +55,8 @@ EXAMPLES = {
     "Tile": ([X], {"repeats": [1, 2, 1, 3]}, 1),
     "Einsum": ([(2, 3, 4), (2, 4, 5)], {"equation": "bij,bjk->bik"}, 1),
     "FromBlocked": ([(2, 1, 6, 5, 16)], {"channels": 3}, 1),
+    "QuantizeLinear": ([X, (3,), (3,)], {"dtype": "int8"}, 1),
+    "DequantizeLinear": ([X, (), ()], {}, 1),
 }
 
 

@@ -157,6 +157,13 @@ ONNX = {  # name -> (nodes, initializers, spatial size allowed)
                            N("Unsqueeze", ["b", "ax0"], ["u"]),
                            N("Identity", ["u"], ["y"])],        # kept: a graph output
                           {"ax1": i64(1), "ax0": i64(0)}, True),
+    "quantize": ([N("QuantizeLinear", ["x", "qs", "qz"], ["q"], axis=1),
+                  N("DequantizeLinear", ["q", "ds", "qz"], ["a"], axis=1),  # other scale
+                  N("QuantizeLinear", ["a", "ps", "pz"], ["b"]),
+                  N("DequantizeLinear", ["b", "ps", "pz"], ["y"])],          # fused pair
+                 {"qs": np.full(4, 0.02, np.float32) + np.abs(w(4)) / 10,
+                  "qz": np.array([0, 3, -5, 1], np.int8), "ds": np.abs(w(4)) + 0.1,
+                  "ps": np.float32(0.05), "pz": np.uint8(120)}, True),
 }
 
 
