@@ -1,31 +1,33 @@
 """Direct fp32 convolution in the channel-blocked layout NCHW16c, with fused bias, residual
 and activation.
 
-Layout: a blocked tensor (N, C/16, H, W, 16) holds channel c of pixel (h, w) at
+Layout: a blocked tensor (N, ceil(C/16), H, W, 16) holds channel c of pixel (h, w) at
 [n, c // 16, h, w, c % 16], so the 16 channels of one pixel are one 64-byte line and the
-pixels of a block follow each other in row-major order. The input may also be plain NCHW,
-read as the same thing with blocks of 1 channel (C, H, W, 1): that is how a graph's first
-conv (3 input channels) takes the image as it is.
+pixels of a block follow each other in row-major order; channels past C hold finite
+values (they meet zero weights). The input may also be plain NCHW, read as blocks of 1
+channel (C, H, W, 1): that is how a stem conv (3 input channels) takes the image.
 
-Register tile: NPX = 12 consecutive output pixels (in flattened oh * OW + ow order, so a
-tile may wrap from one row into the next) x NCH = 32 output channels (2 zmm), 24 zmm
-accumulators. Per input channel of a tap: 2 weight vectors are loaded and each pixel's
-input value is broadcast once into 2 FMAs. Weights are packed per chunk of 32 output
-channels as (CB, KH, KW, CI, 32), the order the tile reads them, so a tile streams its
-chunk front to back.
+Register tile (kernels/tile_fma.py): NPX = 6 consecutive output pixels (in flattened
+oh * OW + ow order, so a tile may wrap from one row into the next) x up to NCH = 64 output
+channels (nb <= 4 blocks), 24 zmm accumulators. Per input channel: nb weight vectors and
+one broadcast per pixel. Weights are packed per chunk of 64 output channels in the order
+the tile reads them (``pack_blocked``).
 
-Padding: per tap (kh, kw) the tile computes each pixel's input offset; when every pixel's
-tap lies inside the image the plain loop runs, else each pixel's value is multiplied by
-0 or 1 (its offset clamped inside the image). Only taps at the image border pay.
+Padding: per tap the tile computes each pixel's input offset (clamped inside the image);
+a pixel whose tap lies outside keeps its accumulators through a lane-masked FMA. Only
+taps at the image border pay.
 
-Output: a tile's 12 pixels of one 16-channel block are 12 consecutive lines of the blocked
+Output: a tile's pixels of one 16-channel block are consecutive lines of the blocked
 output, stored with bias, residual (blocked, out's shape; it may be out itself) and the
-activation applied. Pixels past the map's end (the last tile) are not stored; nor is the
-second block of the last chunk when M % 32 == 16.
+activation applied; pixels past the map's end (the last tile) are not stored.
 
-Threads: jobs are (band of up to BAND tiles, chunk), band-major, so the chunks that read
-the same input band run close together in time; threads take runs of jobs from a shared
-counter (kernels/atomics.py), so a late or descheduled thread does less.
+Threads: jobs are (band of up to BANDMAX tiles, chunk), band-major, so the chunks that
+read the same input band run close together in time; threads take runs of jobs from a
+shared counter (kernels/atomics.py), so a late or descheduled thread does less. Bands
+shrink on small maps until every thread has about four jobs.
+
+Weights kept as fp16 / int8 (memory=low) are decoded pass by pass into a per-thread
+buffer (kernels/blocked_weights.py).
 """
 import numpy as np
 import numba
@@ -207,7 +209,6 @@ def _worker(xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, M, O
     ntile = (P + NPX - 1) // NPX
     nband = (ntile + band - 1) // band
     njobs = nband * nch
-    plane_in = H * W * CI
     plane_out = P * BLK
     K = KH * KW * CB * CI
     stage = np.empty(BANDMAX * _ACC, np.float32)
