@@ -31,10 +31,11 @@ buffer (kernels/blocked_weights.py).
 """
 import numpy as np
 import numba
-from numba import njit, prange
+from numba import njit
 
 from .atomics import fetch_add, grab_size
-from .blocked_weights import FP32, KIND_F32, decode_rows
+from .blocked_weights import FP32, KIND_F32, KIND_FP16, decode_rows
+from .jobs import f32_2d_at, f32_at, i64_at, i8_at, job_address, run_jobs, u16_at
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
 from .stack import stack_f32
 from .tile_fma import NBMAX, NPX, conv_tile, fma_tap, tile_init, tile_store
@@ -44,6 +45,7 @@ NCH = 64            # output channels per chunk of weights (NBMAX blocks: one ti
 _ACC = NPX * NCH
 BANDMAX = 16        # tiles per job (at most)
 CBB = 256           # input channels (of a tap) per pass over a band's tiles: 64 KiB of weights
+PATH_NCHW, PATH_ONEPASS, PATH_PASSES = 0, 1, 2   # _band_nchw, _band_onepass, _band_passes
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -110,167 +112,273 @@ def _rows(wp, coff, st, r0, nrows, w16, m0, wdec):
 
 
 @njit(inline="always", **_OPTS)
-def _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W, KH,
-          KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, nb):
+def _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
+               has_res, base0, plane_out, npx_last, lo, hi, nb):
     """nt tiles of a band (tile u's pixels' top-left taps in bh/bw[u * NPX:], its
-    accumulators in stage[u * _ACC:]), nb blocks wide (a literal): bias, the taps, then the
-    epilogue and store.
-
-    Blocked input: per tap and pass of up to CBB input channels, every tile of the band
-    (so that pass's weights are read from cache by all of them); a 1x1 conv with at most
-    CBB input channels (one pass) keeps each tile in registers from bias to store
-    (conv_tile). NCHW input: a tile whose whole window is inside the image takes all its
+    accumulators in stage[u * _ACC:]), nb blocks wide (a literal), reading an NCHW input
+    (blocks of 1 channel): a tile whose whole window is inside the image takes all its
     taps in one conv_tile call (channel, row, then the row's KW consecutive pixels,
-    dw = 1); the others go tap by tap.
+    dw = 1); the others go tap by tap, then the epilogue and store.
 
     The chunk's weights start at wp[coff]; stored ones (kind fp16 / int8) are decoded
-    into wdec right before use (kernels/blocked_weights.py): the whole chunk for the
-    one-call paths, else pass by pass. st = (kind, wq, scale_t, zero_t, rows).
+    into wdec first (kernels/blocked_weights.py). st = (kind, wq, scale_t, zero_t, rows);
+    geo = (CB, CI, H, W, KH, KW, dh, dw).
     (At most 30 arguments: CPython passes a call with more as *args, which Numba's
     inliner refuses.)"""
+    CB, CI, H, W, KH, KW, dh, dw = geo
+    plane_in = H * W
+    w16 = nb * BLK
+    taps = KH * KW
+    wc, k0 = _rows(wp, coff, st, 0, CB * taps, w16, m0, wdec)
+    for u in range(nt):
+        acc = stage[u * _ACC:]
+        npx = NPX if u < nt - 1 else npx_last
+        obase = base0 + u * NPX * BLK
+        whole = dw == 1 and _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, 1, dh,
+                                     dw, plane_in)
+        if whole and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in):
+            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW,
+                      False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi,
+                      nb, NPX)
+            continue
+        tile_init(acc, bias, m0, nb, NPX)
+        for kh in range(KH):
+            for kw in range(KW):
+                k = k0 + (kh * KW + kw) * w16
+                if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
+                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
+                            False, nb, NPX, 0)
+                else:
+                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
+                            True, nb, NPX, 0)
+        tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+
+
+@njit(inline="always", **_OPTS)
+def _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
+                  has_res, base0, plane_out, npx_last, lo, hi, nb):
+    """As _band_nchw for a 1x1 conv on a blocked input of at most CBB channels (one
+    pass): each tile stays in registers from bias to store (conv_tile)."""
+    CB, CI, H, W, KH, KW, dh, dw = geo
+    plane_in = H * W * CI
+    w16 = nb * BLK
+    wc, k0 = _rows(wp, coff, st, 0, CB * CI, w16, m0, wdec)
+    for u in range(nt):
+        npx = NPX if u < nt - 1 else npx_last
+        obase = base0 + u * NPX * BLK
+        if _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
+            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
+                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+        else:
+            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, True, bias,
+                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+
+
+@njit(inline="always", **_OPTS)
+def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
+                 has_res, base0, plane_out, npx_last, lo, hi, nb):
+    """As _band_nchw for a blocked input in general: per tap and pass of up to CBB input
+    channels, every tile of the band (so that pass's weights are read from cache by all of
+    them), accumulators kept in stage between passes; stored weights are decoded pass by
+    pass."""
+    CB, CI, H, W, KH, KW, dh, dw = geo
     kind = st[0]
     plane_in = H * W * CI
     w16 = nb * BLK
     cstep = max(1, CBB // CI)
-    if CI == 1:
-        taps = KH * KW
-        wc, k0 = _rows(wp, coff, st, 0, CB * taps, w16, m0, wdec)
-        for u in range(nt):
-            acc = stage[u * _ACC:]
-            npx = NPX if u < nt - 1 else npx_last
-            obase = base0 + u * NPX * BLK
-            whole = dw == 1 and _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, 1, dh,
-                                         dw, plane_in)
-            if whole and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in):
-                conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW,
-                          False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi,
-                          nb, NPX)
-                continue
-            tile_init(acc, bias, m0, nb, NPX)
-            for kh in range(KH):
-                for kw in range(KW):
-                    k = k0 + (kh * KW + kw) * w16
-                    if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
-                        fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                                False, nb, NPX, 0)
+    for u in range(nt):
+        tile_init(stage[u * _ACC:], bias, m0, nb, NPX)
+    k = 0
+    for kh in range(KH):
+        for kw in range(KW):
+            for c0 in range(0, CB, cstep):
+                cn = min(cstep, CB - c0)
+                wc, kp = _rows(wp, coff, st, k // w16, cn * CI, w16, m0, wdec)
+                for u in range(nt):
+                    acc = stage[u * _ACC:]
+                    # the band's first tile brings the next pass's weights (they follow
+                    # this pass's) into cache while it computes
+                    pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
+                    if _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
+                        fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
+                                False, nb, NPX, pf)
                     else:
-                        fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                                True, nb, NPX, 0)
-            tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
-    elif KH * KW == 1 and CB <= cstep:
-        # one pass: each tile in registers from bias to store
-        wc, k0 = _rows(wp, coff, st, 0, CB * CI, w16, m0, wdec)
-        for u in range(nt):
-            npx = NPX if u < nt - 1 else npx_last
-            obase = base0 + u * NPX * BLK
-            if _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
-                conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
-                          m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
-            else:
-                conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, True, bias,
-                          m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
-    else:
-        for u in range(nt):
-            tile_init(stage[u * _ACC:], bias, m0, nb, NPX)
-        k = 0
-        for kh in range(KH):
-            for kw in range(KW):
-                for c0 in range(0, CB, cstep):
-                    cn = min(cstep, CB - c0)
-                    wc, kp = _rows(wp, coff, st, k // w16,
-                                   cn * CI, w16, m0, wdec)
-                    for u in range(nt):
-                        acc = stage[u * _ACC:]
-                        # the band's first tile brings the next pass's weights (they
-                        # follow this pass's) into cache while it computes
-                        pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
-                        if _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw,
-                                    plane_in):
-                            fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0,
-                                    CI, False, nb, NPX, pf)
-                        else:
-                            fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0,
-                                    CI, True, nb, NPX, pf)
-                    k += cn * CI * w16
-        for u in range(nt):
-            npx = NPX if u < nt - 1 else npx_last
-            tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res,
-                       npx, lo, hi, nb, NPX)
+                        fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
+                                True, nb, NPX, pf)
+                k += cn * CI * w16
+    for u in range(nt):
+        npx = NPX if u < nt - 1 else npx_last
+        tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res, npx,
+                   lo, hi, nb, NPX)
+
+
+# The parameter block of one job function (kernels/jobs.py): int64 slots, written by
+# _launch, read by the job. Arrays are an address and a size; lo and hi are float32 bits.
+(S_X, S_XN, S_W, S_WN, S_Q, S_QN, S_S, S_S0, S_S1, S_Z, S_Z0, S_Z1, S_B, S_BN, S_O, S_ON,
+ S_R, S_HASRES, S_M, S_OH, S_OW, S_H, S_W_, S_CB, S_CI, S_KH, S_KW, S_SH, S_SW, S_PT, S_PL,
+ S_DH, S_DW, S_BAND, S_CTR, S_GRAB, S_LO, S_HI, S_C0, S_C1, S_ROWS) = range(41)
+NSLOT = S_ROWS + 6
+
+
+def _make_job(PATH, KIND, NB):
+    """The job function of one (path, weight kind, chunk width NB blocks): runs of ``grab``
+    jobs (band of tiles, chunk of the slot range [c0, c1)) from the block's counter until
+    none are left. Only this path and width are compiled into it."""
+
+    @njit(**_OPTS)
+    def job(aaddr, t):
+        a = i64_at(aaddr, NSLOT)
+        lo = f32_at(aaddr + S_LO * 8, 1)[0]
+        hi = f32_at(aaddr + S_HI * 8, 1)[0]
+        ctr = i64_at(aaddr + S_CTR * 8, 1)
+        xf = f32_at(a[S_X], a[S_XN])
+        wp = f32_at(a[S_W], a[S_WN])
+        if KIND == KIND_FP16:
+            wq = u16_at(a[S_Q], a[S_QN])
+        else:
+            wq = i8_at(a[S_Q], a[S_QN])
+        st = (KIND, wq, f32_2d_at(a[S_S], a[S_S0], a[S_S1]),
+              f32_2d_at(a[S_Z], a[S_Z0], a[S_Z1]),
+              (a[S_ROWS], a[S_ROWS + 1], a[S_ROWS + 2], a[S_ROWS + 3], a[S_ROWS + 4],
+               a[S_ROWS + 5]))
+        bias = f32_at(a[S_B], a[S_BN])
+        of = f32_at(a[S_O], a[S_ON])
+        rf = f32_at(a[S_R], a[S_ON])
+        has_res = a[S_HASRES] != 0
+        M, OH, OW, H, W = a[S_M], a[S_OH], a[S_OW], a[S_H], a[S_W_]
+        CB, CI, KH, KW = a[S_CB], a[S_CI], a[S_KH], a[S_KW]
+        sh, sw, pt, pl, dh, dw = a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW]
+        band, grab, c0, c1 = a[S_BAND], a[S_GRAB], a[S_C0], a[S_C1]
+        geo = (CB, CI, H, W, KH, KW, dh, dw)
+        nchk = c1 - c0
+        P = OH * OW
+        ntile = (P + NPX - 1) // NPX
+        njobs = ((ntile + band - 1) // band) * nchk
+        plane_out = P * BLK
+        K = KH * KW * CB * CI
+        stage = np.empty(BANDMAX * _ACC, np.float32)
+        mk = stack_f32(NPX)
+        offs = np.empty(NPX, np.int64)
+        bh = np.empty(BANDMAX * NPX, np.int64)
+        bw = np.empty(BANDMAX * NPX, np.int64)
+        # decoded rows of stored weights: a pass, or a whole chunk on the one-call paths
+        wdec = np.empty(0 if KIND == KIND_F32 else max(CBB, K) * NCH, np.float32)
+        while True:
+            i = fetch_add(ctr, 0, grab)
+            if i >= njobs:
+                break
+            for jb in range(i, min(njobs, i + grab)):
+                bi = jb // nchk
+                c = c0 + jb - bi * nchk
+                coff = c * NCH * K
+                m0 = c * NCH
+                t0 = bi * band
+                nt = min(band, ntile - t0)
+                for u in range(nt):
+                    for p in range(NPX):
+                        q = min((t0 + u) * NPX + p, P - 1)
+                        oh = q // OW
+                        bh[u * NPX + p] = oh * sh - pt
+                        bw[u * NPX + p] = (q - oh * OW) * sw - pl
+                npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
+                base0 = (m0 >> 4) * plane_out + t0 * NPX * BLK
+                if PATH == PATH_NCHW:
+                    _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
+                               bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, NB)
+                elif PATH == PATH_ONEPASS:
+                    _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                                  bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
+                                  NB)
+                else:
+                    _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                                 bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
+                                 NB)
+
+    return job
+
+
+_JOBS = {}
+
+
+def _job(path, kind, nb):
+    """Address of the job function for (path, kind, nb), compiled on first use."""
+    key = (path, kind, nb)
+    addr = _JOBS.get(key)
+    if addr is None:
+        addr = _JOBS[key] = job_address(_make_job(path, kind, nb))
+    return addr
+
+
+def _path(CB, CI, KH, KW):
+    if CI == 1:
+        return PATH_NCHW
+    if KH * KW == 1 and CB <= max(1, CBB // CI):
+        return PATH_ONEPASS
+    return PATH_PASSES
+
+
+_PLANS = {}
+
+
+def _plan(path, kind, MB):
+    """(job function addresses, their chunk ranges): full chunks of NBMAX blocks, then the
+    narrower last one."""
+    key = (path, kind, MB)
+    plan = _PLANS.get(key)
+    if plan is None:
+        full, tail = divmod(MB, NBMAX)
+        fns, chunks = [], []
+        if full:
+            fns.append(_job(path, kind, NBMAX))
+            chunks.append((0, full))
+        if tail:
+            fns.append(_job(path, kind, tail))
+            chunks.append((full, full + 1))
+        plan = _PLANS[key] = (np.array(fns, np.int64), np.array(chunks, np.int64))
+    return plan
+
+
+@njit(inline="always", **_OPTS)
+def _addr(a):
+    return np.int64(a.ctypes.data)
 
 
 @njit(**_OPTS)
-def _worker(xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, M, OH, OW, H, W,
-            CB, CI, KH, KW, sh, sw, pt, pl, dh, dw, band, ctr, grab, lo, hi):
-    """One thread's share: runs of ``grab`` jobs (band of tiles, chunk) from ctr[0] until
-    none are left."""
-    nblk = M // BLK
-    nch = (nblk + NBMAX - 1) // NBMAX
-    P = OH * OW
-    ntile = (P + NPX - 1) // NPX
-    nband = (ntile + band - 1) // band
-    njobs = nband * nch
-    plane_out = P * BLK
-    K = KH * KW * CB * CI
-    stage = np.empty(BANDMAX * _ACC, np.float32)
-    mk = stack_f32(NPX)
-    offs = np.empty(NPX, np.int64)
-    bh = np.empty(BANDMAX * NPX, np.int64)
-    bw = np.empty(BANDMAX * NPX, np.int64)
-    # decoded rows of stored weights: a pass, or a whole chunk on the one-call paths
-    wdec = np.empty(0 if kind == KIND_F32 else max(CBB, CB * CI * KH * KW) * NCH,
-                    np.float32)
-    st = (kind, wq, scale_t, zero_t, rows)
-    while True:
-        i = fetch_add(ctr, 0, grab)
-        if i >= njobs:
-            break
-        iend = min(njobs, i + grab)
-        for job in range(i, iend):
-            bi = job // nch
-            c = job - bi * nch
-            nb = min(NBMAX, nblk - c * NBMAX)
-            coff = c * NCH * K
-            m0 = c * NCH
-            t0 = bi * band
-            nt = min(band, ntile - t0)
-            for u in range(nt):
-                for p in range(NPX):
-                    q = min((t0 + u) * NPX + p, P - 1)
-                    oh = q // OW
-                    bh[u * NPX + p] = oh * sh - pt
-                    bw[u * NPX + p] = (q - oh * OW) * sw - pl
-            npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
-            base0 = (m0 >> 4) * plane_out + t0 * NPX * BLK
-            if nb == 4:
-                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
-                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 4)
-            elif nb == 3:
-                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
-                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 3)
-            elif nb == 2:
-                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
-                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 2)
-            else:
-                _band(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, CB, CI, bh, bw, H, W,
-                      KH, KW, dh, dw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, 1)
-
-
-@njit(parallel=True, **_OPTS)
-def _conv_blocked(xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, M, OH, OW,
-                  H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw, lo, hi, nthreads):
+def _launch(fns, chunks, xf, wp, wq, scale_t, zero_t, rows, bias, of, rf, has_res, geo, lo,
+            hi, nthreads):
+    """Fill one parameter block per job function and run them (kernels/jobs.py)."""
+    M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw = geo
     nch = (M // BLK + NBMAX - 1) // NBMAX
     ntile = (OH * OW + NPX - 1) // NPX
     # bands as long as BANDMAX tiles, shorter when that leaves fewer than 4 jobs a thread
     band = BANDMAX
     while band > 1 and ((ntile + band - 1) // band) * nch < 4 * nthreads:
         band //= 2
-    njobs = ((ntile + band - 1) // band) * nch
-    nth = max(1, min(nthreads, njobs))
-    grab = grab_size(njobs, nth, 4)
-    ctr = np.zeros(1, np.int64)
-    for th in prange(nth):
-        _worker(xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, M, OH, OW, H,
-                W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw, band, ctr, grab, lo, hi)
+    nband = (ntile + band - 1) // band
+    nth = max(1, min(nthreads, nband * nch))
+    nf = fns.shape[0]
+    args = np.zeros((nf, NSLOT), np.int64)
+    for k in range(nf):
+        a = args[k]
+        a[S_X], a[S_XN], a[S_W], a[S_WN] = _addr(xf), xf.size, _addr(wp), wp.size
+        a[S_Q], a[S_QN] = _addr(wq), wq.size
+        a[S_S], a[S_S0], a[S_S1] = _addr(scale_t), scale_t.shape[0], scale_t.shape[1]
+        a[S_Z], a[S_Z0], a[S_Z1] = _addr(zero_t), zero_t.shape[0], zero_t.shape[1]
+        for j in range(6):
+            a[S_ROWS + j] = rows[j]
+        a[S_B], a[S_BN], a[S_O], a[S_ON], a[S_R] = _addr(bias), bias.size, _addr(of), of.size, \
+            _addr(rf)
+        a[S_HASRES] = 1 if has_res else 0
+        a[S_M], a[S_OH], a[S_OW], a[S_H], a[S_W_] = M, OH, OW, H, W
+        a[S_CB], a[S_CI], a[S_KH], a[S_KW] = CB, CI, KH, KW
+        a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW] = sh, sw, pt, pl, dh, dw
+        a[S_BAND] = band
+        a[S_GRAB] = grab_size(nband * (chunks[k, 1] - chunks[k, 0]), nth, 4)
+        a[S_C0], a[S_C1] = chunks[k, 0], chunks[k, 1]
+        fv = a.view(np.float32)
+        fv[2 * S_LO] = lo
+        fv[2 * S_HI] = hi
+    run_jobs(fns, args, nth)
 
 
 def act_bounds(act, lo, hi):
@@ -326,10 +434,12 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
         return
     nt = numba.get_num_threads()
     lo, hi = act_bounds(act, lo, hi)
+    fns, chunks = _plan(_path(CB, CI, KH, KW), stored.kind, MB)
+    geo = (MB * BLK, OH, OW, H, W, CB, CI, KH, KW, int(sh), int(sw), int(pt), int(pl), int(dh),
+           int(dw))
     for n in range(N):
         xf = np.ascontiguousarray(x[n]).reshape(-1)
         of = out[n].reshape(-1)
         rf = res[n].reshape(-1) if has_res else of
-        _conv_blocked(xf, wp, stored.kind, stored.wq, stored.scale_t, stored.zero_t,
-                      stored.rows, bias, of, rf, has_res, MB * BLK, OH, OW, H, W, CB, CI, KH,
-                      KW, int(sh), int(sw), int(pt), int(pl), int(dh), int(dw), lo, hi, nt)
+        _launch(fns, chunks, xf, wp, stored.wq, stored.scale_t, stored.zero_t, stored.rows,
+                bias, of, rf, has_res, geo, lo, hi, nt)
