@@ -62,9 +62,9 @@ def blocked_fits(const: Constant, attrs: dict, precision: str, memory: str,
                  target: Target) -> str:
     """Why this conv cannot run in the channel-blocked layout (conv2d_blocked, chosen by
     the CPU layout pass), or "" when it can: groups 1 or depthwise (groups = input
-    channels = output channels), 2-D, weights kept as fp32, or as fp16 / int8 (memory=low,
-    groups 1; decoded pass by pass), not the int8 dot kernel's, and AVX-512 (the
-    kernel's 24-register tile)."""
+    channels = output channels), 2-D, weights kept as fp32 or, in memory=low, as stored
+    (fp16 / int8 / int4: decoded pass by pass, a depthwise weight whole on each call), not
+    the int8 dot kernel's, and AVX-512 (the kernel's 24-register tile)."""
     if not target.avx512:
         return "no AVX-512"
     if len(const.shape) != 4:
@@ -72,16 +72,10 @@ def blocked_fits(const: Constant, attrs: dict, precision: str, memory: str,
     group = int(attrs.get("group", 1))
     if group != 1 and not (group == const.shape[0] and const.shape[1] == 1):
         return "grouped (not depthwise)"
-    # keep_weights' rule, without decoding anything: fp32 once kept, or fp16 / int8 kept
-    # as stored (memory=low), which the blocked kernel decodes pass by pass; not int4
-    # (its nibbles would double in the blocked order) nor the int8 dot kernel's
-    int8_dot = int8_dot_fits(const, attrs, precision, target.vnni)
-    if int8_dot:
+    # keep_weights' rule, without decoding anything: fp32 once kept, or what memory=low
+    # keeps as stored; not the int8 dot kernel's weights
+    if int8_dot_fits(const, attrs, precision, target.vnni):
         return "the int8 dot kernel reads these weights"
-    if memory == "low" and const.storage not in ("fp32", "fp16", "int8"):
-        return f"{const.storage} weights kept as stored (memory=low)"
-    if memory == "low" and const.storage != "fp32" and group != 1:
-        return f"{const.storage} weights kept as stored for a depthwise conv (memory=low)"
     return ""
 
 

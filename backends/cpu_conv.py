@@ -162,6 +162,17 @@ class Depthwise(ConvFamily):
         return self.kept
 
 
+def stored_depthwise_source(kept):
+    """(kind, rows, scale, zero) for conv_lowmem.load_rows of a depthwise weight kept as
+    stored (fp16 / int8 / int4): its whole (C, KH*KW) panel."""
+    c, _, kh, kw = kept.shape
+    kind = DepthwiseStored.KINDS[kept.storage]
+    if kept.storage == "fp16":
+        return kind, kept.data.view(np.uint16).reshape(c, kh * kw), NO_ZERO, NO_ZERO
+    zero = kept.zero if kept.zero is not None else NO_ZERO
+    return kind, kept.data, kept.scale, zero
+
+
 class DepthwiseStored(ConvFamily):
     """conv2d_depthwise on fp16 / int8 / int4 weights kept as stored (memory=low).
 
@@ -173,14 +184,9 @@ class DepthwiseStored(ConvFamily):
              "int4": conv_lowmem.KIND_INT4}
 
     def pack(self, kept):
-        self.kind = self.KINDS[kept.storage]
+        self.kind, *self.src = stored_depthwise_source(kept)
         c, _, kh, kw = kept.shape
         self.w_shape = (c, 1, kh, kw)
-        if kept.storage == "fp16":
-            self.src = (kept.data.view(np.uint16).reshape(c, kh * kw), NO_ZERO, NO_ZERO)
-        else:
-            zero = kept.zero if kept.zero is not None else NO_ZERO
-            self.src = (kept.data, kept.scale, zero)
         self.kept_arrays = tuple(kept.arrays())
         self.head = -(-4 * c * kh * kw // 64) * 64  # decoded weights, 64-byte aligned
 

@@ -9,8 +9,8 @@ The pass (``block_layout``, run by Session through ``Backend.graph_pass`` when
 Config.layout is "auto"):
 
 1. Candidates: the Convs whose weights are constants and ``choice.blocked_fits`` (groups
-   1 or depthwise, 2-D, weights kept as fp32, or as fp16 / int8 in memory=low for
-   groups 1, AVX-512).
+   1 or depthwise, 2-D, weights kept as fp32, or as stored in memory=low: fp16 / int8 /
+   int4; AVX-512).
 2. In graph order, a candidate is blocked if it reads its input X or its fused residual
    blocked, or if a candidate reads its output that way, directly or through followers
    (MaxPool, which runs blocked whenever its input is). A lone conv is blocked only when
@@ -32,13 +32,17 @@ from __future__ import annotations
 
 from jitconv.kernels.blocked_weights import FP32, KIND_F32, NO_F32, pack_stored_blocked
 from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked
-from jitconv.kernels.depthwise_blocked import depthwise_blocked, pack_depthwise_blocked
+from jitconv.kernels.conv_lowmem import load_rows
+from jitconv.kernels.depthwise_blocked import (depthwise_blocked, pack_depthwise_blocked,
+                                               rows_to_blocked)
 from jitconv.kernels.reorder import from_blocked, to_blocked
 from jitconv.runtime.ir import Graph, Node
 from jitconv.runtime.ops.blocked import logical_shape
 
 from .choice import Choice, _storage_reason, blocked_fits
+from .base import scratch_view
 from .conv_family import ConvFamily, register_conv_family
+from .cpu_conv import stored_depthwise_source
 from .cpu_ops import Simple
 
 BLOCKED = "nchw16c"
@@ -188,15 +192,24 @@ def logical_conv_shapes(node, x, w, out):
 
 class Blocked(ConvFamily):
     """conv2d_blocked: NCHW16c output, input blocked or NCHW (``choice.option``: 16 or 1
-    channels per input block), fp32 weights packed per 64 output channels; or, option
-    "dw", depthwise_blocked (blocked input, weights per 16 channels)."""
+    channels per input block), fp32 weights packed per 64 output channels (fp16 / int8 /
+    int4 kept as stored: the same order, decoded pass by pass); or, option "dw",
+    depthwise_blocked (blocked input, weights per 16 channels; kept as stored, decoded
+    whole into the scratch and reordered on each call)."""
     key = "blocked"
     fuses_residual = True
 
     def pack(self, kept):
         self.w_shape, self.name = kept.shape, kept.name
         self.stored = FP32
-        if self.option == "dw":
+        self.dw_src = None
+        if self.option == "dw" and kept.storage != "fp32":
+            # kept as stored (memory=low): each call decodes the whole (C, KH*KW) weight
+            # into the scratch, as DepthwiseStored does, and reorders it into blocks
+            self.dw_src = stored_depthwise_source(kept)
+            self.dw_kept = tuple(kept.arrays())
+            self.wp = NO_F32
+        elif self.option == "dw":
             self.wp = pack_depthwise_blocked(kept.data)
         elif kept.storage == "fp32":
             self.wp = pack_blocked(kept.data, self.option)
@@ -204,19 +217,38 @@ class Blocked(ConvFamily):
             self.wp = NO_F32
             self.stored = pack_stored_blocked(kept, self.option, pack_blocked)
 
+    def _dw_parts(self):
+        """Scratch views' shapes for a stored depthwise weight: decoded rows, then blocks."""
+        c, _, kh, kw = self.w_shape
+        return (c, kh * kw), (-(-c // 16), kh * kw, 16)
+
     def plan(self, geom):
         self.geom = geom
-        return 0
+        if self.dw_src is None:
+            return 0
+        rows, blocks = self._dw_parts()
+        self.head = -(-4 * rows[0] * rows[1] // 64) * 64
+        return self.head + 4 * blocks[0] * blocks[1] * blocks[2]
 
     def run(self, x, bias, res, out, scratch, epi, w=None):
         if self.option == "dw":
-            depthwise_blocked(x, self.wp, self.w_shape, bias, res, out, *self.geom.args,
+            wp = self.wp
+            if self.dw_src is not None:
+                rows, blocks = self._dw_parts()
+                wd = scratch_view(scratch, rows)
+                load_rows(*self.dw_src, 0, rows[0], wd)
+                wp = scratch_view(scratch[self.head:], blocks)
+                rows_to_blocked(wd, wp)
+                wp = wp.reshape(blocks[0], self.w_shape[2], self.w_shape[3], 16)
+            depthwise_blocked(x, wp, self.w_shape, bias, res, out, *self.geom.args,
                               *epi.act_args)
         else:
             conv2d_blocked(x, self.wp, self.w_shape, bias, res, out, *self.geom.args,
                            *epi.act_args, stored=self.stored)
 
     def arrays(self):
+        if self.dw_src is not None:
+            return self.dw_kept
         return (self.wp,) if self.stored.kind == KIND_F32 else self.stored.arrays()
 
 
@@ -225,13 +257,14 @@ def _blocked_rule(request):
     if request.attrs.get("_layout") != BLOCKED:
         return None
     why = _storage_reason(request.kept, request.memory, request.decoded_from)
-    if int(request.attrs.get("group", 1)) > 1:
-        return Choice("depthwise_blocked", f"{why}; depthwise, channel-blocked layout NCHW16c "
-                                           f"chosen by the layout pass", option="dw",
-                      family="blocked")
-    ci = 16 if request.attrs.get("_in_layout") == BLOCKED else 1
     kept = request.kept.storage
-    return Choice("conv2d_blocked" + ("" if kept == "fp32" else f"_{kept}w"),
+    suffix = "" if kept == "fp32" else f"_{kept}w"
+    if int(request.attrs.get("group", 1)) > 1:
+        return Choice("depthwise_blocked" + suffix, f"{why}; depthwise, channel-blocked layout "
+                                                    f"NCHW16c chosen by the layout pass",
+                      option="dw", family="blocked")
+    ci = 16 if request.attrs.get("_in_layout") == BLOCKED else 1
+    return Choice("conv2d_blocked" + suffix,
                   f"{why}; channel-blocked layout NCHW16c chosen by the layout pass, input "
                   f"{'blocked' if ci == 16 else 'NCHW'}", option=ci, family="blocked")
 

@@ -34,8 +34,8 @@ import numba
 from numba import njit
 
 from .atomics import fetch_add, grab_size
-from .blocked_weights import FP32, KIND_F32, KIND_FP16, decode_rows
-from .jobs import f32_2d_at, f32_at, i64_at, i8_at, job_address, run_jobs, u16_at
+from .blocked_weights import FP32, KIND_F32, KIND_FP16, KIND_INT4, decode_rows
+from .jobs import f32_2d_at, f32_at, i64_at, job_address, run_jobs, u8_at
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
 from .stack import stack_f32
 from .tile_fma import NBMAX, NPX, conv_tile, fma_tap, tile_init, tile_store
@@ -216,14 +216,15 @@ def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
 # _launch, read by the job. Arrays are an address and a size; lo and hi are float32 bits.
 (S_X, S_XN, S_W, S_WN, S_Q, S_QN, S_S, S_S0, S_S1, S_Z, S_Z0, S_Z1, S_B, S_BN, S_O, S_ON,
  S_R, S_HASRES, S_M, S_OH, S_OW, S_H, S_W_, S_CB, S_CI, S_KH, S_KW, S_SH, S_SW, S_PT, S_PL,
- S_DH, S_DW, S_BAND, S_CTR, S_GRAB, S_LO, S_HI, S_C0, S_C1, S_ROWS) = range(41)
+ S_DH, S_DW, S_BAND, S_CTR, S_GRAB, S_LO, S_HI, S_C0, S_C1, S_KIND, S_ROWS) = range(42)
 NSLOT = S_ROWS + 6
 
 
-def _make_job(PATH, KIND, NB):
-    """The job function of one (path, weight kind, chunk width NB blocks): runs of ``grab``
-    jobs (band of tiles, chunk of the slot range [c0, c1)) from the block's counter until
-    none are left. Only this path and width are compiled into it."""
+def _make_job(PATH, NB):
+    """The job function of one (path, chunk width NB blocks): runs of ``grab`` jobs (band
+    of tiles, chunk of the slot range [c0, c1)) from the block's counter until none are
+    left. Only this path and width are compiled into it; the weight kind is read at run
+    time (one decode call per pass), so fp32 and every stored kind share it."""
 
     @njit(**_OPTS)
     def job(aaddr, t):
@@ -233,11 +234,8 @@ def _make_job(PATH, KIND, NB):
         ctr = i64_at(aaddr + S_CTR * 8, 1)
         xf = f32_at(a[S_X], a[S_XN])
         wp = f32_at(a[S_W], a[S_WN])
-        if KIND == KIND_FP16:
-            wq = u16_at(a[S_Q], a[S_QN])
-        else:
-            wq = i8_at(a[S_Q], a[S_QN])
-        st = (KIND, wq, f32_2d_at(a[S_S], a[S_S0], a[S_S1]),
+        kind = a[S_KIND]
+        st = (kind, u8_at(a[S_Q], a[S_QN]), f32_2d_at(a[S_S], a[S_S0], a[S_S1]),
               f32_2d_at(a[S_Z], a[S_Z0], a[S_Z1]),
               (a[S_ROWS], a[S_ROWS + 1], a[S_ROWS + 2], a[S_ROWS + 3], a[S_ROWS + 4],
                a[S_ROWS + 5]))
@@ -262,7 +260,7 @@ def _make_job(PATH, KIND, NB):
         bh = np.empty(BANDMAX * NPX, np.int64)
         bw = np.empty(BANDMAX * NPX, np.int64)
         # decoded rows of stored weights: a pass, or a whole chunk on the one-call paths
-        wdec = np.empty(0 if KIND == KIND_F32 else max(CBB, K) * NCH, np.float32)
+        wdec = np.empty(0 if kind == KIND_F32 else max(CBB, K) * NCH, np.float32)
         while True:
             i = fetch_add(ctr, 0, grab)
             if i >= njobs:
@@ -300,12 +298,12 @@ def _make_job(PATH, KIND, NB):
 _JOBS = {}
 
 
-def _job(path, kind, nb):
-    """Address of the job function for (path, kind, nb), compiled on first use."""
-    key = (path, kind, nb)
+def _job(path, nb):
+    """Address of the job function for (path, nb), compiled on first use."""
+    key = (path, nb)
     addr = _JOBS.get(key)
     if addr is None:
-        addr = _JOBS[key] = job_address(_make_job(path, kind, nb))
+        addr = _JOBS[key] = job_address(_make_job(path, nb))
     return addr
 
 
@@ -320,19 +318,19 @@ def _path(CB, CI, KH, KW):
 _PLANS = {}
 
 
-def _plan(path, kind, MB):
+def _plan(path, MB):
     """(job function addresses, their chunk ranges): full chunks of NBMAX blocks, then the
     narrower last one."""
-    key = (path, kind, MB)
+    key = (path, MB)
     plan = _PLANS.get(key)
     if plan is None:
         full, tail = divmod(MB, NBMAX)
         fns, chunks = [], []
         if full:
-            fns.append(_job(path, kind, NBMAX))
+            fns.append(_job(path, NBMAX))
             chunks.append((0, full))
         if tail:
-            fns.append(_job(path, kind, tail))
+            fns.append(_job(path, tail))
             chunks.append((full, full + 1))
         plan = _PLANS[key] = (np.array(fns, np.int64), np.array(chunks, np.int64))
     return plan
@@ -344,8 +342,8 @@ def _addr(a):
 
 
 @njit(**_OPTS)
-def _launch(fns, chunks, xf, wp, wq, scale_t, zero_t, rows, bias, of, rf, has_res, geo, lo,
-            hi, nthreads):
+def _launch(fns, chunks, xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, geo,
+            lo, hi, nthreads):
     """Fill one parameter block per job function and run them (kernels/jobs.py)."""
     M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw = geo
     nch = (M // BLK + NBMAX - 1) // NBMAX
@@ -361,7 +359,7 @@ def _launch(fns, chunks, xf, wp, wq, scale_t, zero_t, rows, bias, of, rf, has_re
     for k in range(nf):
         a = args[k]
         a[S_X], a[S_XN], a[S_W], a[S_WN] = _addr(xf), xf.size, _addr(wp), wp.size
-        a[S_Q], a[S_QN] = _addr(wq), wq.size
+        a[S_KIND], a[S_Q], a[S_QN] = kind, _addr(wq), wq.size
         a[S_S], a[S_S0], a[S_S1] = _addr(scale_t), scale_t.shape[0], scale_t.shape[1]
         a[S_Z], a[S_Z0], a[S_Z1] = _addr(zero_t), zero_t.shape[0], zero_t.shape[1]
         for j in range(6):
@@ -394,13 +392,20 @@ def act_bounds(act, lo, hi):
     raise ValueError(f"unknown activation code {act}")
 
 
+def _values(wp, stored):
+    """How many weights the kernel will read: wp's, or the stored bytes' values."""
+    n = stored.wq.size
+    return wp.size if stored.kind == KIND_F32 else \
+        n // 2 if stored.kind == KIND_FP16 else 2 * n if stored.kind == KIND_INT4 else n
+
+
 def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, lo, hi,
                    stored=FP32):
     """out (N, ceil(M/16), OH, OW, 16) <- act(conv(x, w) + bias (+ res)), groups 1. x blocked
     (N, ceil(C/16), H, W, 16) (channels past C must be finite: they meet zero weights) or
     NCHW (N, C, H, W); wp from ``pack_blocked(w, 16 or 1)`` accordingly; bias (M,); res
     out-shaped or None. Output channels past M are written as act(0 + res). act 0 none /
-    1 relu / 2 clip(lo, hi). ``stored``: the weights as kept in fp16 / int8
+    1 relu / 2 clip(lo, hi). ``stored``: the weights as kept in fp16 / int8 / int4
     (``blocked_weights.pack_stored_blocked``), wp then unused (empty)."""
     M, C, KH, KW = (int(v) for v in w_shape)
     MB = -(-M // BLK)
@@ -414,9 +419,9 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
         CI = 1
     else:
         raise ValueError(f"conv2d_blocked: x {x.shape} does not match w {tuple(w_shape)}")
-    if (wp if stored.kind == KIND_F32 else stored.wq).shape != (packed_size(w_shape, CI),):
-        raise ValueError(f"conv2d_blocked: packed weights {wp.shape} do not match w "
-                         f"{tuple(w_shape)} with input blocks of {CI}")
+    if _values(wp, stored) != packed_size(w_shape, CI):
+        raise ValueError(f"conv2d_blocked: {_values(wp, stored)} packed weights do not match "
+                         f"w {tuple(w_shape)} with input blocks of {CI}")
     OH, OW = out.shape[2], out.shape[3]
     if out.shape != (N, MB, OH, OW, BLK) or out.dtype != np.float32 or \
             not out.flags.c_contiguous:
@@ -434,12 +439,12 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
         return
     nt = numba.get_num_threads()
     lo, hi = act_bounds(act, lo, hi)
-    fns, chunks = _plan(_path(CB, CI, KH, KW), stored.kind, MB)
+    fns, chunks = _plan(_path(CB, CI, KH, KW), MB)
     geo = (MB * BLK, OH, OW, H, W, CB, CI, KH, KW, int(sh), int(sw), int(pt), int(pl), int(dh),
            int(dw))
     for n in range(N):
         xf = np.ascontiguousarray(x[n]).reshape(-1)
         of = out[n].reshape(-1)
         rf = res[n].reshape(-1) if has_res else of
-        _launch(fns, chunks, xf, wp, stored.wq, stored.scale_t, stored.zero_t, stored.rows,
-                bias, of, rf, has_res, geo, lo, hi, nt)
+        _launch(fns, chunks, xf, wp, stored.kind, stored.wq, stored.scale_t, stored.zero_t,
+                stored.rows, bias, of, rf, has_res, geo, lo, hi, nt)

@@ -21,12 +21,24 @@ _OPTS = dict(cache=True, parallel=True, fastmath={"contract"}, error_model="nump
 
 def pack_depthwise_blocked(w):
     """(C, 1, KH, KW) float32 -> (ceil(C/16), KH, KW, 16), zero past C."""
-    w = np.asarray(w, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
     C, _, KH, KW = w.shape
-    CB = -(-C // BLK)
-    wp = np.zeros((CB * BLK, KH, KW), np.float32)
-    wp[:C] = w[:, 0]
-    return np.ascontiguousarray(wp.reshape(CB, BLK, KH, KW).transpose(0, 2, 3, 1))
+    wp = np.empty((-(-C // BLK), KH * KW, BLK), np.float32)
+    rows_to_blocked(w.reshape(C, KH * KW), wp)
+    return wp.reshape(wp.shape[0], KH, KW, BLK)
+
+
+@njit(cache=True)
+def rows_to_blocked(src, dst):
+    """dst (ceil(C/16), T, 16) <- src (C, T), channel c at [c // 16, :, c % 16], zero past
+    C: a depthwise weight in the kernel's order (also each call of the stored-weight
+    variant, after decoding)."""
+    C, T = src.shape
+    for cb in range(dst.shape[0]):
+        for t in range(T):
+            for j in range(BLK):
+                c = cb * BLK + j
+                dst[cb, t, j] = src[c, t] if c < C else np.float32(0.0)
 
 
 @njit(**_OPTS)

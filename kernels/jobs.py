@@ -63,8 +63,7 @@ def _pointer_intrinsic(nbtype):
 
 _ptr_f32 = _pointer_intrinsic(types.float32)
 _ptr_i64 = _pointer_intrinsic(types.int64)
-_ptr_i8 = _pointer_intrinsic(types.int8)
-_ptr_u16 = _pointer_intrinsic(types.uint16)
+_ptr_u8 = _pointer_intrinsic(types.uint8)
 
 
 @njit(inline="always")
@@ -80,15 +79,9 @@ def i64_at(addr, n):
 
 
 @njit(inline="always")
-def i8_at(addr, n):
-    """A (n,) int8 view of the memory at ``addr``."""
-    return carray(_ptr_i8(addr), n)
-
-
-@njit(inline="always")
-def u16_at(addr, n):
-    """A (n,) uint16 view of the memory at ``addr``."""
-    return carray(_ptr_u16(addr), n)
+def u8_at(addr, n):
+    """A (n,) uint8 view of the memory at ``addr`` (bytes)."""
+    return carray(_ptr_u8(addr), n)
 
 
 @njit(inline="always")

@@ -217,9 +217,9 @@ def test_blocked_session_resizes():
 
 
 def test_pass_follows_what_is_kept():
-    """Pure function of the kept weights, config and target: no AVX-512, int4 weights kept
-    as int4 (memory=low) and grouped (not depthwise) convs keep NCHW; fp16 in either
-    mode and int4 decoded in memory=normal are blocked."""
+    """Pure function of the kept weights, config and target: no AVX-512, int8 weights read
+    by the int8 dot kernel and grouped (not depthwise) convs keep NCHW; fp16 and int4 in
+    either mode (kept as stored, or decoded) are blocked."""
     g = optimize(_resnetish())
     cfg = jc.Config()
     host = Target(avx512=True, threads=2)
@@ -232,8 +232,12 @@ def test_pass_follows_what_is_kept():
     assert blocked(half, jc.Config(memory="low")) == 7          # decoded pass by pass
     assert blocked(half, jc.Config(memory="normal")) == 7
     int4 = optimize(jc.quantize(_resnetish(), "int4"))
-    assert blocked(int4, jc.Config(memory="low")) == 0
+    assert blocked(int4, jc.Config(memory="low")) == 7          # decoded pass by pass
     assert blocked(int4, jc.Config(memory="normal")) == 7       # decoded to fp32 at load
+    int8 = optimize(jc.quantize(_resnetish(), "int8"))
+    vnni = Target(avx512=True, vnni=True, threads=2)
+    assert blocked(int8, jc.Config(memory="low"), vnni) == 7
+    assert blocked(int8, jc.Config(memory="low", precision="low"), vnni) == 0   # int8 dot
     rng = np.random.default_rng(4)
     b = jc.GraphBuilder()
     t = b.input("x", (1, 32, 8, 8))
@@ -274,9 +278,10 @@ def test_blocked_max_pool_as_graph_output(ceil):
 
 @pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
 @pytest.mark.parametrize("weights,block,symmetric", [("fp16", None, True), ("int8", None, True),
-                                                     ("int8", None, False), ("int8", 16, False)])
+                                                     ("int8", None, False), ("int8", 16, False),
+                                                     ("int4", None, True), ("int4", 16, False)])
 def test_blocked_reads_stored_weights_in_memory_low(weights, block, symmetric):
-    """memory=low keeps fp16 / int8 as stored: conv2d_blocked_<w>w decodes them pass by pass
+    """memory=low keeps fp16 / int8 / int4 as stored: conv2d_blocked_<w>w decodes them pass by pass
     (kernels/blocked_weights.py); the session holds the stored bytes, not fp32."""
     g = jc.quantize(_resnetish(size=14), weights, block=block, symmetric=symmetric)
     x = rand(np.random.default_rng(6), 1, 3, 14, 14)
@@ -287,3 +292,36 @@ def test_blocked_reads_stored_weights_in_memory_low(weights, block, symmetric):
     fp32 = jc.Session(g, jc.Config(threads=2, memory="normal", progress=False))
     assert sess.info().weight_bytes < 0.6 * fp32.info().weight_bytes
     assert_close(sess.run(x)["y"], evaluate(g, {"x": x})["y"])      # stored values, decoded
+
+
+def _inverted_residual(rng, c=24, e=40):
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, c, 9, 9))
+    t = g.conv2d(x, rand(rng, e, c, 1, 1, scale=0.3), rand(rng, e), activation="relu",
+                 name="expand")
+    t = g.conv2d(t, rand(rng, e, 1, 3, 3, scale=0.3), rand(rng, e), padding=1, groups=e,
+                 activation="relu", name="dw1")
+    t = g.conv2d(t, rand(rng, e, 1, 3, 3, scale=0.3), rand(rng, e), stride=2, padding=1,
+                 groups=e, name="dw2")
+    g.output(g.conv2d(t, rand(rng, c, e, 1, 1, scale=0.3), None, name="project"), "y")
+    return g.build()
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("weights", ["fp16", "int8", "int4"])
+def test_blocked_depthwise_reads_stored_weights_in_memory_low(weights):
+    """memory=low keeps a depthwise weight as stored: depthwise_blocked_<w>w decodes it
+    into the scratch on each call; the chain is blocked end to end."""
+    rng = np.random.default_rng(8)
+    g = jc.quantize(_inverted_residual(rng), weights)
+    x = rand(rng, 1, 24, 9, 9)
+    sess = jc.Session(g, jc.Config(threads=2, memory="low", progress=False))
+    kernels = _kernels(sess)
+    assert kernels["dw1"] == kernels["dw2"] == f"depthwise_blocked_{weights}w"
+    assert kernels["expand"] == kernels["project"] == f"conv2d_blocked_{weights}w"
+    info = sess.info()
+    assert info.scratch_bytes >= 4 * 2 * 40 * 9, "decoded rows and blocks of dw1 / dw2"
+    fp32 = jc.Session(g, jc.Config(threads=2, memory="normal", progress=False))
+    assert info.weight_bytes < 0.6 * fp32.info().weight_bytes
+    for _ in range(2):      # the scratch is reused: the second call decodes again
+        assert_close(sess.run(x)["y"], evaluate(g, {"x": x})["y"])
