@@ -16,7 +16,8 @@ one compiled kernel serves all of them.
 int8 / int4: value = q * scale[block, m] (+ zero[block, m]), the block of row r being
 that of its (c, kh, kw) position in the Constant's row order (computed per row from
 ``rows``); ``scale_t`` and ``zero_t`` are the Constant's (M, nblocks) arrays transposed to
-(nblocks, M) (the same bytes), so a row's scales are contiguous.
+(nblocks, Mp) and padded with zeros to whole blocks of 16 channels, so a row's scales are
+contiguous and the padding channels decode to 0.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class StoredBlocked(NamedTuple):
     """One conv's weights for conv2d_blocked in their stored form."""
     kind: int
     wq: np.ndarray        # the stored values' bytes (uint8) in pack_blocked's order, flat
-    scale_t: np.ndarray   # (nblocks, M) float32; (0, 0) for fp16
+    scale_t: np.ndarray   # (nblocks, Mp) float32, zero past M; (0, 0) for fp16
     zero_t: np.ndarray    # the same, or (0, 0) when symmetric / fp16
     rows: tuple           # (C, Cp, KH, KW, block_k, blocked order): a row's block, computed
 
@@ -74,8 +75,14 @@ def pack_stored_blocked(const, ci, pack):
     if const.storage not in ("int8", "int4"):
         raise ValueError(f"pack_stored_blocked: {const.name} is {const.storage}; the blocked "
                          f"loader reads fp16, int8 and int4")
-    scale_t = np.ascontiguousarray(const.scale.T)
-    zero_t = np.ascontiguousarray(const.zero.T) if const.zero is not None else NO_TABLE
+    # (nblocks, Mp): zero scales and zeros past M, so those channels decode to 0
+    Mp = -(-M // BLK) * BLK
+    scale_t = np.zeros((const.scale.shape[1], Mp), np.float32)
+    scale_t[:, :M] = const.scale.T
+    zero_t = NO_TABLE
+    if const.zero is not None:
+        zero_t = np.zeros_like(scale_t)
+        zero_t[:, :M] = const.zero.T
     bk = C * KH * KW // const.scale.shape[1]
     rows = (C, Cp, KH, KW, bk, int(ci > 1))
     if const.storage == "int8":
@@ -86,63 +93,69 @@ def pack_stored_blocked(const, ci, pack):
     return StoredBlocked(KIND_INT4, (v[0::2] & 0x0F) | (v[1::2] << 4), scale_t, zero_t, rows)
 
 
-@njit(inline="always", **_OPTS)
-def _block_of(r, rows):
-    """The quantization block of chunk row r, or -1 for a padding input channel."""
-    C, Cp, KH, KW, bk, blocked = rows
-    if blocked:         # rows in (kh, kw, c) order
-        c = r % Cp
-        t = r // Cp
-        if c >= C:
-            return -1
-        return ((c * KH + t // KW) * KW + t % KW) // bk
-    return r // bk      # rows in (c, kh, kw) order: the Constant's own
-
-
 @njit(**_OPTS)
 def decode_rows(kind, wq, scale_t, zero_t, rows, off, r0, nrows, w16, m0, dst):
     """dst[: nrows * w16] <- rows r0 .. r0 + nrows - 1 of the chunk whose stored values
     start at value ``off`` of wq (the bytes of kind's values; w16 values a row), as
     float32; m0 the chunk's first channel."""
-    has_zero = zero_t.shape[0] > 0
-    nm = min(w16, scale_t.shape[1] - m0)       # int8 / int4: channels past M decode to 0
-    for rr in range(nrows):
-        # NOTE: uint64 indices, so that LLVM vectorizes the row (signed ones carry Numba's
-        # negative-index wraparound)
-        src = np.uint64(off + (r0 + rr) * w16)
-        d = np.uint64(rr * w16)
-        if kind == KIND_FP16:
-            w16q = wq.view(np.uint16)
-            for j in range(w16):
-                dst[d + np.uint64(j)] = half_to_float(w16q[src + np.uint64(j)])
-            continue
-        b = _block_of(r0 + rr, rows)
-        if b < 0:       # a padding input channel: its weights are 0 (even with zeros)
-            for j in range(w16):
-                dst[d + np.uint64(j)] = np.float32(0.0)
-            continue
-        if kind == KIND_INT8:
-            w8 = wq.view(np.int8)
+    # NOTE: flat arrays indexed with uint64 offsets, typed views taken once: LLVM
+    # vectorizes each row's loop, and no array is made per row (a slice per row costs two
+    # atomic reference counts that Numba cannot drop in a loop with this many branches:
+    # 5x the decode itself)
+    if kind == KIND_FP16:
+        wh = wq.view(np.uint16)
+        for rr in range(nrows):
+            src = np.uint64(off + (r0 + rr) * w16)
+            d = np.uint64(rr * w16)
             for j in range(w16):
                 u = np.uint64(j)
-                dst[d + u] = np.float32(w8[src + u])
+                dst[d + u] = half_to_float(wh[src + u])
+        return
+    has_zero = zero_t.shape[0] > 0
+    wi = wq.view(np.int8)
+    sf = scale_t.reshape(-1)
+    zf = zero_t.reshape(-1)
+    # row r's quantization block is that of its (c, kh, kw) position in the Constant's
+    # row order, flat = c KH KW + tap; blocked rows run (tap, c) with c up to Cp (the
+    # padding channels' weights are 0), NCHW rows are already in the Constant's order.
+    # c and tap advance row by row: no divisions in the loop
+    C, Cp, KH, KW, bk, blocked = rows
+    taps = KH * KW
+    one_block = scale_t.shape[0] == 1
+    c, tap = (r0 % Cp, r0 // Cp) if blocked else (0, 0)
+    for rr in range(nrows):
+        d = np.uint64(rr * w16)
+        flat = r0 + rr
+        if blocked:
+            pad = c >= C
+            flat = c * taps + tap
+            c += 1
+            if c == Cp:
+                c = 0
+                tap += 1
+            if pad:     # a padding input channel: its weights are 0 (even with zeros)
+                for j in range(w16):
+                    dst[d + np.uint64(j)] = np.float32(0.0)
+                continue
+        b = 0 if one_block else flat // bk
+        v = np.uint64(off + (r0 + rr) * w16)
+        sc = np.uint64(b * scale_t.shape[1] + m0)
+        if kind == KIND_INT8:
+            for j in range(w16):
+                u = np.uint64(j)
+                dst[d + u] = np.float32(wi[v + u])
         else:           # int4: value v is the low (even v) or high nibble of byte v // 2
-            h = src >> np.uint64(1)
+            h = v >> np.uint64(1)
             for j in range(w16 >> 1):
                 u = np.uint64(j)
                 byte = wq[h + u]
                 dst[d + u + u] = np.float32(np.int8(byte << np.uint8(4)) >> np.int8(4))
                 dst[d + u + u + np.uint64(1)] = np.float32(np.int8(byte) >> np.int8(4))
-        sc = np.uint64(b * scale_t.shape[1] + m0)
-        sf = scale_t.reshape(-1)
         if has_zero:
-            zf = zero_t.reshape(-1)
-            for j in range(nm):
+            for j in range(w16):
                 u = np.uint64(j)
                 dst[d + u] = dst[d + u] * sf[sc + u] + zf[sc + u]
         else:
-            for j in range(nm):
+            for j in range(w16):
                 u = np.uint64(j)
                 dst[d + u] = dst[d + u] * sf[sc + u]
-        for j in range(nm, w16):
-            dst[d + np.uint64(j)] = np.float32(0.0)
