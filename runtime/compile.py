@@ -27,6 +27,11 @@ import tempfile
 # demo's configs with precompile_many(jobs=1), and ResNet-50). Only the ratios matter:
 # they balance the shares. Kernels not listed count 1.
 COST = {
+    # the blocked kernels (ResNet-50 / MobileNetV2, after the job functions of
+    # kernels/jobs.py); their stored-weight variants share the compiled code
+    "conv2d_blocked": 5.0,
+    "depthwise_blocked": 2.0,
+    "max_pool_blocked": 1.9,
     "conv2d_tiled": 18.0,         # its fp32 specialization also holds the fp16 decoder
     "conv2d_depthwise": 15.0,
     "conv2d_winograd": 14.0,
