@@ -42,7 +42,7 @@ from .passes import optimize
 from .ir import Node
 from .planner import Interval, plan
 from .profile import Profile
-from .resident import rss_bytes, settle
+from .resident import release_compiler_pages, rss_bytes, settle
 from .shapes import infer_shapes
 from .target import describe as describe_target
 from .threads import select_layer
@@ -600,7 +600,10 @@ class Session:
             progress = made = CompileProgress(f"jitconv {self.graph.name}: first run")
         try:
             out = self._execute(p, ws, feeds, progress, samples)
-            self._ran = True
+            if not self._ran:
+                # the first run compiled or loaded this session's kernels: LLVM is done
+                self._ran = True
+                release_compiler_pages()
             return out
         finally:
             if made is not None:

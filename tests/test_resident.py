@@ -77,3 +77,45 @@ def test_info_reports_the_process_rss_at_prepare():
     info = jc.Session(_graph(np.random.default_rng(3)), jc.Config(threads=1)).info()
     assert info.rss_at_prepare >= before > 0
     assert "process RSS at prepare" in info.summary()
+
+
+def _library_kib(prefix):
+    """Resident KiB of this process's mappings of shared libraries named ``prefix``*."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                inside = len(head) >= 6 and os.path.basename(head[5]).startswith(prefix)
+            elif inside and line.startswith("Rss:"):
+                total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_compiler_pages_go_and_llvm_still_works():
+    """Session() and a session's first run give LLVM's pages back; Numba compiles as
+    before afterwards, reading them again from the file."""
+    from numba import njit
+
+    def compile_one(c):
+        @njit(cache=False)
+        def poly(a):
+            return a * a + c * a - 1.0
+        v = np.arange(5.0)
+        assert np.array_equal(poly(v), v * v + c * v - 1.0)
+
+    compile_one(3.0)
+    touched = _library_kib("libllvmlite")
+    rng = np.random.default_rng(2)
+    sess = jc.Session(_graph(rng), jc.Config(threads=1, progress=False))
+    assert _library_kib("libllvmlite") < 0.5 * touched
+    x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    y = sess.run(x)["y"]
+    assert _library_kib("libllvmlite") < 0.5 * touched
+    compile_one(4.0)                                        # LLVM runs again
+    touched = _library_kib("libllvmlite")
+    assert resident.release_compiler_pages() > 0
+    assert _library_kib("libllvmlite") < 0.5 * touched
+    assert np.array_equal(sess.run(x)["y"], y)
+    compile_one(5.0)
