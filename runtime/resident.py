@@ -26,6 +26,8 @@ import ctypes.util
 import mmap
 import sys
 
+import numpy as np
+
 _libc = []
 
 
@@ -49,6 +51,30 @@ def release_pages(graph) -> int:
     for m in seen.values():
         m.madvise(mmap.MADV_DONTNEED)
     return len(seen)
+
+
+def release_arrays(arrays) -> int:
+    """madvise(MADV_DONTNEED) the pages under these arrays where they view a file mapping
+    (a constant a kernel has just packed for itself): the file's pages do not pile up
+    beside the packed copies while a session packs. Returns how many were released."""
+    done = 0
+    for a in arrays:
+        m = _mapping(a)
+        if m is None or not isinstance(a, np.ndarray) or a.nbytes == 0:
+            continue
+        base = np.frombuffer(m, np.uint8).ctypes.data
+        lo = a.ctypes.data - base
+        start = lo - lo % mmap.PAGESIZE
+        end = min(len(m), lo + a.nbytes)
+        if 0 <= start < end:
+            m.madvise(mmap.MADV_DONTNEED, start, end - start)
+            done += 1
+    return done
+
+
+def file_backed(a) -> bool:
+    """True when array ``a`` views a memory-mapped file (a loaded .jcm's constant)."""
+    return _mapping(a) is not None
 
 
 def _mapping(a):
@@ -104,24 +130,23 @@ def _clean_library_mappings(prefixes):
     """(start, length) of the read-only mappings of the shared libraries whose file names
     start with ``prefixes`` that hold no anonymous (copied-on-write) page, from
     /proc/self/smaps; [] where unreadable."""
+    found, cur = [], None
     try:
         with open("/proc/self/smaps") as f:
-            lines = f.readlines()
+            for line in f:      # line by line: the file is megabytes
+                parts = line.split()
+                if parts and "-" in parts[0] and not parts[0].endswith(":"):
+                    cur = None
+                    if (len(parts) >= 6 and "w" not in parts[1]
+                            and parts[5].rsplit("/", 1)[-1].startswith(prefixes)):
+                        lo, hi = (int(v, 16) for v in parts[0].split("-"))
+                        cur = (lo, hi - lo)
+                elif cur is not None and parts[:1] == ["Anonymous:"]:
+                    if parts[1] == "0":
+                        found.append(cur)
+                    cur = None
     except OSError:
         return []
-    found, cur = [], None
-    for line in lines:
-        parts = line.split()
-        if parts and "-" in parts[0] and not parts[0].endswith(":"):
-            cur = None
-            if (len(parts) >= 6 and "w" not in parts[1]
-                    and parts[5].rsplit("/", 1)[-1].startswith(prefixes)):
-                lo, hi = (int(v, 16) for v in parts[0].split("-"))
-                cur = (lo, hi - lo)
-        elif cur is not None and parts[:1] == ["Anonymous:"]:
-            if parts[1] == "0":
-                found.append(cur)
-            cur = None
     return found
 
 

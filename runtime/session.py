@@ -42,7 +42,7 @@ from .passes import optimize
 from .ir import Node
 from .planner import Interval, plan
 from .profile import Profile
-from .resident import release_compiler_pages, rss_bytes, settle
+from .resident import release_arrays, release_compiler_pages, rss_bytes, settle
 from .shapes import infer_shapes
 from .target import describe as describe_target
 from .threads import select_layer
@@ -125,7 +125,7 @@ class _Copy(Kernel):
 
 class _Step:
     __slots__ = ("node", "kernel", "backend", "note", "inputs", "outputs", "scratch_bytes",
-                 "space")
+                 "space", "owned_arrays")
 
     @property
     def reason(self):
@@ -260,6 +260,12 @@ class Session:
         if fused:
             note += f"fused {', '.join(fused)}; "
         step.kernel, step.note = kernel, note
+        # the arrays of the constants the kernel packs (now, or when planned): their file
+        # pages can go once it has, before the next kernel packs (runtime/resident.py)
+        step.owned_arrays = [a for i, c in ctx.constants.items() if i in kernel.owned_inputs
+                             for a in (c.data, getattr(c, "scale", None),
+                                       getattr(c, "zero", None))]
+        release_arrays(step.owned_arrays)
         # owned constants were captured by the kernel: they are not passed at run time
         step.inputs = [t if i not in kernel.owned_inputs else ""
                        for i, t in enumerate(node.inputs)]
@@ -461,6 +467,8 @@ class Session:
             outs = [shapes[t] for t in step.node.outputs]
             step.scratch_bytes = int(step.kernel.resize(ins, outs))
             self._check_scratch(step, outs)
+            release_arrays(getattr(step, "owned_arrays", ()))
+            step.owned_arrays = ()
 
     @staticmethod
     def _check_scratch(step, out_shapes):
