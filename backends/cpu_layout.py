@@ -37,7 +37,9 @@ from jitconv.kernels.depthwise_blocked import (depthwise_blocked, pack_depthwise
                                                rows_to_blocked)
 from jitconv.kernels.reorder import from_blocked, to_blocked
 from jitconv.runtime.ir import Graph, Node
+from jitconv.errors import JitconvError
 from jitconv.runtime.ops.blocked import logical_shape
+from jitconv.runtime.shapes import infer_shapes
 
 from .choice import Choice, _storage_reason, blocked_fits
 from .base import scratch_view
@@ -65,13 +67,25 @@ def _candidates(graph, config, target):
 
 # ops that run blocked when their input X is (their output is then blocked too)
 FOLLOWERS = frozenset({"MaxPool"})
+# ...and a Concat of channels with at least one blocked input, when every input has a
+# whole number of 16-channel blocks: the blocked tensors then concatenate along their block
+# axis as they are (an NCHW input goes through ToBlocked)
+BLOCK = 16
 
 
 def _slots(node):
-    """The inputs a blocked node reads blocked: a conv's X and residual, a follower's X."""
+    """The inputs a blocked node reads blocked: a conv's X and residual, a follower's X,
+    every input of a Concat."""
     if node.op_type == "Conv":
         return (0, 3)
+    if node.op_type == "Concat":
+        return tuple(range(len(node.inputs)))
     return (0,)
+
+
+def _channel_concat(node, shapes_ok):
+    """True for a Concat along the channels of 4-D tensors (axis 1 or -3)."""
+    return node.op_type == "Concat" and int(node.attr("axis", 1)) in (1, -3) and shapes_ok
 
 
 def _takes_blocked(reader, tensor, blocked):
@@ -93,6 +107,16 @@ def _lone_pays(graph, node):
     return int(node.attr("group", 1)) == 1 and c * kh * kw >= LONE_K
 
 
+def _nchw_channels(graph):
+    """{tensor: channels} of the graph's 4-D tensors at its declared input shapes, or {}
+    when shape inference cannot run here."""
+    try:
+        shapes = infer_shapes(graph, {t.name: t.shape for t in graph.inputs})
+    except (JitconvError, ValueError, TypeError, KeyError):
+        return {}
+    return {t: s[1] for t, s in shapes.items() if len(s) == 4}
+
+
 def _decide(graph, candidates):
     """The nodes that run blocked, in graph order (see the module docstring)."""
     readers = {}
@@ -102,37 +126,50 @@ def _decide(graph, candidates):
                 readers.setdefault(t, []).append(node)
 
     def wanted(t, depth=0):
-        """A candidate conv reads t blocked, directly or through followers."""
+        """A candidate conv reads t blocked, directly or through followers (a channel
+        Concat counts when its output is wanted: its other inputs decide later)."""
         for r in readers.get(t, []):
             if r.name in candidates and any(
                     i < len(r.inputs) and r.inputs[i] == t for i in (0, 3)):
                 return True
-            if r.op_type in FOLLOWERS and r.inputs[0] == t and depth < 4 and \
-                    wanted(r.outputs[0], depth + 1):
+            follows = (r.op_type in FOLLOWERS and r.inputs[0] == t) or \
+                _channel_concat(r, True)
+            if follows and depth < 4 and wanted(r.outputs[0], depth + 1):
                 return True
         return False
 
-    made, blocked = set(), {}
+    made, blocked, channels = set(), {}, {}
+    nchw = None
     for node in graph.nodes:
         if node.name in candidates:
             fed = any(t in made for t in (node.inputs[0], *node.inputs[3:4]) if t)
             if fed or wanted(node.outputs[0]) or _lone_pays(graph, node):
                 blocked[node.name] = node
                 made.add(node.outputs[0])
+                channels[node.outputs[0]] = graph.constants[node.inputs[1]].shape[0]
         elif node.op_type in FOLLOWERS and node.inputs[0] in made:
             blocked[node.name] = node
             made.add(node.outputs[0])
-    return blocked, made, readers
+            channels[node.outputs[0]] = channels[node.inputs[0]]
+        elif _channel_concat(node, any(t in made for t in node.inputs)):
+            if nchw is None:
+                nchw = _nchw_channels(graph)
+            cs = [channels[t] if t in made else nchw.get(t) for t in node.inputs]
+            if all(c is not None and c % BLOCK == 0 for c in cs):
+                blocked[node.name] = node
+                made.add(node.outputs[0])
+                channels[node.outputs[0]] = sum(cs)
+    return blocked, made, readers, channels
 
 
 def block_layout(graph: Graph, config, target) -> Graph:
     """The graph with its conv chains in NCHW16c (see the module docstring)."""
-    blocked, made, readers = _decide(graph, _candidates(graph, config, target))
+    blocked, made, readers, channels = _decide(graph, _candidates(graph, config, target))
     if not blocked:
         return graph
     outputs = {o.name for o in graph.outputs}
     taken = {t for n in graph.nodes for t in (*n.inputs, *n.outputs)} | set(graph.constants)
-    nodes, converted, channels = [], {}, {}
+    nodes, converted = [], {}
 
     def fresh(base):
         name, i = base, 1
@@ -164,11 +201,11 @@ def block_layout(graph: Graph, config, target) -> Graph:
                                   fresh(f"{node.name}/to_blocked")))
             ins[i] = converted[ins[i]]
         out = node.outputs[0]
-        channels[out] = (graph.constants[node.inputs[1]].shape[0] if conv else
-                         channels[node.inputs[0]])
         attrs = {**node.attrs, "_layout": BLOCKED}
         if conv:
             attrs["_in_layout"] = BLOCKED if x_blocked else "nchw"
+        if node.op_type == "Concat":
+            attrs["axis"] = 1       # the block axis of (N, C/16, H, W, 16)
         nodes.append(Node(node.op_type, ins, [out + SUFFIX], attrs, node.name))
         taken.add(out + SUFFIX)
         if out in outputs or any(not _takes_blocked(r, out, blocked)

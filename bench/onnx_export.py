@@ -36,6 +36,15 @@ def to_onnx(graph, opset=17):
             nodes.append(helper.make_node("Reshape", [n.inputs[0], n.name + "_shape"],
                                           n.outputs, n.name))
             continue
+        if n.op_type == "Slice":       # attributes in the IR, inputs in ONNX since opset 10
+            extra = []
+            for key in ("starts", "ends", "axes", "steps"):
+                if key in attrs:
+                    inits.append(numpy_helper.from_array(np.array(attrs.pop(key), np.int64),
+                                                         f"{n.name}_{key}"))
+                    extra.append(f"{n.name}_{key}")
+            nodes.append(helper.make_node("Slice", [n.inputs[0], *extra], n.outputs, n.name))
+            continue
         if attrs.get("auto_pad") == "NOTSET":
             attrs.pop("auto_pad")
         out = n.outputs[0]

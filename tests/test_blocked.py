@@ -325,3 +325,57 @@ def test_blocked_depthwise_reads_stored_weights_in_memory_low(weights):
     assert info.weight_bytes < 0.6 * fp32.info().weight_bytes
     for _ in range(2):      # the scratch is reused: the second call decodes again
         assert_close(sess.run(x)["y"], evaluate(g, {"x": x})["y"])
+
+
+def _fire_graph(rng, squeeze=16, expand=32, tail_channels=None, axis=1):
+    """Two fire modules (squeeze 1x1, expand 1x1 and 3x3 concatenated) and, with
+    tail_channels, a third branch concatenated from an NCHW average pool."""
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, 32, 10, 10))
+    c = 32
+    for i in range(2):
+        s = g.conv2d(x, rand(rng, squeeze, c, 1, 1, scale=0.3), rand(rng, squeeze),
+                     activation="relu", name=f"f{i}_sq")
+        e1 = g.conv2d(s, rand(rng, expand, squeeze, 1, 1, scale=0.3), rand(rng, expand),
+                      activation="relu", name=f"f{i}_e1")
+        e3 = g.conv2d(s, rand(rng, expand, squeeze, 3, 3, scale=0.3), rand(rng, expand),
+                      padding=1, activation="relu", name=f"f{i}_e3")
+        parts = [e1, e3]
+        if tail_channels and i == 1:
+            pooled = g.average_pool(g.conv2d(x, rand(rng, tail_channels, c, 1, 1, scale=0.3),
+                                             None, name="side"), 3, stride=1, padding=1,
+                                    name="side_pool")
+            parts.append(pooled)
+        x = g.concat(parts, axis=axis, name=f"f{i}_cat")
+        c = 2 * expand + (tail_channels or 0) * (i == 1)
+    g.output(g.max_pool(x, 2, stride=2, name="pool"), "y")
+    return g.build()
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("case", ["whole blocks", "an NCHW input", "ragged", "axis -3"])
+def test_concat_of_channels_runs_blocked(case):
+    """A Concat of channels follows its blocked inputs when every input holds whole
+    16-channel blocks (an NCHW one goes through ToBlocked); otherwise it stays NCHW."""
+    rng = np.random.default_rng(9)
+    graph = _fire_graph(rng, expand=24 if case == "ragged" else 32,
+                        tail_channels=16 if case == "an NCHW input" else None,
+                        axis=-3 if case == "axis -3" else 1)
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False))
+    ops = {o.name: o for o in sess.info().ops}
+    kinds = [o.kernel for o in ops.values()]
+    if case == "ragged":
+        assert ops["f0_cat"].out_shape == (1, 48, 10, 10)
+        assert "from_blocked" in {ops[n].kernel for n in ops if n.startswith("f0_e1/")}
+    else:
+        assert len(ops["f1_cat"].out_shape) == 5, "the concat output stays blocked"
+        assert ops["pool"].kernel == "max_pool_blocked"
+        # once at the graph output (and for the NCHW average pool of the side branch);
+        # the graph input once (and the pool's output, concatenated)
+        side = case == "an NCHW input"
+        assert kinds.count("from_blocked") == 1 + side
+        assert kinds.count("to_blocked") == 1 + side
+    x = rand(rng, 1, 32, 10, 10)
+    want = evaluate(graph, {"x": x})["y"]
+    assert_close(sess.run(x)["y"], want)
+    assert_close(jc.Session(graph, jc.Config(layout="nchw")).run(x)["y"], want)
