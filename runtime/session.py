@@ -61,12 +61,18 @@ PLAN_CACHE = 8     # shape plans kept per session (bounded: each holds its tenso
 class _ShapePlan:
     """Everything that depends on the input shapes but not on the kernels' weights: each
     tensor's shape, and its offset in the arena of the memory it lives in."""
-    __slots__ = ("key", "input_shapes", "shapes", "intervals", "offsets", "arena_bytes")
+    __slots__ = ("key", "input_shapes", "shapes", "intervals", "offsets", "arena_bytes",
+                 "inside", "skip")
 
     def views_on(self, arenas, memories, where):
-        return {iv.name: memories[where[iv.name]].view(
-                    arenas[where[iv.name]], self.offsets[iv.name], iv.nbytes,
-                    self.shapes[iv.name]) for iv in self.intervals}
+        views = {iv.name: memories[where[iv.name]].view(
+                     arenas[where[iv.name]], self.offsets[iv.name], iv.nbytes,
+                     self.shapes[iv.name]) for iv in self.intervals}
+        for t, (root, off, nbytes) in self.inside.items():     # slices of a Concat's output
+            views[t] = memories[where[root]].view(arenas[where[root]],
+                                                  self.offsets[root] + off, nbytes,
+                                                  self.shapes[t])
+        return views
 
 
 class _Workspace:
@@ -384,13 +390,20 @@ class Session:
         for i, step in enumerate(self._steps):
             for t in step.inputs:
                 last_use[t] = i
-        intervals = {m: [] for m in self._memories}
+        inside, skip = self._concats_in_place(shapes)
+        span = {}
         for i, step in enumerate(self._steps):
             for t in step.outputs:
                 if t in self._where:
-                    nbytes = 4 * math.prod(shapes[t])
+                    root = inside[t][0] if t in inside else t
+                    first, last = span.get(root, (i, i))
+                    span[root] = (min(first, i), max(last, i, last_use.get(t, i)))
+        intervals = {m: [] for m in self._memories}
+        for i, step in enumerate(self._steps):
+            for t in step.outputs:
+                if t in self._where and t not in inside:
                     intervals[self._where[t]].append(
-                        Interval(t, nbytes, i, max(i, last_use.get(t, i))))
+                        Interval(t, 4 * math.prod(shapes[t]), *span[t]))
         out_bytes = sum(4 * math.prod(shapes[o.name]) for o in self.graph.outputs)
         offsets, arena_bytes = {}, {}
         for m, ivs in intervals.items():
@@ -403,10 +416,55 @@ class Session:
         p.key, p.input_shapes, p.shapes = key, dict(input_shapes), shapes
         p.intervals = [iv for ivs in intervals.values() for iv in ivs]
         p.offsets, p.arena_bytes = offsets, arena_bytes
+        p.inside, p.skip = inside, skip
         self._plans[key] = p
         while len(self._plans) > PLAN_CACHE:
             self._plans.popitem(last=False)
         return p
+
+    def _concats_in_place(self, shapes):
+        """({tensor: (root, byte offset, bytes)}, {step index}): the Concats whose inputs
+        can be written straight into their slices of its output, and those inputs.
+
+        A Concat qualifies when it joins along the first axis that is not 1 in size
+        (channels at batch 1, NCHW or blocked: each input is then one contiguous run of
+        the output) in the host arena, and each input is an arena tensor written by a step
+        of its own, named once, not a graph output, and not already inside another
+        Concat. Concats nest (DenseNet: each layer's input is the previous Concat): a
+        slice of a slice is placed in the outermost output. Its step then has nothing to
+        do."""
+        parent, skip = {}, set()
+        produced = {t for step in self._steps for t in step.outputs}
+        for i, step in enumerate(self._steps):
+            node = step.node
+            if node.op_type != "Concat" or step.space != "host" or \
+                    getattr(step.kernel, "name", "") != "concat":
+                continue
+            out = step.outputs[0]
+            shape = shapes.get(out)
+            if out not in self._where or shape is None:
+                continue
+            axis = int(node.attr("axis", 1)) % len(shape)
+            if math.prod(shape[:axis]) != 1:
+                continue
+            ins = step.inputs
+            if len(set(ins)) != len(ins) or not all(
+                    t and t in self._where and self._where[t] == "host" and t not in parent
+                    and t in produced for t in ins):
+                continue
+            off = 0
+            for t in ins:
+                nbytes = 4 * math.prod(shapes[t])
+                parent[t] = (out, off, nbytes)
+                off += nbytes
+            skip.add(i)
+        inside = {}
+        for t, (out, off, nbytes) in parent.items():
+            while out in parent:            # nested: into the outermost output
+                out, up, _ = parent[out]
+                off += up
+            inside[t] = (out, off, nbytes)
+        return inside, skip
 
     def _use(self, p, *, exact):
         """Make ``p`` the current plan: kernels re-planned, workspaces big enough (one,
@@ -694,18 +752,22 @@ class Session:
         # each backend's run context (the CPU's: fork guard and thread count) around the run
         if len(self._contexts) == 1:
             with self._contexts[0].context(self.config, what):
-                self._run_steps(buffers, scratch, progress, samples, only)
+                self._run_steps(buffers, scratch, progress, samples, only, p.skip)
         else:
             with ExitStack() as stack:
                 for backend in self._contexts:
                     stack.enter_context(backend.context(self.config, what))
-                self._run_steps(buffers, scratch, progress, samples, only)
+                self._run_steps(buffers, scratch, progress, samples, only, p.skip)
         return results
 
-    def _run_steps(self, buffers, scratch, progress, samples, only):
+    def _run_steps(self, buffers, scratch, progress, samples, only, skip=()):
         ops = self.info().ops if progress else None
         for i, step in enumerate(self._steps):
             if only is not None and i not in only:
+                continue
+            if i in skip:           # a Concat whose inputs were written in place
+                if samples is not None:
+                    samples[i].append(0.0)
                 continue
             if progress:
                 progress(i, len(self._steps), ops[i])
@@ -729,15 +791,18 @@ class Session:
             arrays.extend(step.kernel.held_arrays())
         unique = {id(_base(a)): _base(a).nbytes for a in arrays}
         ops, flops = [], 0
-        for step in self._steps:
+        skip = self._current.skip if self._current is not None else ()
+        for i, step in enumerate(self._steps):
             node = step.node
             ins = [self._shapes[t] if t else None for t in node.inputs]
             outs = [self._shapes[t] for t in node.outputs]
             f = 0 if isinstance(step.kernel, _Copy) else op_flops(node, ins, outs)
             flops += f
             held = {id(_base(a)): _base(a).nbytes for a in step.kernel.held_arrays()}
+            reason = step.reason + ("; in place: its inputs are written into their slices of "
+                                    "the output, nothing is copied" if i in skip else "")
             ops.append(OpInfo(node.name, node.op_type, step.backend, step.kernel.name,
-                              step.kernel.storage, step.reason, outs[0], f, step.scratch_bytes,
+                              step.kernel.storage, reason, outs[0], f, step.scratch_bytes,
                               sum(held.values())))
         pool = [ws.nbytes() for ws in self._pool]
         return SessionInfo(self.config, sum(unique.values()), sum(a for a, _ in pool),
