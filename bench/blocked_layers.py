@@ -20,17 +20,20 @@ from jitconv.kernels.depthwise_blocked import depthwise_blocked, pack_depthwise_
 from jitconv.models import CONV_LAYERS
 
 # R, S: ResNet-50 3x3 shapes; J-O: MobileNetV2's 1x1 convs on small maps (project and
-# expand), where the blocked kernel was furthest behind onnxruntime (bench/model_convs.py)
+# expand), where the blocked kernel was furthest behind onnxruntime (bench/model_convs.py);
+# Q, T, U: ResNet-50's 1x1 reductions with K > 256 (several passes)
 LAYERS = dict(CONV_LAYERS, R=(128, 128, 3, 1, 1, 28, 1), S=(512, 512, 3, 1, 1, 7, 1),
               J=(384, 64, 1, 1, 0, 14, 1), K=(160, 960, 1, 1, 0, 7, 1),
               L=(960, 160, 1, 1, 0, 7, 1), M=(576, 96, 1, 1, 0, 14, 1),
-              N=(192, 32, 1, 1, 0, 28, 1), O=(64, 384, 1, 1, 0, 14, 1))
+              N=(192, 32, 1, 1, 0, 28, 1), O=(64, 384, 1, 1, 0, 14, 1),
+              Q=(512, 128, 1, 1, 0, 28, 1), T=(1024, 256, 1, 1, 0, 14, 1),
+              U=(2048, 512, 1, 1, 0, 7, 1))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("threads", type=int)
-    ap.add_argument("layers", nargs="?", default="ABCDEFGHIRSJKLMNO")
+    ap.add_argument("layers", nargs="?", default="ABCDEFGHIRSJKLMNOQTU")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args(argv)

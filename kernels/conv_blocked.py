@@ -45,6 +45,11 @@ NCH = 64            # output channels per chunk of weights (NBMAX blocks: one ti
 _ACC = NPX * NCH
 BANDMAX = 16        # tiles per job (at most)
 CBB = 256           # input channels (of a tap) per pass over a band's tiles: 64 KiB of weights
+# a 1x1 conv with at most this many input channels keeps each tile in registers from bias
+# to store (one pass; its chunk's weights, up to 256 KiB, stream from L2): ResNet-50's
+# 512 -> 128 at 28x28 0.28-0.31 -> 0.25-0.27 ms and 1024 -> 256 at 14x14 0.29 -> 0.27 ms
+# against passes of CBB (SCRIPT=bench/blocked_layers.py bench/ab_kernels.sh 2 QT 3)
+ONEPASS = 1024
 PATH_NCHW, PATH_ONEPASS, PATH_PASSES = 0, 1, 2   # _band_nchw, _band_onepass, _band_passes
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
@@ -157,7 +162,7 @@ def _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, b
 @njit(inline="always", **_OPTS)
 def _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
                   has_res, base0, plane_out, npx_last, lo, hi, nb):
-    """As _band_nchw for a 1x1 conv on a blocked input of at most CBB channels (one
+    """As _band_nchw for a 1x1 conv on a blocked input of at most ONEPASS channels (one
     pass): each tile stays in registers from bias to store (conv_tile)."""
     CB, CI, H, W, KH, KW, dh, dw = geo
     plane_in = H * W * CI
@@ -310,7 +315,7 @@ def _job(path, nb):
 def _path(CB, CI, KH, KW):
     if CI == 1:
         return PATH_NCHW
-    if KH * KW == 1 and CB <= max(1, CBB // CI):
+    if KH * KW == 1 and CB * CI <= ONEPASS:
         return PATH_ONEPASS
     return PATH_PASSES
 
