@@ -390,7 +390,7 @@ class Session:
         for i, step in enumerate(self._steps):
             for t in step.inputs:
                 last_use[t] = i
-        inside, skip = self._concats_in_place(shapes)
+        inside, skip = self._views_in_place(shapes)
         span = {}
         for i, step in enumerate(self._steps):
             for t in step.outputs:
@@ -422,35 +422,47 @@ class Session:
             self._plans.popitem(last=False)
         return p
 
-    def _concats_in_place(self, shapes):
-        """({tensor: (root, byte offset, bytes)}, {step index}): the Concats whose inputs
-        can be written straight into their slices of its output, and those inputs.
+    def _views_in_place(self, shapes):
+        """({tensor: (root, byte offset, bytes)}, {step index}): tensors planned inside
+        another's bytes, and the steps that then have nothing to do.
 
-        A Concat qualifies when it joins along the first axis that is not 1 in size
-        (channels at batch 1, NCHW or blocked: each input is then one contiguous run of
-        the output) in the host arena, and each input is an arena tensor written by a step
-        of its own, named once, not a graph output, and not already inside another
-        Concat. Concats nest (DenseNet: each layer's input is the previous Concat): a
-        slice of a slice is placed in the outermost output. Its step then has nothing to
-        do."""
+        - A Concat that joins along the first axis that is not 1 in size (channels at
+          batch 1, NCHW or blocked: each input is then one contiguous run of the output)
+          in the host arena, when each input is an arena tensor written by a step of its
+          own, named once, not a graph output and not already placed inside another
+          tensor: its inputs are written straight into their slices of its output.
+        - A Reshape / Flatten / Squeeze / Unsqueeze (the CPU's reshape_copy) of an arena
+          tensor: its output is the same bytes as its input.
+
+        Placements nest (DenseNet: each layer's input is the previous Concat; a Reshape of
+        a Concat's input): a tensor lands in the outermost one."""
         parent, skip = {}, set()
         produced = {t for step in self._steps for t in step.outputs}
+
+        def arena(t):
+            return bool(t) and self._where.get(t) == "host" and t in produced
+
         for i, step in enumerate(self._steps):
-            node = step.node
-            if node.op_type != "Concat" or step.space != "host" or \
-                    getattr(step.kernel, "name", "") != "concat":
+            if step.space != "host":
                 continue
-            out = step.outputs[0]
+            name = getattr(step.kernel, "name", "")
+            out = step.outputs[0] if step.outputs else ""
             shape = shapes.get(out)
-            if out not in self._where or shape is None:
-                continue
-            axis = int(node.attr("axis", 1)) % len(shape)
-            if math.prod(shape[:axis]) != 1:
+            if not arena(out) or shape is None or out in parent:
                 continue
             ins = step.inputs
-            if len(set(ins)) != len(ins) or not all(
-                    t and t in self._where and self._where[t] == "host" and t not in parent
-                    and t in produced for t in ins):
+            if name == "reshape_copy":
+                if arena(ins[0]) and shapes.get(ins[0]) is not None and \
+                        math.prod(shapes[ins[0]]) == math.prod(shape):
+                    parent[out] = (ins[0], 0, 4 * math.prod(shape))
+                    skip.add(i)
+                continue
+            if name != "concat" or step.node.op_type != "Concat":
+                continue
+            axis = int(step.node.attr("axis", 1)) % len(shape)
+            if math.prod(shape[:axis]) != 1 or len(set(ins)) != len(ins) or not all(
+                    arena(t) and t not in parent and not self._holds(parent, t, out)
+                    for t in ins):
                 continue
             off = 0
             for t in ins:
@@ -460,11 +472,20 @@ class Session:
             skip.add(i)
         inside = {}
         for t, (out, off, nbytes) in parent.items():
-            while out in parent:            # nested: into the outermost output
+            while out in parent:            # nested: into the outermost tensor
                 out, up, _ = parent[out]
                 off += up
             inside[t] = (out, off, nbytes)
         return inside, skip
+
+    @staticmethod
+    def _holds(parent, t, out):
+        """True if ``out`` is already placed inside ``t`` (a cycle would follow)."""
+        while out in parent:
+            out = parent[out][0]
+            if out == t:
+                return True
+        return False
 
     def _use(self, p, *, exact):
         """Make ``p`` the current plan: kernels re-planned, workspaces big enough (one,
@@ -799,8 +820,11 @@ class Session:
             f = 0 if isinstance(step.kernel, _Copy) else op_flops(node, ins, outs)
             flops += f
             held = {id(_base(a)): _base(a).nbytes for a in step.kernel.held_arrays()}
-            reason = step.reason + ("; in place: its inputs are written into their slices of "
-                                    "the output, nothing is copied" if i in skip else "")
+            reason = step.reason + (("; in place: its inputs are written into their slices "
+                                     "of the output, nothing is copied")
+                                    if i in skip and node.op_type == "Concat" else
+                                    "; in place: a view of its input, nothing is copied"
+                                    if i in skip else "")
             ops.append(OpInfo(node.name, node.op_type, step.backend, step.kernel.name,
                               step.kernel.storage, reason, outs[0], f, step.scratch_bytes,
                               sum(held.values())))

@@ -78,3 +78,30 @@ def test_batch_two_concats_copy():
     x = rand(rng, 2, 16, 8, 8)
     got, want = sess.run(x), evaluate(graph, {"x": x})
     assert_close(got["y"], want["y"])
+
+
+def test_reshapes_are_views_of_their_input():
+    """A Reshape of an arena tensor is planned on its input's bytes (no copy); one of a
+    graph input, or one whose output is a graph output, still copies."""
+    rng = np.random.default_rng(6)
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, 8, 6, 6))
+    y = g.conv2d(x, rand(rng, 8, 8, 3, 3, scale=0.3), None, padding=1, name="conv")
+    r = g.reshape(y, [1, 2, 4, 6, 6], name="r1")                 # a view
+    t = g.transpose(r, [0, 2, 1, 3, 4], name="shuffle")            # a real copy
+    z = g.reshape(t, [1, 8, 6, 6], name="r2")                      # a view
+    a = g.concat([z, y], axis=1, name="cat")                       # y is viewed by r1 too
+    g.output(g.flatten(g.conv2d(a, rand(rng, 4, 16, 1, 1, scale=0.3), None, name="head"),
+                       name="flat"), "out")
+    g.output(g.reshape(x, [1, 288], name="rx"), "xr")               # of a graph input
+    graph = g.build()
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False, layout="nchw"))
+    skipped = _skipped(sess)
+    assert {"r1", "r2"} <= skipped
+    assert not {"shuffle", "flat", "rx"} & skipped
+    feeds = {"x": rand(rng, 1, 8, 6, 6)}
+    got, want = sess.run(feeds), evaluate(graph, feeds)
+    for k in ("out", "xr"):
+        assert_close(got[k], want[k])
+    reasons = {o.name: o.reason for o in sess.info().ops}
+    assert "a view of its input" in reasons["r1"]
