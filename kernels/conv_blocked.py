@@ -46,10 +46,12 @@ _ACC = NPX * NCH
 BANDMAX = 16        # tiles per job (at most)
 CBB = 256           # input channels (of a tap) per pass over a band's tiles: 64 KiB of weights
 # a 1x1 conv with at most this many input channels keeps each tile in registers from bias
-# to store (one pass; its chunk's weights, up to 256 KiB, stream from L2): ResNet-50's
-# 512 -> 128 at 28x28 0.28-0.31 -> 0.25-0.27 ms and 1024 -> 256 at 14x14 0.29 -> 0.27 ms
-# against passes of CBB (SCRIPT=bench/blocked_layers.py bench/ab_kernels.sh 2 QT 3)
-ONEPASS = 1024
+# to store (one pass). 1024 was faster alone (ResNet-50's 512 -> 128 at 28x28: 0.28-0.31
+# -> 0.25-0.27 ms with its weights in cache, SCRIPT=bench/blocked_layers.py
+# bench/ab_kernels.sh 2 QT 3) but slower in the model, where a pass's weights come from
+# memory and only the passes prefetch the next ones: ResNet-50 at 2 threads 26.06 ->
+# 27.72 ms (bench/compare_engines.py, 9 rounds)
+ONEPASS = CBB
 PATH_NCHW, PATH_ONEPASS, PATH_PASSES = 0, 1, 2   # _band_nchw, _band_onepass, _band_passes
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)

@@ -32,8 +32,8 @@ CASES = [
     (1, 20, 24, 5, 3, 0, 1, 11, 9, False),     # stride 3, no padding
     (1, 5, 16, 1, 1, 0, 1, 1, 1, True),        # one pixel: a tile of 1 real pixel
     (1, 300, 96, 3, 1, 1, 1, 5, 6, True),      # C over one pass of input channels (CBB)
-    (1, 600, 40, 1, 1, 0, 1, 6, 7, True),      # 1x1 over CBB channels: still one pass
-    (1, 1100, 24, 1, 1, 0, 1, 3, 5, True),     # 1x1 over ONEPASS channels: passes
+    (1, 600, 40, 1, 1, 0, 1, 6, 7, True),      # 1x1 over ONEPASS channels: passes
+    (1, 1100, 24, 1, 1, 0, 1, 3, 5, True),     # ... of CBB, and a last shorter one
     (1, 17, 160, 2, 2, 0, 1, 8, 8, False),     # even kernel, NCHW input of 17 channels
     (1, 32, 64, 1, 2, 0, 1, 9, 9, True),       # 1x1 stride 2 (a downsample), one pass
     (1, 16, 32, 1, 1, 1, 1, 5, 5, True),       # 1x1 padded: one pass with masked taps
