@@ -222,8 +222,8 @@ def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
 # The parameter block of one job function (kernels/jobs.py): int64 slots, written by
 # _launch, read by the job. Arrays are an address and a size; lo and hi are float32 bits.
 (S_X, S_XN, S_W, S_WN, S_Q, S_QN, S_S, S_S0, S_S1, S_Z, S_Z0, S_Z1, S_B, S_BN, S_O, S_ON,
- S_R, S_HASRES, S_M, S_OH, S_OW, S_H, S_W_, S_CB, S_CI, S_KH, S_KW, S_SH, S_SW, S_PT, S_PL,
- S_DH, S_DW, S_BAND, S_CTR, S_GRAB, S_LO, S_HI, S_C0, S_C1, S_KIND, S_ROWS) = range(42)
+ S_R, S_HASRES, S_OH, S_OW, S_H, S_W_, S_CB, S_CI, S_KH, S_KW, S_SH, S_SW, S_PT, S_PL,
+ S_DH, S_DW, S_BAND, S_CTR, S_GRAB, S_LO, S_HI, S_C0, S_C1, S_KIND, S_ROWS) = range(41)
 NSLOT = S_ROWS + 6
 
 
@@ -250,7 +250,7 @@ def _make_job(PATH, NB):
         of = f32_at(a[S_O], a[S_ON])
         rf = f32_at(a[S_R], a[S_ON])
         has_res = a[S_HASRES] != 0
-        M, OH, OW, H, W = a[S_M], a[S_OH], a[S_OW], a[S_H], a[S_W_]
+        OH, OW, H, W = a[S_OH], a[S_OW], a[S_H], a[S_W_]
         CB, CI, KH, KW = a[S_CB], a[S_CI], a[S_KH], a[S_KW]
         sh, sw, pt, pl, dh, dw = a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW]
         band, grab, c0, c1 = a[S_BAND], a[S_GRAB], a[S_C0], a[S_C1]
@@ -374,7 +374,7 @@ def _launch(fns, chunks, xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, 
         a[S_B], a[S_BN], a[S_O], a[S_ON], a[S_R] = _addr(bias), bias.size, _addr(of), of.size, \
             _addr(rf)
         a[S_HASRES] = 1 if has_res else 0
-        a[S_M], a[S_OH], a[S_OW], a[S_H], a[S_W_] = M, OH, OW, H, W
+        a[S_OH], a[S_OW], a[S_H], a[S_W_] = OH, OW, H, W
         a[S_CB], a[S_CI], a[S_KH], a[S_KW] = CB, CI, KH, KW
         a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW] = sh, sw, pt, pl, dh, dw
         a[S_BAND] = band
