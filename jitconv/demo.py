@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from jitconv.models import mobilenet_v2
-from jitconv.progress import CompileProgress
+from jitconv.progress import CompileProgress, wanted
 from jitconv.runtime.compile import default_jobs, precompile_many
 from jitconv.runtime.config import Config
 from jitconv.runtime.reference import evaluate
@@ -74,7 +74,9 @@ def run_demo(*, input_size=224, repeat=10, threads=(1, 2), seed=0, out=print, jo
     rows = []
     for storage, cfg in demo_rows(threads):
         sess = Session(graphs[storage], cfg)
-        sess.warmup(progress=CompileProgress(f"compiling/warming {storage} {cfg.label()}"))
+        # the bar names the config; JITCONV_PROGRESS=0 keeps the demo quiet too
+        sess.warmup(progress=CompileProgress(f"compiling/warming {storage} {cfg.label()}")
+                    if wanted(cfg) else None)
         med, best = median_latency(sess, x, repeat)
         got = sess.run(x)["logits"]
         info = sess.info()
