@@ -13,7 +13,9 @@ Config.layout is "auto"):
    int4; AVX-512).
 2. In graph order, a candidate is blocked if it reads its input X or its fused residual
    blocked, or if a candidate reads its output that way, directly or through followers
-   (MaxPool, which runs blocked whenever its input is). A lone conv is blocked only when
+   (MaxPool, which runs blocked whenever its input is). A Concat along channels runs
+   blocked when one of its inputs is blocked and every input holds whole 16-channel blocks
+   (an NCHW input goes through ToBlocked). A lone conv is blocked only when
    each output takes K = C KH KW >= LONE_K multiply-adds (groups 1): then the blocked
    kernel gains more than converting its output back costs. Otherwise it keeps NCHW and
    no conversion is paid. The last conv of a chain stays blocked and its output is
