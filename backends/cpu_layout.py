@@ -13,7 +13,8 @@ Config.layout is "auto"):
    int4; AVX-512).
 2. In graph order, a candidate is blocked if it reads its input X or its fused residual
    blocked, or if a candidate reads its output that way, directly or through followers
-   (MaxPool, which runs blocked whenever its input is). A Concat along channels runs
+   (MaxPool, which runs blocked whenever its input is; an AveragePool whose windows never
+   count a missing cell, run as a depthwise conv). A Concat along channels runs
    blocked when one of its inputs is blocked and every input holds whole 16-channel blocks
    (an NCHW input goes through ToBlocked). A lone conv is blocked only when
    each output takes K = C KH KW >= LONE_K multiply-adds (groups 1): then the blocked
@@ -67,8 +68,25 @@ def _candidates(graph, config, target):
     return found
 
 
-# ops that run blocked when their input X is (their output is then blocked too)
-FOLLOWERS = frozenset({"MaxPool"})
+# ops that run blocked when their input X is (their output is then blocked too): MaxPool,
+# and an AveragePool whose windows never count a missing cell (avg_pool_blocks)
+FOLLOWERS = frozenset({"MaxPool", "AveragePool"})
+
+
+def avg_pool_blocks(node) -> bool:
+    """An AveragePool the blocked depthwise kernel computes exactly (weights 1 / (KH KW),
+    taps outside the image add 0): 2-D, no dilation, no ceil_mode overhang, explicit or no
+    padding, and every window divided by KH KW (no padding, or count_include_pad)."""
+    ks = node.attr("kernel_shape") or []
+    pads = node.attr("pads") or [0, 0, 0, 0]
+    return (len(ks) == 2 and list(node.attr("dilations") or [1, 1]) == [1, 1]
+            and not node.attr("ceil_mode", 0) and node.attr("auto_pad", "NOTSET") == "NOTSET"
+            and (not any(pads) or int(node.attr("count_include_pad", 0)) == 1))
+
+
+def _follows(node) -> bool:
+    return node.op_type in FOLLOWERS and (node.op_type != "AveragePool" or
+                                          avg_pool_blocks(node))
 # ...and a Concat of channels with at least one blocked input, when every input has a
 # whole number of 16-channel blocks: the blocked tensors then concatenate along their block
 # axis as they are (an NCHW input goes through ToBlocked)
@@ -134,8 +152,7 @@ def _decide(graph, candidates):
             if r.name in candidates and any(
                     i < len(r.inputs) and r.inputs[i] == t for i in (0, 3)):
                 return True
-            follows = (r.op_type in FOLLOWERS and r.inputs[0] == t) or \
-                _channel_concat(r, True)
+            follows = (_follows(r) and r.inputs[0] == t) or _channel_concat(r, True)
             if follows and depth < 4 and wanted(r.outputs[0], depth + 1):
                 return True
         return False
@@ -149,7 +166,7 @@ def _decide(graph, candidates):
                 blocked[node.name] = node
                 made.add(node.outputs[0])
                 channels[node.outputs[0]] = graph.constants[node.inputs[1]].shape[0]
-        elif node.op_type in FOLLOWERS and node.inputs[0] in made:
+        elif _follows(node) and node.inputs[0] in made:
             blocked[node.name] = node
             made.add(node.outputs[0])
             channels[node.outputs[0]] = channels[node.inputs[0]]

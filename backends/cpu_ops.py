@@ -12,6 +12,8 @@ import numpy as np
 from jitconv.kernels import activations as act
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.gemm import matmul_batched
+from jitconv.kernels.depthwise_blocked import depthwise_blocked
+from jitconv.kernels.epilogue import ACT_NONE
 from jitconv.kernels.pool_blocked import max_pool_blocked
 from jitconv.kernels.pool_dilated import avg_pool2d_dilated
 from jitconv.kernels.pooling import avg_pool2d, global_avg_pool, max_pool2d
@@ -118,9 +120,16 @@ class Pool(Kernel):
         self.is_max = ctx.node.op_type == "MaxPool"
         self.name = "max_pool2d" if self.is_max else "avg_pool2d"
         self.reason = "window loop over NCHW"
-        if self.is_max and ctx.node.attr("_layout") == "nchw16c":
+        self.blocked = ctx.node.attr("_layout") == "nchw16c"
+        if self.is_max and self.blocked:
             self.fn, self.name = max_pool_blocked, "max_pool_blocked"
             self.reason = "16-channel vectors over NCHW16c (layout pass)"
+        elif self.blocked:
+            # the layout pass blocks only windows that never count a missing cell
+            # (cpu_layout.avg_pool_blocks): a depthwise conv with weights 1 / (KH KW)
+            self.name = "avg_pool_blocked"
+            self.reason = ("depthwise_blocked with weights 1 / (KH*KW) over NCHW16c "
+                           "(layout pass)")
 
     def resize(self, in_shapes, out_shapes):
         kh, kw = self.node.attr("kernel_shape")
@@ -131,6 +140,13 @@ class Pool(Kernel):
         s = [1 if o <= 1 else v for o, v in zip(out_hw, s)]
         if self.is_max:     # max_pool2d and max_pool_blocked take the same window
             self.args = (kh, kw, s[0], s[1], pads[0], pads[1], d[0], d[1])
+        elif self.blocked:
+            c = in_shapes[0][1] * in_shapes[0][4]
+            wp = np.full((in_shapes[0][1], kh, kw, in_shapes[0][4]), 1.0 / (kh * kw),
+                         np.float32)
+            self.fn = _avg_blocked
+            self.args = (wp, (c, 1, kh, kw), np.zeros(c, np.float32), s[0], s[1], pads[0],
+                         pads[1])
         elif d != [1, 1]:
             self.fn, self.name = avg_pool2d_dilated, "avg_pool2d_dilated"
             self.args = (kh, kw, s[0], s[1], d[0], d[1], pads[0], pads[1], pads[2], pads[3],
@@ -143,6 +159,11 @@ class Pool(Kernel):
     def run(self, inputs, outputs, scratch):
         fn = getattr(self, "fn", None) or (max_pool2d if self.is_max else avg_pool2d)
         fn(inputs[0], outputs[0], *self.args)
+
+
+def _avg_blocked(x, out, wp, w_shape, bias, sh, sw, pt, pl):
+    depthwise_blocked(x, wp, w_shape, bias, None, out, sh, sw, pt, pl, 1, 1, ACT_NONE, 0.0,
+                      0.0)
 
 
 def create_pool(ctx):

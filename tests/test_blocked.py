@@ -381,3 +381,25 @@ def test_concat_of_channels_runs_blocked(case):
     want = evaluate(graph, {"x": x})["y"]
     assert_close(sess.run(x)["y"], want)
     assert_close(jc.Session(graph, jc.Config(layout="nchw")).run(x)["y"], want)
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("pool,blocked", [
+    (dict(kernel=2, stride=2), True),                                   # DenseNet's transition
+    (dict(kernel=3, stride=1, padding=1, count_include_pad=True), True),    # pads counted
+    (dict(kernel=3, stride=2, padding=1), False),                       # pads not counted
+    (dict(kernel=3, stride=2, ceil_mode=True), False)])                 # ceil overhang
+def test_average_pool_follows_blocked_convs_where_exact(pool, blocked):
+    rng = np.random.default_rng(10)
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, 20, 11, 11))
+    a = g.conv2d(x, rand(rng, 32, 20, 3, 3, scale=0.3), rand(rng, 32), padding=1, name="a")
+    p = g.average_pool(a, pool.pop("kernel"), name="pool", **pool)
+    b = g.conv2d(p, rand(rng, 16, 32, 1, 1, scale=0.3), None, name="b")
+    g.output(b, "y")
+    graph = g.build()
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False))
+    kernels = _kernels(sess)
+    assert (kernels["pool"] == "avg_pool_blocked") == blocked, kernels
+    feeds = {"x": rand(rng, 1, 20, 11, 11)}
+    assert_close(sess.run(feeds)["y"], evaluate(graph, feeds)["y"])
