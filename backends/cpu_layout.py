@@ -103,9 +103,9 @@ def _slots(node):
     return (0,)
 
 
-def _channel_concat(node, shapes_ok):
+def _channel_concat(node):
     """True for a Concat along the channels of 4-D tensors (axis 1 or -3)."""
-    return node.op_type == "Concat" and int(node.attr("axis", 1)) in (1, -3) and shapes_ok
+    return node.op_type == "Concat" and int(node.attr("axis", 1)) in (1, -3)
 
 
 def _takes_blocked(reader, tensor, blocked):
@@ -152,7 +152,7 @@ def _decide(graph, candidates):
             if r.name in candidates and any(
                     i < len(r.inputs) and r.inputs[i] == t for i in (0, 3)):
                 return True
-            follows = (_follows(r) and r.inputs[0] == t) or _channel_concat(r, True)
+            follows = (_follows(r) and r.inputs[0] == t) or _channel_concat(r)
             if follows and depth < 4 and wanted(r.outputs[0], depth + 1):
                 return True
         return False
@@ -170,7 +170,7 @@ def _decide(graph, candidates):
             blocked[node.name] = node
             made.add(node.outputs[0])
             channels[node.outputs[0]] = channels[node.inputs[0]]
-        elif _channel_concat(node, any(t in made for t in node.inputs)):
+        elif _channel_concat(node) and any(t in made for t in node.inputs):
             if nchw is None:
                 nchw = _nchw_channels(graph)
             cs = [channels[t] if t in made else nchw.get(t) for t in node.inputs]

@@ -302,16 +302,16 @@ def _make_job(PATH, NB):
     return job
 
 
-_JOBS = {}
+_JOBS = {}      # (path, nb) -> (job function, its address): the function keeps its code
 
 
 def _job(path, nb):
     """Address of the job function for (path, nb), compiled on first use."""
-    key = (path, nb)
-    addr = _JOBS.get(key)
-    if addr is None:
-        addr = _JOBS[key] = job_address(_make_job(path, nb))
-    return addr
+    got = _JOBS.get((path, nb))
+    if got is None:
+        job = _make_job(path, nb)
+        got = _JOBS[(path, nb)] = (job, job_address(job))
+    return got[1]
 
 
 def _path(CB, CI, KH, KW):

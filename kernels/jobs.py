@@ -100,16 +100,10 @@ def run_jobs(fns, args, nthreads):
             call_job(fns[k], base + k * row, t)
 
 
-_ADDRESSES = {}
-
-
 def job_address(job):
     """The address of job function ``job``'s C wrapper, compiling it (or loading it from
-    Numba's cache) on first use."""
-    addr = _ADDRESSES.get(job)
-    if addr is None:
-        job.compile(JOB_SIG)
-        cres = job.overloads[JOB_SIG]
-        addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)
-        _ADDRESSES[job] = addr
-    return addr
+    Numba's cache) the first time. The address is valid while ``job`` lives: callers keep
+    both."""
+    job.compile(JOB_SIG)
+    cres = job.overloads[JOB_SIG]
+    return cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)

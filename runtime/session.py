@@ -42,6 +42,7 @@ from .passes import optimize
 from .ir import Node
 from .planner import Interval, plan
 from .profile import Profile
+from .inplace import views_in_place
 from .resident import release_arrays, release_compiler_pages, rss_bytes, settle
 from .shapes import infer_shapes
 from .target import describe as describe_target
@@ -390,7 +391,7 @@ class Session:
         for i, step in enumerate(self._steps):
             for t in step.inputs:
                 last_use[t] = i
-        inside, skip = self._views_in_place(shapes)
+        inside, skip = views_in_place(self._steps, self._where, shapes)
         span = {}
         for i, step in enumerate(self._steps):
             for t in step.outputs:
@@ -421,71 +422,6 @@ class Session:
         while len(self._plans) > PLAN_CACHE:
             self._plans.popitem(last=False)
         return p
-
-    def _views_in_place(self, shapes):
-        """({tensor: (root, byte offset, bytes)}, {step index}): tensors planned inside
-        another's bytes, and the steps that then have nothing to do.
-
-        - A Concat that joins along the first axis that is not 1 in size (channels at
-          batch 1, NCHW or blocked: each input is then one contiguous run of the output)
-          in the host arena, when each input is an arena tensor written by a step of its
-          own, named once, not a graph output and not already placed inside another
-          tensor: its inputs are written straight into their slices of its output.
-        - A Reshape / Flatten / Squeeze / Unsqueeze (the CPU's reshape_copy) of an arena
-          tensor: its output is the same bytes as its input.
-
-        Placements nest (DenseNet: each layer's input is the previous Concat; a Reshape of
-        a Concat's input): a tensor lands in the outermost one."""
-        parent, skip = {}, set()
-        produced = {t for step in self._steps for t in step.outputs}
-
-        def arena(t):
-            return bool(t) and self._where.get(t) == "host" and t in produced
-
-        for i, step in enumerate(self._steps):
-            if step.space != "host":
-                continue
-            name = getattr(step.kernel, "name", "")
-            out = step.outputs[0] if step.outputs else ""
-            shape = shapes.get(out)
-            if not arena(out) or shape is None or out in parent:
-                continue
-            ins = step.inputs
-            if name == "reshape_copy":
-                if arena(ins[0]) and shapes.get(ins[0]) is not None and \
-                        math.prod(shapes[ins[0]]) == math.prod(shape):
-                    parent[out] = (ins[0], 0, 4 * math.prod(shape))
-                    skip.add(i)
-                continue
-            if name != "concat" or step.node.op_type != "Concat":
-                continue
-            axis = int(step.node.attr("axis", 1)) % len(shape)
-            if math.prod(shape[:axis]) != 1 or len(set(ins)) != len(ins) or not all(
-                    arena(t) and t not in parent and not self._holds(parent, t, out)
-                    for t in ins):
-                continue
-            off = 0
-            for t in ins:
-                nbytes = 4 * math.prod(shapes[t])
-                parent[t] = (out, off, nbytes)
-                off += nbytes
-            skip.add(i)
-        inside = {}
-        for t, (out, off, nbytes) in parent.items():
-            while out in parent:            # nested: into the outermost tensor
-                out, up, _ = parent[out]
-                off += up
-            inside[t] = (out, off, nbytes)
-        return inside, skip
-
-    @staticmethod
-    def _holds(parent, t, out):
-        """True if ``out`` is already placed inside ``t`` (a cycle would follow)."""
-        while out in parent:
-            out = parent[out][0]
-            if out == t:
-                return True
-        return False
 
     def _use(self, p, *, exact):
         """Make ``p`` the current plan: kernels re-planned, workspaces big enough (one,
