@@ -19,6 +19,7 @@ import numpy as np
 from numba import carray, njit, prange
 
 from jitconv.kernels import conv_direct, winograd
+from jitconv.kernels.stack import stack_f32
 from jitconv.runtime.planner import allocate
 
 LAYERS = {  # name: (C, M, H=W, pad)
@@ -33,7 +34,7 @@ LAYERS = {  # name: (C, M, H=W, pad)
 def _fma_peak(n, nth, out):
     """16 zmm of independent FMA chains per thread (acc = acc * a + b), n rounds."""
     for t in prange(nth):
-        acc = carray(winograd._stack_f32(256), (256,))
+        acc = stack_f32(256)
         for j in range(256):
             acc[j] = np.float32(j * 1e-3)
         a = np.float32(0.9999)

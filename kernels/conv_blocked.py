@@ -224,13 +224,16 @@ def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
 (S_X, S_XN, S_W, S_WN, S_Q, S_QN, S_S, S_S0, S_S1, S_Z, S_Z0, S_Z1, S_B, S_BN, S_O, S_ON,
  S_R, S_HASRES, S_OH, S_OW, S_H, S_W_, S_CB, S_CI, S_KH, S_KW, S_SH, S_SW, S_PT, S_PL,
  S_DH, S_DW, S_BAND, S_CTR, S_GRAB, S_LO, S_HI, S_C0, S_C1, S_KIND, S_ROWS) = range(41)
-NSLOT = S_ROWS + 6
+# a batch of NBAT convs of one geometry: input, weights and output of batch b start
+# b * stride floats further (the weights' stride 0 for images sharing them)
+S_NBAT, S_XBS, S_WBS, S_OBS = S_ROWS + 6, S_ROWS + 7, S_ROWS + 8, S_ROWS + 9
+NSLOT = S_ROWS + 10
 
 
 def _make_job(PATH, NB):
-    """The job function of one (path, chunk width NB blocks): runs of ``grab`` jobs (band
-    of tiles, chunk of the slot range [c0, c1)) from the block's counter until none are
-    left. Only this path and width are compiled into it; the weight kind is read at run
+    """The job function of one (path, chunk width NB blocks): runs of ``grab`` jobs (batch
+    entry, band of tiles, chunk of the slot range [c0, c1)) from the block's counter until
+    none are left. Only this path and width are compiled into it; the weight kind is read at run
     time (one decode call per pass), so fp32 and every stored kind share it."""
 
     @njit(**_OPTS)
@@ -239,16 +242,13 @@ def _make_job(PATH, NB):
         lo = f32_at(aaddr + S_LO * 8, 1)[0]
         hi = f32_at(aaddr + S_HI * 8, 1)[0]
         ctr = i64_at(aaddr + S_CTR * 8, 1)
-        xf = f32_at(a[S_X], a[S_XN])
-        wp = f32_at(a[S_W], a[S_WN])
         kind = a[S_KIND]
+        nbat, xbs, wbs, obs = a[S_NBAT], a[S_XBS], a[S_WBS], a[S_OBS]
         st = (kind, u8_at(a[S_Q], a[S_QN]), f32_2d_at(a[S_S], a[S_S0], a[S_S1]),
               f32_2d_at(a[S_Z], a[S_Z0], a[S_Z1]),
               (a[S_ROWS], a[S_ROWS + 1], a[S_ROWS + 2], a[S_ROWS + 3], a[S_ROWS + 4],
                a[S_ROWS + 5]))
         bias = f32_at(a[S_B], a[S_BN])
-        of = f32_at(a[S_O], a[S_ON])
-        rf = f32_at(a[S_R], a[S_ON])
         has_res = a[S_HASRES] != 0
         OH, OW, H, W = a[S_OH], a[S_OW], a[S_H], a[S_W_]
         CB, CI, KH, KW = a[S_CB], a[S_CI], a[S_KH], a[S_KW]
@@ -258,7 +258,8 @@ def _make_job(PATH, NB):
         nchk = c1 - c0
         P = OH * OW
         ntile = (P + NPX - 1) // NPX
-        njobs = ((ntile + band - 1) // band) * nchk
+        nper = ((ntile + band - 1) // band) * nchk
+        njobs = nper * nbat
         plane_out = P * BLK
         K = KH * KW * CB * CI
         stage = np.empty(BANDMAX * _ACC, np.float32)
@@ -272,7 +273,13 @@ def _make_job(PATH, NB):
             i = fetch_add(ctr, 0, grab)
             if i >= njobs:
                 break
-            for jb in range(i, min(njobs, i + grab)):
+            for jg in range(i, min(njobs, i + grab)):
+                b = jg // nper
+                jb = jg - b * nper
+                xf = f32_at(a[S_X] + 4 * b * xbs, a[S_XN])
+                wp = f32_at(a[S_W] + 4 * b * wbs, a[S_WN])
+                of = f32_at(a[S_O] + 4 * b * obs, a[S_ON])
+                rf = f32_at(a[S_R] + 4 * b * obs, a[S_ON])
                 bi = jb // nchk
                 c = c0 + jb - bi * nchk
                 coff = c * NCH * K
@@ -350,17 +357,20 @@ def _addr(a):
 
 @njit(**_OPTS)
 def _launch(fns, chunks, xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, has_res, geo,
-            lo, hi, nthreads):
-    """Fill one parameter block per job function and run them (kernels/jobs.py)."""
+            lo, hi, nthreads, batch):
+    """Fill one parameter block per job function and run them (kernels/jobs.py). batch =
+    (count, input, weight and output strides in floats): xf, wp, of and rf are those of
+    batch entry 0."""
     M, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw = geo
+    nbat = batch[0]
     nch = (M // BLK + NBMAX - 1) // NBMAX
     ntile = (OH * OW + NPX - 1) // NPX
     # bands as long as BANDMAX tiles, shorter when that leaves fewer than 4 jobs a thread
     band = BANDMAX
-    while band > 1 and ((ntile + band - 1) // band) * nch < 4 * nthreads:
+    while band > 1 and ((ntile + band - 1) // band) * nch * nbat < 4 * nthreads:
         band //= 2
     nband = (ntile + band - 1) // band
-    nth = max(1, min(nthreads, nband * nch))
+    nth = max(1, min(nthreads, nband * nch * nbat))
     nf = fns.shape[0]
     args = np.zeros((nf, NSLOT), np.int64)
     for k in range(nf):
@@ -378,7 +388,8 @@ def _launch(fns, chunks, xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, 
         a[S_CB], a[S_CI], a[S_KH], a[S_KW] = CB, CI, KH, KW
         a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW] = sh, sw, pt, pl, dh, dw
         a[S_BAND] = band
-        a[S_GRAB] = grab_size(nband * (chunks[k, 1] - chunks[k, 0]), nth, 4)
+        a[S_GRAB] = grab_size(nbat * nband * (chunks[k, 1] - chunks[k, 0]), nth, 4)
+        a[S_NBAT], a[S_XBS], a[S_WBS], a[S_OBS] = batch
         a[S_C0], a[S_C1] = chunks[k, 0], chunks[k, 1]
         fv = a.view(np.float32)
         fv[2 * S_LO] = lo
@@ -449,9 +460,11 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
     fns, chunks = _plan(_path(CB, CI, KH, KW), MB)
     geo = (MB * BLK, OH, OW, H, W, CB, CI, KH, KW, int(sh), int(sw), int(pt), int(pl), int(dh),
            int(dw))
-    for n in range(N):
-        xf = np.ascontiguousarray(x[n]).reshape(-1)
-        of = out[n].reshape(-1)
-        rf = res[n].reshape(-1) if has_res else of
-        _launch(fns, chunks, xf, wp, stored.kind, stored.wq, stored.scale_t, stored.zero_t,
-                stored.rows, bias, of, rf, has_res, geo, lo, hi, nt)
+    # the whole batch in one launch: images n of x, out and res are one stride apart
+    x = np.ascontiguousarray(x)
+    xs, os_ = x[0].size, out[0].size
+    of = out.reshape(-1)
+    rf = res.reshape(-1) if has_res else of
+    _launch(fns, chunks, x.reshape(-1), wp, stored.kind, stored.wq, stored.scale_t,
+            stored.zero_t, stored.rows, bias, of, rf, has_res, geo, lo, hi, nt,
+            (N, xs, 0, os_))
