@@ -29,17 +29,23 @@ Config.layout is "auto"):
    NCHW residuals, go through ToBlocked first.
 
 info() shows the result: each blocked conv's kernel is conv2d_blocked with the layout in
-its reason, and the FromBlocked / ToBlocked steps are ops of their own.
+its reason (or conv2d_winograd_blocked: a 3x3 stride-1 conv on a blocked input where
+``winograd_blocked_cost`` rates Winograd cheaper), and the FromBlocked / ToBlocked steps are
+ops of their own.
 """
 from __future__ import annotations
 
 from jitconv.kernels.blocked_weights import FP32, KIND_F32, NO_F32, pack_stored_blocked
-from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked
+from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked, unpack_blocked
+from jitconv.kernels.winograd_blocked import (conv2d_winograd_blocked, pack_winograd_blocked,
+                                              unpack_winograd_blocked,
+                                              winograd_blocked_cost,
+                                              winograd_blocked_scratch_floats)
 from jitconv.kernels.conv_lowmem import load_rows
 from jitconv.kernels.depthwise_blocked import (depthwise_blocked, pack_depthwise_blocked,
                                                rows_to_blocked)
 from jitconv.kernels.reorder import from_blocked, to_blocked
-from jitconv.runtime.ir import Graph, Node
+from jitconv.runtime.ir import Constant, Graph, Node
 from jitconv.errors import JitconvError
 from jitconv.runtime.ops.blocked import logical_shape
 from jitconv.runtime.shapes import infer_shapes
@@ -307,6 +313,73 @@ class Blocked(ConvFamily):
             return self.dw_kept
         return (self.wp,) if self.stored.kind == KIND_F32 else self.stored.arrays()
 
+    def unpack(self):
+        if self.option == "dw" or self.stored.kind != KIND_F32:
+            return None
+        return Constant(self.name, unpack_blocked(self.wp, self.w_shape, self.option))
+
+
+# a 3x3 conv runs Winograd when its cost is below this share of the direct kernel's (the
+# cost model's error margin)
+WINOGRAD_BELOW = 0.85
+
+
+class WinogradBlocked(ConvFamily):
+    """conv2d_winograd_blocked F(m, 3), m = the choice's option (2 or 4): blocked input and
+    output, U = the transformed weights as (m+2)^2 packed 1x1 convs."""
+    key = "winograd_blocked"
+    fuses_residual = True
+
+    def pack(self, kept):
+        self.w_shape, self.name = kept.shape, kept.name
+        self.U = pack_winograd_blocked(kept.data, self.option)
+
+    def _floats(self, geom):
+        return winograd_blocked_scratch_floats(geom.w[1], geom.w[0], geom.out[2],
+                                               geom.out[3], self.option)
+
+    def plan(self, geom):
+        self.geom = geom
+        return 4 * self._floats(geom)
+
+    def run(self, x, bias, res, out, scratch, epi, w=None):
+        sc = scratch_view(scratch, (self._floats(self.geom),))
+        conv2d_winograd_blocked(x, self.U, self.option, self.w_shape, bias, res, out, sc,
+                                self.geom.pads[0], self.geom.pads[1], *epi.act_args)
+
+    def arrays(self):
+        return (self.U,)
+
+    def unpack(self):
+        return Constant(self.name, unpack_winograd_blocked(self.U, self.option, self.w_shape))
+
+
+def _winograd_blocked_rule(request):
+    """A blocked 3x3 conv (stride 1, dilation 1, groups 1, fp32 weights, blocked input)
+    runs Winograd where the cost model rates it below WINOGRAD_BELOW of the direct
+    kernel; precision=high and memory=low rule it out (U holds (m+2)^2 / 9 times the
+    weights)."""
+    a, g = request.attrs, request.geom
+    if a.get("_layout") != BLOCKED or a.get("_in_layout") != BLOCKED or g is None:
+        return None
+    if request.kept.storage != "fp32" or request.memory == "low" or \
+            request.precision == "high":
+        return None
+    if tuple(g.w[2:]) != (3, 3) or tuple(g.strides) != (1, 1) or \
+            tuple(g.dilations) != (1, 1) or g.groups != 1:
+        return None
+    threads = getattr(request.target, "threads", 1)
+    cost, m = min((winograd_blocked_cost(g.w[1], g.w[0], g.out[2], g.out[3], m, threads), m)
+                  for m in (4, 2))
+    if cost >= WINOGRAD_BELOW:
+        return None
+    why = _storage_reason(request.kept, request.memory, request.decoded_from)
+    return Choice("conv2d_winograd_blocked",
+                  f"{why}; channel-blocked layout NCHW16c chosen by the layout pass; "
+                  f"Winograd F({m},3): cost {cost:.2f} of the direct blocked kernel at "
+                  f"{threads} thread{'s' if threads > 1 else ''}", option=m,
+                  family="winograd_blocked")
+
 
 def _blocked_rule(request):
     """A conv the layout pass blocked runs conv2d_blocked, whatever its size."""
@@ -325,6 +398,7 @@ def _blocked_rule(request):
                   f"{'blocked' if ci == 16 else 'NCHW'}", option=ci, family="blocked")
 
 
+register_conv_family(WinogradBlocked, rule=_winograd_blocked_rule)   # asked first
 register_conv_family(Blocked, rule=_blocked_rule)
 
 

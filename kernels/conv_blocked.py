@@ -85,6 +85,22 @@ def pack_blocked(w, ci):
     return out
 
 
+def unpack_blocked(wp, w_shape, ci):
+    """The (M, C, KH, KW) float32 weights ``pack_blocked(w, ci)`` made ``wp`` from."""
+    M, C, KH, KW = (int(v) for v in w_shape)
+    Mp, Cp = -(-M // BLK) * BLK, -(-C // ci) * ci
+    w = np.empty((Mp, Cp, KH, KW), np.float32)
+    for m0 in range(0, Mp, NCH):
+        width = min(NCH, Mp - m0)
+        part = wp[m0 * Cp * KH * KW:(m0 + width) * Cp * KH * KW]
+        if ci == 1:
+            w[m0:m0 + width] = part.reshape(Cp, KH, KW, width).transpose(3, 0, 1, 2)
+        else:
+            w[m0:m0 + width] = part.reshape(KH, KW, Cp // ci, ci, width).transpose(
+                4, 2, 3, 0, 1).reshape(width, Cp, KH, KW)
+    return np.ascontiguousarray(w[:M, :C])
+
+
 def packed_size(w_shape, ci):
     """Length of ``pack_blocked``'s result for a weight of this shape."""
     M, C, KH, KW = w_shape
