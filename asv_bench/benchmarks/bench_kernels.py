@@ -77,9 +77,12 @@ DepthwiseInt8Suite = _suite("DepthwiseInt8Suite", ("D", "H"), "conv2d_depthwise_
                             "depthwise_stored", "int8", memory="low")
 Int8DotSuite = _suite("Int8DotSuite", ("A", "B", "C"), "conv2d_int8dot", "int8dot", "int8",
                       memory="low", precision="low")
-# a lone conv with K >= 128 runs blocked (layout pass): its conversions are in the time
+# a lone conv with K >= 128 runs blocked (layout pass): its conversions are in the time;
+# precision=high keeps A and C on the direct blocked kernel (no Winograd)
 BlockedSuite = _suite("BlockedSuite", ("A", "B", "C", "F", "G"), "conv2d_blocked", "blocked",
-                      layout="auto")
+                      layout="auto", precision="high")
+WinogradBlockedSuite = _suite("WinogradBlockedSuite", ("A", "C"), "conv2d_winograd_blocked",
+                              "winograd_blocked", layout="auto")
 
 
 class DirectSuite(_KernelSuite):
