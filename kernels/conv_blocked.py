@@ -44,14 +44,18 @@ BLK = 16            # channels per block of the layout
 NCH = 64            # output channels per chunk of weights (NBMAX blocks: one tile's width)
 _ACC = NPX * NCH
 BANDMAX = 16        # tiles per job (at most)
-CBB = 256           # input channels (of a tap) per pass over a band's tiles: 64 KiB of weights
+# input channels (of a tap) per pass over a band's tiles: 32 KiB of weights, which stay in
+# L1 beside the tile's inputs (256, 64 KiB, did not): alone at 2 threads, 1x1 2048 -> 512
+# at 7x7 0.334 -> 0.310 ms, 3x3 256 -> 256 at 14x14 0.61 -> 0.57, 512 -> 512 at 7x7
+# 0.73 -> 0.68 (SCRIPT=bench/blocked_layers.py bench/ab_kernels.sh 2 FQTUCSGRB 3)
+CBB = 128
 # a 1x1 conv with at most this many input channels keeps each tile in registers from bias
 # to store (one pass). 1024 was faster alone (ResNet-50's 512 -> 128 at 28x28: 0.28-0.31
 # -> 0.25-0.27 ms with its weights in cache, SCRIPT=bench/blocked_layers.py
 # bench/ab_kernels.sh 2 QT 3) but slower in the model, where a pass's weights come from
 # memory and only the passes prefetch the next ones: ResNet-50 at 2 threads 26.06 ->
 # 27.72 ms (bench/compare_engines.py, 9 rounds)
-ONEPASS = CBB
+ONEPASS = 256
 PATH_NCHW, PATH_ONEPASS, PATH_PASSES = 0, 1, 2   # _band_nchw, _band_onepass, _band_passes
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
