@@ -56,7 +56,9 @@ CBB = 128
 # memory and only the passes prefetch the next ones: ResNet-50 at 2 threads 26.06 ->
 # 27.72 ms (bench/compare_engines.py, 9 rounds)
 ONEPASS = 256
-PATH_NCHW, PATH_ONEPASS, PATH_PASSES = 0, 1, 2   # _band_nchw, _band_onepass, _band_passes
+# _band_nchw, _band_onepass, _band_passes, _band_contig
+PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG = 0, 1, 2, 3
+TILE24 = 24       # accumulators of a contiguous tile: 24 / nb pixels x nb blocks
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -166,7 +168,7 @@ def _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, b
         if whole and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in):
             conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW,
                       False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi,
-                      nb, NPX)
+                      nb, NPX, 0)
             continue
         tile_init(acc, bias, m0, nb, NPX)
         for kh in range(KH):
@@ -195,10 +197,36 @@ def _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh
         obase = base0 + u * NPX * BLK
         if _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
             conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
-                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX, 0)
         else:
             conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, True, bias,
-                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX, 0)
+
+
+@njit(inline="always", **_OPTS)
+def _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, q0, P, of, rf, has_res,
+                 base0, plane_out, lo, hi, nb, tp):
+    """As _band_onepass for a 1x1 stride-1 unpadded conv (one pass), whose tile's pixels
+    are consecutive lines of the input and output: tiles of tp = 24 / nb pixels (a
+    literal: every width keeps 24 accumulators), read from one base; the last, partial
+    tile reads its pixels through clamped offsets."""
+    CB, CI, H, W, KH, KW, dh, dw = geo
+    plane_in = H * W * CI
+    w16 = nb * BLK
+    wc, k0 = _rows(wp, coff, st, 0, CB * CI, w16, m0, wdec)
+    for u in range(nt):
+        qa = q0 + u * tp
+        npx = min(tp, P - qa)
+        obase = base0 + u * tp * BLK
+        if npx == tp:
+            offs[0] = qa * CI
+            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
+                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, BLK)
+        else:
+            for p in range(tp):
+                offs[p] = min(qa + p, P - 1) * CI
+            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
+                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, 0)
 
 
 @njit(inline="always", **_OPTS)
@@ -256,6 +284,9 @@ def _make_job(PATH, NB):
     none are left. Only this path and width are compiled into it; the weight kind is read at run
     time (one decode call per pass), so fp32 and every stored kind share it."""
 
+    # pixels per tile: NPX, or on the contiguous path as many as keep 24 accumulators
+    TP = TILE24 // NB if PATH == PATH_CONTIG else NPX
+
     @njit(**_OPTS)
     def job(aaddr, t):
         a = i64_at(aaddr, NSLOT)
@@ -274,17 +305,18 @@ def _make_job(PATH, NB):
         CB, CI, KH, KW = a[S_CB], a[S_CI], a[S_KH], a[S_KW]
         sh, sw, pt, pl, dh, dw = a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW]
         band, grab, c0, c1 = a[S_BAND], a[S_GRAB], a[S_C0], a[S_C1]
+        band = max(1, band * NPX // TP)     # about the pixels of a band of NPX-pixel tiles
         geo = (CB, CI, H, W, KH, KW, dh, dw)
         nchk = c1 - c0
         P = OH * OW
-        ntile = (P + NPX - 1) // NPX
+        ntile = (P + TP - 1) // TP
         nper = ((ntile + band - 1) // band) * nchk
         njobs = nper * nbat
         plane_out = P * BLK
         K = KH * KW * CB * CI
         stage = np.empty(BANDMAX * _ACC, np.float32)
         mk = stack_f32(NPX)
-        offs = np.empty(NPX, np.int64)
+        offs = np.empty(max(NPX, TP), np.int64)
         bh = np.empty(BANDMAX * NPX, np.int64)
         bw = np.empty(BANDMAX * NPX, np.int64)
         # decoded rows of stored weights: a pass, or a whole chunk on the one-call paths
@@ -306,6 +338,11 @@ def _make_job(PATH, NB):
                 m0 = c * NCH
                 t0 = bi * band
                 nt = min(band, ntile - t0)
+                base0 = (m0 >> 4) * plane_out + t0 * TP * BLK
+                if PATH == PATH_CONTIG:
+                    _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0 * TP,
+                                 P, of, rf, has_res, base0, plane_out, lo, hi, NB, TP)
+                    continue
                 for u in range(nt):
                     for p in range(NPX):
                         q = min((t0 + u) * NPX + p, P - 1)
@@ -313,7 +350,6 @@ def _make_job(PATH, NB):
                         bh[u * NPX + p] = oh * sh - pt
                         bw[u * NPX + p] = (q - oh * OW) * sw - pl
                 npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
-                base0 = (m0 >> 4) * plane_out + t0 * NPX * BLK
                 if PATH == PATH_NCHW:
                     _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
                                bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, NB)
@@ -341,11 +377,13 @@ def _job(path, nb):
     return got[1]
 
 
-def _path(CB, CI, KH, KW):
+def _path(CB, CI, KH, KW, contiguous=False):
+    """The job path; ``contiguous``: a 1x1 conv with stride 1 and no padding (output pixel
+    q reads input pixel q)."""
     if CI == 1:
         return PATH_NCHW
     if KH * KW == 1 and CB * CI <= ONEPASS:
-        return PATH_ONEPASS
+        return PATH_CONTIG if contiguous else PATH_ONEPASS
     return PATH_PASSES
 
 
@@ -477,7 +515,8 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
         return
     nt = numba.get_num_threads()
     lo, hi = act_bounds(act, lo, hi)
-    fns, chunks = _plan(_path(CB, CI, KH, KW), MB)
+    contiguous = KH == KW == 1 and sh == sw == 1 and pt == pl == 0 and (OH, OW) == (H, W)
+    fns, chunks = _plan(_path(CB, CI, KH, KW, contiguous), MB)
     geo = (MB * BLK, OH, OW, H, W, CB, CI, KH, KW, int(sh), int(sw), int(pt), int(pl), int(dh),
            int(dw))
     # the whole batch in one launch: images n of x, out and res are one stride apart

@@ -207,13 +207,19 @@ def _f32_arrays(*tys):
     return all(isinstance(t, types.Array) and t.dtype == types.float32 for t in tys)
 
 
-def _tap_operands(context, builder, tys, args, NP, use_scale):
+def _tap_operands(context, builder, tys, args, NP, use_scale, pxstride=0):
     """x, pixel offsets, scales (or None), w and the seven loop ints of a tap's args
-    (xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci)."""
+    (xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci). pxstride > 0: the
+    pixels lie pxstride floats apart from offs[0] (one base register, constant
+    displacements), and offs[1:] is not read."""
     x, o, s, w = (context.make_array(tys[j])(context, builder, args[j]).data
                   for j in range(4))
     ints = [context.cast(builder, args[j], tys[j], types.int64) for j in range(4, 11)]
-    xoffs = [builder.load(builder.gep(o, [ir.Constant(_I64, p)])) for p in range(NP)]
+    if pxstride:
+        x0 = builder.load(o)
+        xoffs = [builder.add(x0, ir.Constant(_I64, p * pxstride)) for p in range(NP)]
+    else:
+        xoffs = [builder.load(builder.gep(o, [ir.Constant(_I64, p)])) for p in range(NP)]
     scales = ([builder.load(builder.gep(s, [ir.Constant(_I64, p)])) for p in range(NP)]
               if use_scale else None)
     return x, xoffs, scales, w, ints
@@ -257,27 +263,30 @@ def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows,
 
 @intrinsic
 def conv_tile(typingctx, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
-              masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx):
+              masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx, pxstride):
     """A whole tile in registers: the accumulators start from bias[m0:] (tile_init), take
     one tap loop (fma_tap's arguments) and are stored as tile_store does. For a conv
     whose every tap fits one call (1x1 with few channels, a window inside the image of
-    an NCHW input): no accumulator round trip through memory."""
+    an NCHW input): no accumulator round trip through memory. pxstride (a literal): 0,
+    or the distance in floats of consecutive pixels from offs[0] (``_tap_operands``)."""
     ints = (k, cb, cstride, wbstride, rows, rstride, ci)
     ok = (_tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)
           and _f32_arrays(bias, out, res) and isinstance(has_res, types.Boolean)
           and all(isinstance(t, types.Integer) for t in (m0, base, stride, n))
-          and all(isinstance(t, types.Float) for t in (lo, hi)))
+          and all(isinstance(t, types.Float) for t in (lo, hi))
+          and isinstance(pxstride, types.IntegerLiteral))
     if not ok:
         return None
     NB, NP = int(nb.literal_value), int(npx.literal_value)
+    PXS = int(pxstride.literal_value)
     use_scale = bool(masked.literal_value)
     sig = types.void(xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci, masked,
-                     bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx)
+                     bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx, pxstride)
 
     def codegen(context, builder, signature, args):
         tys = signature.args
         x, xoffs, scales, w, ints = _tap_operands(context, builder, tys[:11], args[:11], NP,
-                                                  use_scale)
+                                                  use_scale, PXS)
         b, o, r = (context.make_array(tys[j])(context, builder, args[j]).data
                    for j in (12, 14, 17))
         m, base_, stride_, n_ = (context.cast(builder, args[j], tys[j], types.int64)

@@ -427,7 +427,7 @@ def conv2d_winograd_blocked(x, U, m, w_shape, bias, res, out, scratch, pt, pl, a
     O = scratch[V.size:V.size + T * MB * NT * BLK]
     zb = np.zeros(MB * BLK, np.float32)
     lo, hi = act_bounds(act, lo, hi)
-    gfns, gchunks = _plan(_path(CB, BLK, 1, 1), MB)
+    gfns, gchunks = _plan(_path(CB, BLK, 1, 1, True), MB)
     fi, fo = _job("in", m), _job("out", m)
     nt = numba.get_num_threads()
     x = np.ascontiguousarray(x)

@@ -37,6 +37,10 @@ CASES = [
     (1, 17, 160, 2, 2, 0, 1, 8, 8, False),     # even kernel, NCHW input of 17 channels
     (1, 32, 64, 1, 2, 0, 1, 9, 9, True),       # 1x1 stride 2 (a downsample), one pass
     (1, 16, 32, 1, 1, 1, 1, 5, 5, True),       # 1x1 padded: one pass with masked taps
+    # 1x1 stride 1 unpadded (contiguous tiles of 24 / nb pixels) with a partial last tile:
+    (1, 48, 96, 1, 1, 0, 1, 10, 9, True),      # a 2-block tail chunk: 12-pixel tiles
+    (2, 40, 48, 1, 1, 0, 1, 5, 11, True),      # 3 blocks: 8-pixel tiles, batch 2
+    (1, 24, 16, 1, 1, 0, 1, 7, 8, True),       # 1 block: 24-pixel tiles
 ]
 
 
