@@ -56,8 +56,8 @@ CBB = 128
 # memory and only the passes prefetch the next ones: ResNet-50 at 2 threads 26.06 ->
 # 27.72 ms (bench/compare_engines.py, 9 rounds)
 ONEPASS = 256
-# _band_nchw, _band_onepass, _band_passes, _band_contig
-PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG = 0, 1, 2, 3
+# _band_nchw, _band_onepass, _band_passes, _band_contig, _band_passes_contig
+PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG, PATH_PASSES_CONTIG = 0, 1, 2, 3, 4
 TILE24 = 24       # accumulators of a contiguous tile: 24 / nb pixels x nb blocks
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
@@ -176,10 +176,10 @@ def _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, b
                 k = k0 + (kh * KW + kw) * w16
                 if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
                     fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            False, nb, NPX, 0)
+                            False, nb, NPX, 0, 0)
                 else:
                     fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            True, nb, NPX, 0)
+                            True, nb, NPX, 0, 0)
         tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
 
 
@@ -256,15 +256,53 @@ def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
                     pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
                     if _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
                         fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
-                                False, nb, NPX, pf)
+                                False, nb, NPX, pf, 0)
                     else:
                         fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
-                                True, nb, NPX, pf)
+                                True, nb, NPX, pf, 0)
                 k += cn * CI * w16
     for u in range(nt):
         npx = NPX if u < nt - 1 else npx_last
         tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res, npx,
                    lo, hi, nb, NPX)
+
+
+@njit(inline="always", **_OPTS)
+def _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, q0, P,
+                        of, rf, has_res, base0, plane_out, lo, hi, nb, tp):
+    """_band_passes for a 1x1 stride-1 unpadded conv over more than ONEPASS channels, on
+    _band_contig's tiles (tp = 24 / nb consecutive pixels from one base; a partial last
+    tile through clamped offsets)."""
+    CB, CI, H, W, KH, KW, dh, dw = geo
+    kind = st[0]
+    plane_in = H * W * CI
+    w16 = nb * BLK
+    cstep = max(1, CBB // CI)
+    for u in range(nt):
+        tile_init(stage[u * _ACC:], bias, m0, nb, tp)
+    npx_last = min(tp, P - (q0 + (nt - 1) * tp))
+    k = 0
+    for c0 in range(0, CB, cstep):
+        cn = min(cstep, CB - c0)
+        wc, kp = _rows(wp, coff, st, k // w16, cn * CI, w16, m0, wdec)
+        for u in range(nt):
+            acc = stage[u * _ACC:]
+            pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
+            qa = q0 + u * tp
+            if u < nt - 1 or npx_last == tp:
+                offs[0] = c0 * plane_in + qa * CI
+                fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI, False,
+                        nb, tp, pf, BLK)
+            else:
+                for p in range(tp):
+                    offs[p] = c0 * plane_in + min(qa + p, P - 1) * CI
+                fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI, False,
+                        nb, tp, pf, 0)
+        k += cn * CI * w16
+    for u in range(nt):
+        npx = tp if u < nt - 1 else npx_last
+        tile_store(stage[u * _ACC:], of, base0 + u * tp * BLK, plane_out, rf, has_res, npx,
+                   lo, hi, nb, tp)
 
 
 # The parameter block of one job function (kernels/jobs.py): int64 slots, written by
@@ -285,7 +323,7 @@ def _make_job(PATH, NB):
     time (one decode call per pass), so fp32 and every stored kind share it."""
 
     # pixels per tile: NPX, or on the contiguous path as many as keep 24 accumulators
-    TP = TILE24 // NB if PATH == PATH_CONTIG else NPX
+    TP = TILE24 // NB if PATH in (PATH_CONTIG, PATH_PASSES_CONTIG) else NPX
 
     @njit(**_OPTS)
     def job(aaddr, t):
@@ -343,6 +381,11 @@ def _make_job(PATH, NB):
                     _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0 * TP,
                                  P, of, rf, has_res, base0, plane_out, lo, hi, NB, TP)
                     continue
+                if PATH == PATH_PASSES_CONTIG:
+                    _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0,
+                                        geo, t0 * TP, P, of, rf, has_res, base0, plane_out,
+                                        lo, hi, NB, TP)
+                    continue
                 for u in range(nt):
                     for p in range(NPX):
                         q = min((t0 + u) * NPX + p, P - 1)
@@ -384,7 +427,7 @@ def _path(CB, CI, KH, KW, contiguous=False):
         return PATH_NCHW
     if KH * KW == 1 and CB * CI <= ONEPASS:
         return PATH_CONTIG if contiguous else PATH_ONEPASS
-    return PATH_PASSES
+    return PATH_PASSES_CONTIG if contiguous else PATH_PASSES
 
 
 _PLANS = {}

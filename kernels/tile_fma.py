@@ -4,7 +4,7 @@ A tile is npx output pixels x nb blocks of 16 output channels (nb <= NBMAX, npx 
 both literals): nb * npx <16 x float> accumulators, pixel-major in memory.
 
 ``fma_tap(acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci, masked,
-nb, npx, pf)`` runs one tap loop on the tile held in ``acc``::
+nb, npx, pf, pxstride)`` runs one tap loop on the tile held in ``acc``::
 
     for b in range(cb):            # blocks of input channels, cstride apart in xf
       for r in range(rows):        # rows of a block, rstride apart (1 row for NCHW16c)
@@ -235,22 +235,23 @@ def _tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx):
 
 @intrinsic
 def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
-            ci, masked, nb, npx, pf):
+            ci, masked, nb, npx, pf, pxstride):
     ints = (k, cb, cstride, wbstride, rows, rstride, ci)
     if not (_f32_arrays(acc) and _tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)
-            and isinstance(pf, types.Integer)):
+            and isinstance(pf, types.Integer) and isinstance(pxstride, types.IntegerLiteral)):
         return None
     NB, NP = int(nb.literal_value), int(npx.literal_value)
+    PXS = int(pxstride.literal_value)
     use_scale = bool(masked.literal_value)
     sig = types.void(acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
-                     masked, nb, npx, pf)
+                     masked, nb, npx, pf, pxstride)
 
     def codegen(context, builder, signature, args):
         tys = signature.args
         pf_ = context.cast(builder, args[15], tys[15], types.int64)
         a = context.make_array(tys[0])(context, builder, args[0]).data
         x, xoffs, scales, w, ints = _tap_operands(context, builder, tys[1:12], args[1:12],
-                                                  NP, use_scale)
+                                                  NP, use_scale, PXS)
         aptrs = [_ptr16(builder, a, ir.Constant(_I64, 16 * t)) for t in range(NB * NP)]
         init = [builder.load(p, align=4) for p in aptrs]
         outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP, pf_)
