@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jitconv as jc
+from jitconv.kernels.vnni import has_avx512
 from jitconv.runtime.reference import evaluate
 
 from helpers import assert_close, rand
@@ -105,3 +106,34 @@ def test_reshapes_are_views_of_their_input():
         assert_close(got[k], want[k])
     reasons = {o.name: o.reason for o in sess.info().ops}
     assert "a view of its input" in reasons["r1"]
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+def test_blocked_conv_writes_over_a_residual_read_last():
+    """A blocked conv's output is planned in its residual's bytes when no later step
+    reads the residual; a residual read again later keeps its own bytes."""
+    rng = np.random.default_rng(7)
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, 16, 9, 9))
+
+    def conv(t, name, k=1):
+        return g.conv2d(t, rand(rng, 16, 16, k, k, scale=0.3), rand(rng, 16),
+                        padding=k // 2, name=name)
+
+    a = g.relu(conv(x, "a", 3))
+    a2 = g.relu(conv(a, "a2"))
+    b = g.relu(g.add(conv(a2, "b"), a))          # a is read last here: b over a
+    c = g.add(conv(b, "c"), a2)                  # a2 is read again by d: c keeps its bytes
+    d = g.relu(g.add(conv(c, "d", 3), a2))       # d over a2
+    e = g.add(conv(d, "e"), d)                   # the residual is X itself: own bytes
+    g.output(e, "y")
+    graph = g.build()
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False))
+    plan = sess._current
+    out = {sess._steps[i].node.name: sess._steps[i].outputs[0]
+           for i in range(len(sess._steps))}
+    inside = {t: root for t, (root, _, _) in plan.inside.items()}
+    assert inside.get(out["b"]) == out["a"] and inside.get(out["d"]) == out["a2"], inside
+    assert out["c"] not in inside and out["e"] not in inside, inside
+    feeds = {"x": rand(rng, 1, 16, 9, 9)}
+    assert_close(sess.run(feeds)["y"], evaluate(graph, feeds)["y"])
