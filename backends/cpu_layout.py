@@ -35,8 +35,10 @@ ops of their own.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from jitconv.kernels.blocked_weights import FP32, KIND_F32, NO_F32, pack_stored_blocked
-from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked, unpack_blocked
+from jitconv.kernels.conv_blocked import BlockedCall, pack_blocked, unpack_blocked
 from jitconv.kernels.winograd_blocked import (conv2d_winograd_blocked, pack_winograd_blocked,
                                               unpack_winograd_blocked,
                                               winograd_blocked_cost,
@@ -286,6 +288,8 @@ class Blocked(ConvFamily):
 
     def plan(self, geom):
         self.geom = geom
+        self._call = None        # (arguments it was made for, BlockedCall), at the first run
+        self._bias = (None, None)    # (bias given, bias padded to whole blocks)
         if self.dw_src is None:
             return 0
         rows, blocks = self._dw_parts()
@@ -305,8 +309,21 @@ class Blocked(ConvFamily):
             depthwise_blocked(x, wp, self.w_shape, bias, res, out, *self.geom.args,
                               *epi.act_args)
         else:
-            conv2d_blocked(x, self.wp, self.w_shape, bias, res, out, *self.geom.args,
-                           *epi.act_args, stored=self.stored)
+            self._blocked_call(x, bias, res, out, epi)
+
+    def _blocked_call(self, x, bias, res, out, epi):
+        """conv2d_blocked through a BlockedCall made at the first run of this plan (the
+        shapes checked and the parameter blocks filled once)."""
+        has_res = res is not None and res.size > 0
+        key = (x.shape, out.shape, has_res, epi)
+        if self._call is None or self._call[0] != key:
+            self._call = (key, BlockedCall(x.shape, self.wp, self.w_shape, out.shape,
+                                           self.geom.args, *epi.act_args, has_res,
+                                           self.stored))
+        call = self._call[1]
+        if self._bias[0] is not bias:
+            self._bias = (bias, call.pad_bias(bias))
+        call(np.ascontiguousarray(x), self._bias[1], res, out)
 
     def arrays(self):
         if self.dw_src is not None:
