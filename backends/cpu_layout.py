@@ -38,14 +38,15 @@ from __future__ import annotations
 import numpy as np
 
 from jitconv.kernels.blocked_weights import FP32, KIND_F32, NO_F32, pack_stored_blocked
-from jitconv.kernels.conv_blocked import BlockedCall, pack_blocked, unpack_blocked
+from jitconv.kernels.conv_blocked import BlockedCall, act_bounds, pack_blocked, unpack_blocked
 from jitconv.kernels.winograd_blocked import (conv2d_winograd_blocked, pack_winograd_blocked,
                                               unpack_winograd_blocked,
                                               winograd_blocked_cost,
                                               winograd_blocked_scratch_floats)
 from jitconv.kernels.conv_lowmem import load_rows
-from jitconv.kernels.depthwise_blocked import (depthwise_blocked, pack_depthwise_blocked,
-                                               rows_to_blocked)
+from jitconv.kernels.depthwise_blocked import (check_depthwise_blocked, pack_depthwise_blocked,
+                                               pad_depthwise_bias, rows_to_blocked,
+                                               run_depthwise_blocked)
 from jitconv.kernels.reorder import from_blocked, to_blocked
 from jitconv.runtime.ir import Constant, Graph, Node
 from jitconv.errors import JitconvError
@@ -306,8 +307,15 @@ class Blocked(ConvFamily):
                 wp = scratch_view(scratch[self.head:], blocks)
                 rows_to_blocked(wd, wp)
                 wp = wp.reshape(blocks[0], self.w_shape[2], self.w_shape[3], 16)
-            depthwise_blocked(x, wp, self.w_shape, bias, res, out, *self.geom.args,
-                              *epi.act_args)
+            key = (x.shape, out.shape, None if res is None or res.size == 0 else res.shape,
+                   epi)
+            if self._call is None or self._call[0] != key:
+                check_depthwise_blocked(x.shape, wp.shape, self.w_shape, out.shape, key[2])
+                self._call = (key, act_bounds(*epi.act_args))
+            if self._bias[0] is not bias:
+                self._bias = (bias, pad_depthwise_bias(bias, self.w_shape))
+            run_depthwise_blocked(x, wp, self._bias[1], res, out, self.geom.args,
+                                  *self._call[1])
         else:
             self._blocked_call(x, bias, res, out, epi)
 

@@ -51,24 +51,45 @@ def depthwise_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, ac
     """out (N, ceil(C/16), OH, OW, 16) <- act(depthwise conv(x, w) + bias (+ res)); x
     blocked (N, ceil(C/16), H, W, 16), wp from ``pack_depthwise_blocked``, bias (C,), res
     out-shaped or None."""
+    has_res = res is not None and res.size > 0
+    check_depthwise_blocked(x.shape, wp.shape, w_shape, out.shape,
+                            res.shape if has_res else None)
+    lo, hi = act_bounds(act, lo, hi)
+    run_depthwise_blocked(x, wp, pad_depthwise_bias(bias, w_shape), res, out,
+                          (sh, sw, pt, pl, dh, dw), lo, hi)
+
+
+def check_depthwise_blocked(x_shape, wp_shape, w_shape, out_shape, res_shape=None):
+    """depthwise_blocked's shape checks (a session makes them once per plan)."""
     C = int(w_shape[0])
     CB = -(-C // BLK)
-    if x.ndim != 5 or x.shape[1] != CB or x.shape[4] != BLK:
-        raise ValueError(f"depthwise_blocked: x {x.shape} is not a blocked tensor of {C} "
+    if len(x_shape) != 5 or x_shape[1] != CB or x_shape[4] != BLK:
+        raise ValueError(f"depthwise_blocked: x {x_shape} is not a blocked tensor of {C} "
                          f"channels")
-    if wp.shape != (CB, int(w_shape[2]), int(w_shape[3]), BLK):
-        raise ValueError(f"depthwise_blocked: packed weights {wp.shape} do not match w "
+    if tuple(wp_shape) != (CB, int(w_shape[2]), int(w_shape[3]), BLK):
+        raise ValueError(f"depthwise_blocked: packed weights {wp_shape} do not match w "
                          f"{tuple(w_shape)}")
-    if out.ndim != 5 or out.shape[:2] != (x.shape[0], CB) or out.shape[4] != BLK:
-        raise ValueError(f"depthwise_blocked: out {out.shape} is not blocked like x {x.shape}")
-    has_res = res is not None and res.size > 0
-    if has_res and res.shape != out.shape:
-        raise ValueError(f"depthwise_blocked: residual {res.shape} is not out's shape "
-                         f"{out.shape}")
+    if len(out_shape) != 5 or tuple(out_shape[:2]) != (x_shape[0], CB) or out_shape[4] != BLK:
+        raise ValueError(f"depthwise_blocked: out {out_shape} is not blocked like x {x_shape}")
+    if res_shape is not None and tuple(res_shape) != tuple(out_shape):
+        raise ValueError(f"depthwise_blocked: residual {res_shape} is not out's shape "
+                         f"{out_shape}")
+
+
+def pad_depthwise_bias(bias, w_shape):
+    """bias (C,) as float32 zero-padded to whole blocks."""
+    C = int(w_shape[0])
     if bias.shape != (C,):
         raise ValueError(f"depthwise_blocked: bias {bias.shape} for {C} channels")
-    b = np.zeros(CB * BLK, np.float32)
+    b = np.zeros(-(-C // BLK) * BLK, np.float32)
     b[:C] = bias
-    lo, hi = act_bounds(act, lo, hi)
+    return b
+
+
+def run_depthwise_blocked(x, wp, b, res, out, window, lo, hi):
+    """depthwise_blocked on checked shapes: b from pad_depthwise_bias, window (sh, sw, pt,
+    pl, dh, dw), (lo, hi) from act_bounds."""
+    has_res = res is not None and res.size > 0
+    sh, sw, pt, pl, dh, dw = window
     _dw_blocked(x, wp, b, out, res if has_res else out, has_res, int(sh), int(sw), int(pt),
                 int(pl), int(dh), int(dw), lo, hi)
