@@ -56,8 +56,9 @@ CBB = 128
 # memory and only the passes prefetch the next ones: ResNet-50 at 2 threads 26.06 ->
 # 27.72 ms (bench/compare_engines.py, 9 rounds)
 ONEPASS = 256
-# _band_nchw, _band_onepass, _band_passes, _band_contig, _band_passes_contig
-PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG, PATH_PASSES_CONTIG = 0, 1, 2, 3, 4
+# _band_nchw, _band_onepass, _band_passes, _band_contig, _band_passes_contig,
+# _band_nchw_rows
+PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS = range(6)
 TILE24 = 24       # accumulators of a contiguous tile: 24 / nb pixels x nb blocks
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
@@ -305,6 +306,58 @@ def _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, g
                    lo, hi, nb, tp)
 
 
+@njit(inline="always", **_OPTS)
+def _band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0, OW, sh,
+                    pt, pl, of, rf, has_res, plane_out, lo, hi, nb, tp, swc):
+    """_band_nchw on tiles that never leave an output row: tile t is row t // tpr, pixels
+    tp (t % tpr) .. +tp (tpr = ceil(OW / tp), the row's last tile partial), tp = 24 / nb
+    (24 accumulators at every width). A whole tile with its whole window inside the image
+    reads all its taps in one conv_tile call from one base, its pixels swc (the stride, a
+    literal) apart; the others go tap by tap through per-pixel offsets."""
+    CB, CI, H, W, KH, KW, dh, dw = geo
+    plane_in = H * W
+    w16 = nb * BLK
+    taps = KH * KW
+    tpr = (OW + tp - 1) // tp
+    wc, k0 = _rows(wp, coff, st, 0, CB * taps, w16, m0, wdec)
+    for u in range(nt):
+        t = t0 + u
+        oh = t // tpr
+        ow0 = (t - oh * tpr) * tp
+        npx = min(tp, OW - ow0)
+        obase = (m0 >> 4) * plane_out + (oh * OW + ow0) * BLK
+        ih0 = oh * sh - pt
+        iw0 = ow0 * swc - pl
+        if npx == tp and dw == 1 and ih0 >= 0 and ih0 + (KH - 1) * dh < H and iw0 >= 0 and \
+                iw0 + (tp - 1) * swc + KW - 1 < W:
+            offs[0] = ih0 * W + iw0
+            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW, False,
+                      bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, swc)
+            continue
+        acc = stage[:tp * nb * BLK]
+        tile_init(acc, bias, m0, nb, tp)
+        for kh in range(KH):
+            ih = ih0 + kh * dh
+            rok = ih >= 0 and ih < H
+            ihc = min(max(ih, 0), H - 1)
+            for kw in range(KW):
+                inside = rok
+                for p in range(tp):
+                    iw = (ow0 + min(p, npx - 1)) * swc - pl + kw * dw
+                    ok = rok and iw >= 0 and iw < W
+                    inside = inside and ok
+                    mk[p] = np.float32(1.0) if ok else np.float32(0.0)
+                    offs[p] = ihc * W + min(max(iw, 0), W - 1)
+                k = k0 + (kh * KW + kw) * w16
+                if inside:
+                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
+                            False, nb, tp, 0, 0)
+                else:
+                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
+                            True, nb, tp, 0, 0)
+        tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp)
+
+
 # The parameter block of one job function (kernels/jobs.py): int64 slots, written by
 # _launch, read by the job. Arrays are an address and a size; lo and hi are float32 bits.
 (S_X, S_XN, S_W, S_WN, S_Q, S_QN, S_S, S_S0, S_S1, S_Z, S_Z0, S_Z1, S_B, S_BN, S_O, S_ON,
@@ -316,14 +369,14 @@ S_NBAT, S_XBS, S_WBS, S_OBS = S_ROWS + 6, S_ROWS + 7, S_ROWS + 8, S_ROWS + 9
 NSLOT = S_ROWS + 10
 
 
-def _make_job(PATH, NB):
+def _make_job(PATH, NB, SWC=0):
     """The job function of one (path, chunk width NB blocks): runs of ``grab`` jobs (batch
     entry, band of tiles, chunk of the slot range [c0, c1)) from the block's counter until
     none are left. Only this path and width are compiled into it; the weight kind is read at run
     time (one decode call per pass), so fp32 and every stored kind share it."""
 
     # pixels per tile: NPX, or on the contiguous path as many as keep 24 accumulators
-    TP = TILE24 // NB if PATH in (PATH_CONTIG, PATH_PASSES_CONTIG) else NPX
+    TP = TILE24 // NB if PATH in (PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS) else NPX
 
     @njit(**_OPTS)
     def job(aaddr, t):
@@ -347,13 +400,13 @@ def _make_job(PATH, NB):
         geo = (CB, CI, H, W, KH, KW, dh, dw)
         nchk = c1 - c0
         P = OH * OW
-        ntile = (P + TP - 1) // TP
+        ntile = OH * ((OW + TP - 1) // TP) if PATH == PATH_NCHW_ROWS else (P + TP - 1) // TP
         nper = ((ntile + band - 1) // band) * nchk
         njobs = nper * nbat
         plane_out = P * BLK
         K = KH * KW * CB * CI
         stage = np.empty(BANDMAX * _ACC, np.float32)
-        mk = stack_f32(NPX)
+        mk = stack_f32(TILE24)       # per-pixel 0/1 tap scales (up to 24 pixels a tile)
         offs = np.empty(max(NPX, TP), np.int64)
         bh = np.empty(BANDMAX * NPX, np.int64)
         bw = np.empty(BANDMAX * NPX, np.int64)
@@ -380,6 +433,11 @@ def _make_job(PATH, NB):
                 if PATH == PATH_CONTIG:
                     _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0 * TP,
                                  P, of, rf, has_res, base0, plane_out, lo, hi, NB, TP)
+                    continue
+                if PATH == PATH_NCHW_ROWS:
+                    _band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                                    t0, OW, sh, pt, pl, of, rf, has_res, plane_out, lo, hi, NB,
+                                    TP, SWC)
                     continue
                 if PATH == PATH_PASSES_CONTIG:
                     _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0,
@@ -408,23 +466,25 @@ def _make_job(PATH, NB):
     return job
 
 
-_JOBS = {}      # (path, nb) -> (job function, its address): the function keeps its code
+_JOBS = {}      # (path, nb, swc) -> (job function, its address): the function keeps its code
 
 
-def _job(path, nb):
-    """Address of the job function for (path, nb), compiled on first use."""
-    got = _JOBS.get((path, nb))
+def _job(path, nb, swc=0):
+    """Address of the job function for (path, nb, stride swc of the rows path), compiled
+    on first use."""
+    got = _JOBS.get((path, nb, swc))
     if got is None:
-        job = _make_job(path, nb)
-        got = _JOBS[(path, nb)] = (job, job_address(job))
+        job = _make_job(path, nb, swc)
+        got = _JOBS[(path, nb, swc)] = (job, job_address(job))
     return got[1]
 
 
-def _path(CB, CI, KH, KW, contiguous=False):
+def _path(CB, CI, KH, KW, contiguous=False, sw=0):
     """The job path; ``contiguous``: a 1x1 conv with stride 1 and no padding (output pixel
-    q reads input pixel q)."""
+    q reads input pixel q); sw: the column stride of an NCHW input, which takes row tiles
+    when it is one of ROW_STRIDES."""
     if CI == 1:
-        return PATH_NCHW
+        return PATH_NCHW_ROWS if sw in ROW_STRIDES else PATH_NCHW
     if KH * KW == 1 and CB * CI <= ONEPASS:
         return PATH_CONTIG if contiguous else PATH_ONEPASS
     return PATH_PASSES_CONTIG if contiguous else PATH_PASSES
@@ -433,19 +493,23 @@ def _path(CB, CI, KH, KW, contiguous=False):
 _PLANS = {}
 
 
-def _plan(path, MB):
+# column strides the NCHW row tiles are compiled for (the stems: 2; 1 for the rest)
+ROW_STRIDES = (1, 2)
+
+
+def _plan(path, MB, swc=0):
     """(job function addresses, their chunk ranges): full chunks of NBMAX blocks, then the
     narrower last one."""
-    key = (path, MB)
+    key = (path, MB, swc)
     plan = _PLANS.get(key)
     if plan is None:
         full, tail = divmod(MB, NBMAX)
         fns, chunks = [], []
         if full:
-            fns.append(_job(path, NBMAX))
+            fns.append(_job(path, NBMAX, swc))
             chunks.append((0, full))
         if tail:
-            fns.append(_job(path, tail))
+            fns.append(_job(path, tail, swc))
             chunks.append((full, full + 1))
         plan = _PLANS[key] = (np.array(fns, np.int64), np.array(chunks, np.int64))
     return plan
@@ -592,7 +656,8 @@ class BlockedCall:
         self.empty = N == 0 or OH <= 0 or OW <= 0
         self.lo, self.hi = act_bounds(act, lo, hi)
         contiguous = KH == KW == 1 and sh == sw == 1 and pt == pl == 0 and (OH, OW) == (H, W)
-        self.fns, self.chunks = _plan(_path(CB, CI, KH, KW, contiguous), MB)
+        path = _path(CB, CI, KH, KW, contiguous, sw)
+        self.fns, self.chunks = _plan(path, MB, sw if path == PATH_NCHW_ROWS else 0)
         self.geo = (MB * BLK, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw)
         # the whole batch in one launch: images n of x, out and res are one stride apart
         self.batch = (N, CB * H * W * CI, 0, MB * OH * OW * BLK)

@@ -41,6 +41,10 @@ CASES = [
     (1, 48, 96, 1, 1, 0, 1, 10, 9, True),      # a 2-block tail chunk: 12-pixel tiles
     (2, 40, 48, 1, 1, 0, 1, 5, 11, True),      # 3 blocks: 8-pixel tiles, batch 2
     (1, 24, 16, 1, 1, 0, 1, 7, 8, True),       # 1 block: 24-pixel tiles
+    # NCHW inputs on row tiles of 24 / nb pixels:
+    (1, 3, 32, 3, 2, 1, 1, 33, 31, False),     # a 3x3 stride-2 stem: 12-pixel tiles
+    (2, 5, 16, 3, 1, 1, 2, 12, 13, False),     # 24-pixel tiles wider than a row, dilated
+    (1, 4, 48, 3, 1, 1, 1, 20, 40, False),     # stride 1, 8-pixel tiles
 ]
 
 
