@@ -57,3 +57,36 @@ def load_acquire(typingctx, arr, idx):
 def grab_size(units, threads, most):
     """Units per fetch: about GRABS fetches a thread, at least 1, at most ``most``."""
     return max(1, min(most, units // (GRABS * threads)))
+
+
+# Job ranges with stealing (``claim``): thread t first takes the jobs of its own share of
+# [0, njobs) front to back, then takes the others' from their back ends. Each share is one
+# int64 word, next job (low 32 bits) and end (high 32 bits), changed by atomic adds only,
+# so a claim is one fetch_add on one's own word (or on a victim's) and two threads never
+# get the same job. Consecutive ops thus give each thread the same part of the image
+# (its input was written by the same core, in its own cache), while a thread that starts
+# late or is descheduled still leaves nothing undone.
+_LOW = (1 << 32) - 1
+
+
+@njit(cache=True)
+def init_ranges(words, njobs, nthreads):
+    """words[t] = thread t's share [t njobs / T, (t + 1) njobs / T), T = nthreads."""
+    for t in range(nthreads):
+        words[t] = (t * njobs // nthreads) | (((t + 1) * njobs // nthreads) << 32)
+
+
+@njit(inline="always")
+def claim(words, t, nthreads):
+    """The next job for thread t (words from init_ranges), or -1 when none is left."""
+    old = fetch_add(words, t, 1)
+    lo, hi = old & _LOW, old >> 32
+    if lo < hi:
+        return lo
+    for k in range(1, nthreads):
+        v = (t + k) % nthreads
+        old = fetch_add(words, v, -(1 << 32))
+        lo, hi = old & _LOW, old >> 32
+        if lo < hi:
+            return hi - 1
+    return -1

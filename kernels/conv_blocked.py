@@ -33,7 +33,7 @@ import numpy as np
 import numba
 from numba import njit
 
-from .atomics import fetch_add, grab_size
+from .atomics import claim, init_ranges
 from .blocked_weights import FP32, KIND_F32, KIND_FP16, KIND_INT4, decode_rows
 from .jobs import f32_2d_at, f32_at, i64_at, job_address, run_jobs, u8_at
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
@@ -366,24 +366,29 @@ def _band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, 
 # a batch of NBAT convs of one geometry: input, weights and output of batch b start
 # b * stride floats further (the weights' stride 0 for images sharing them)
 S_NBAT, S_XBS, S_WBS, S_OBS = S_ROWS + 6, S_ROWS + 7, S_ROWS + 8, S_ROWS + 9
-NSLOT = S_ROWS + 10
+# the threads' job ranges (atomics.claim): one word per thread, up to MAXT threads
+S_NTH, S_RANGES = S_ROWS + 10, S_ROWS + 11
+MAXT = 64
+NSLOT = S_RANGES + MAXT
 
 
 def _make_job(PATH, NB, SWC=0):
-    """The job function of one (path, chunk width NB blocks): runs of ``grab`` jobs (batch
-    entry, band of tiles, chunk of the slot range [c0, c1)) from the block's counter until
-    none are left. Only this path and width are compiled into it; the weight kind is read at run
+    """The job function of one (path, chunk width NB blocks): jobs (batch entry, band of
+    tiles, chunk of the slot range [c0, c1)) claimed one by one from the threads' ranges
+    (atomics.claim) until none are left. Only this path and width are compiled into it; the weight kind is read at run
     time (one decode call per pass), so fp32 and every stored kind share it."""
 
-    # pixels per tile: NPX, or on the contiguous path as many as keep 24 accumulators
-    TP = TILE24 // NB if PATH in (PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS) else NPX
+    # pixels per tile: NPX, or on the contiguous and row paths as many as keep 24
+    # accumulators
+    TP = _tile_px(PATH, NB)
 
     @njit(**_OPTS)
     def job(aaddr, t):
         a = i64_at(aaddr, NSLOT)
         lo = f32_at(aaddr + S_LO * 8, 1)[0]
         hi = f32_at(aaddr + S_HI * 8, 1)[0]
-        ctr = i64_at(aaddr + S_CTR * 8, 1)
+        nth = a[S_NTH]
+        ranges = i64_at(aaddr + S_RANGES * 8, nth)
         kind = a[S_KIND]
         nbat, xbs, wbs, obs = a[S_NBAT], a[S_XBS], a[S_WBS], a[S_OBS]
         st = (kind, u8_at(a[S_Q], a[S_QN]), f32_2d_at(a[S_S], a[S_S0], a[S_S1]),
@@ -395,14 +400,12 @@ def _make_job(PATH, NB, SWC=0):
         OH, OW, H, W = a[S_OH], a[S_OW], a[S_H], a[S_W_]
         CB, CI, KH, KW = a[S_CB], a[S_CI], a[S_KH], a[S_KW]
         sh, sw, pt, pl, dh, dw = a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW]
-        band, grab, c0, c1 = a[S_BAND], a[S_GRAB], a[S_C0], a[S_C1]
-        band = max(1, band * NPX // TP)     # about the pixels of a band of NPX-pixel tiles
+        c0, c1 = a[S_C0], a[S_C1]
         geo = (CB, CI, H, W, KH, KW, dh, dw)
         nchk = c1 - c0
         P = OH * OW
-        ntile = OH * ((OW + TP - 1) // TP) if PATH == PATH_NCHW_ROWS else (P + TP - 1) // TP
+        ntile, band, _ = _jobs(OH, OW, TP, PATH == PATH_NCHW_ROWS, a[S_BAND], nchk, nbat)
         nper = ((ntile + band - 1) // band) * nchk
-        njobs = nper * nbat
         plane_out = P * BLK
         K = KH * KW * CB * CI
         stage = np.empty(BANDMAX * _ACC, np.float32)
@@ -413,55 +416,54 @@ def _make_job(PATH, NB, SWC=0):
         # decoded rows of stored weights: a pass, or a whole chunk on the one-call paths
         wdec = np.empty(0 if kind == KIND_F32 else max(CBB, K) * NCH, np.float32)
         while True:
-            i = fetch_add(ctr, 0, grab)
-            if i >= njobs:
+            jg = claim(ranges, t, nth)
+            if jg < 0:
                 break
-            for jg in range(i, min(njobs, i + grab)):
-                b = jg // nper
-                jb = jg - b * nper
-                xf = f32_at(a[S_X] + 4 * b * xbs, a[S_XN])
-                wp = f32_at(a[S_W] + 4 * b * wbs, a[S_WN])
-                of = f32_at(a[S_O] + 4 * b * obs, a[S_ON])
-                rf = f32_at(a[S_R] + 4 * b * obs, a[S_ON])
-                bi = jb // nchk
-                c = c0 + jb - bi * nchk
-                coff = c * NCH * K
-                m0 = c * NCH
-                t0 = bi * band
-                nt = min(band, ntile - t0)
-                base0 = (m0 >> 4) * plane_out + t0 * TP * BLK
-                if PATH == PATH_CONTIG:
-                    _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0 * TP,
-                                 P, of, rf, has_res, base0, plane_out, lo, hi, NB, TP)
-                    continue
-                if PATH == PATH_NCHW_ROWS:
-                    _band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
-                                    t0, OW, sh, pt, pl, of, rf, has_res, plane_out, lo, hi, NB,
-                                    TP, SWC)
-                    continue
-                if PATH == PATH_PASSES_CONTIG:
-                    _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0,
-                                        geo, t0 * TP, P, of, rf, has_res, base0, plane_out,
-                                        lo, hi, NB, TP)
-                    continue
-                for u in range(nt):
-                    for p in range(NPX):
-                        q = min((t0 + u) * NPX + p, P - 1)
-                        oh = q // OW
-                        bh[u * NPX + p] = oh * sh - pt
-                        bw[u * NPX + p] = (q - oh * OW) * sw - pl
-                npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
-                if PATH == PATH_NCHW:
-                    _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
-                               bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, NB)
-                elif PATH == PATH_ONEPASS:
-                    _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
-                                  bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
-                                  NB)
-                else:
-                    _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
-                                 bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
-                                 NB)
+            b = jg // nper
+            jb = jg - b * nper
+            xf = f32_at(a[S_X] + 4 * b * xbs, a[S_XN])
+            wp = f32_at(a[S_W] + 4 * b * wbs, a[S_WN])
+            of = f32_at(a[S_O] + 4 * b * obs, a[S_ON])
+            rf = f32_at(a[S_R] + 4 * b * obs, a[S_ON])
+            bi = jb // nchk
+            c = c0 + jb - bi * nchk
+            coff = c * NCH * K
+            m0 = c * NCH
+            t0 = bi * band
+            nt = min(band, ntile - t0)
+            base0 = (m0 >> 4) * plane_out + t0 * TP * BLK
+            if PATH == PATH_CONTIG:
+                _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0 * TP,
+                             P, of, rf, has_res, base0, plane_out, lo, hi, NB, TP)
+                continue
+            if PATH == PATH_NCHW_ROWS:
+                _band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                                t0, OW, sh, pt, pl, of, rf, has_res, plane_out, lo, hi, NB,
+                                TP, SWC)
+                continue
+            if PATH == PATH_PASSES_CONTIG:
+                _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0,
+                                    geo, t0 * TP, P, of, rf, has_res, base0, plane_out,
+                                    lo, hi, NB, TP)
+                continue
+            for u in range(nt):
+                for p in range(NPX):
+                    q = min((t0 + u) * NPX + p, P - 1)
+                    oh = q // OW
+                    bh[u * NPX + p] = oh * sh - pt
+                    bw[u * NPX + p] = (q - oh * OW) * sw - pl
+            npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
+            if PATH == PATH_NCHW:
+                _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
+                           bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, NB)
+            elif PATH == PATH_ONEPASS:
+                _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                              bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
+                              NB)
+            else:
+                _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                             bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
+                             NB)
 
     return job
 
@@ -497,22 +499,38 @@ _PLANS = {}
 ROW_STRIDES = (1, 2)
 
 
+def _tile_px(path, nb):
+    """Pixels per tile of the job function for (path, nb)."""
+    return TILE24 // nb if path in (PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS) else NPX
+
+
 def _plan(path, MB, swc=0):
-    """(job function addresses, their chunk ranges): full chunks of NBMAX blocks, then the
-    narrower last one."""
+    """(job function addresses, rows (chunk range start, end, pixels per tile, 1 for row
+    tiles)): full chunks of NBMAX blocks, then the narrower last one."""
     key = (path, MB, swc)
     plan = _PLANS.get(key)
     if plan is None:
         full, tail = divmod(MB, NBMAX)
         fns, chunks = [], []
+        rows = int(path == PATH_NCHW_ROWS)
         if full:
             fns.append(_job(path, NBMAX, swc))
-            chunks.append((0, full))
+            chunks.append((0, full, _tile_px(path, NBMAX), rows))
         if tail:
             fns.append(_job(path, tail, swc))
-            chunks.append((full, full + 1))
+            chunks.append((full, full + 1, _tile_px(path, tail), rows))
         plan = _PLANS[key] = (np.array(fns, np.int64), np.array(chunks, np.int64))
     return plan
+
+
+@njit(inline="always", **_OPTS)
+def _jobs(OH, OW, tp, rows, band, nchk, nbat):
+    """(tiles, tiles per band, jobs) of one job function: tiles of tp pixels (within
+    rows when ``rows``), bands of about ``band`` NPX-pixel tiles' worth of pixels, jobs =
+    batch entries x bands x chunks."""
+    ntile = OH * ((OW + tp - 1) // tp) if rows else (OH * OW + tp - 1) // tp
+    b = max(1, band * NPX // tp)
+    return ntile, b, nbat * ((ntile + b - 1) // b) * nchk
 
 
 @njit(inline="always", **_OPTS)
@@ -535,7 +553,7 @@ def _params(fns, chunks, xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, 
     while band > 1 and ((ntile + band - 1) // band) * nch * nbat < 4 * nthreads:
         band //= 2
     nband = (ntile + band - 1) // band
-    nth = max(1, min(nthreads, nband * nch * nbat))
+    nth = max(1, min(nthreads, nband * nch * nbat, MAXT))
     nf = fns.shape[0]
     args = np.zeros((nf, NSLOT), np.int64)
     for k in range(nf):
@@ -553,9 +571,12 @@ def _params(fns, chunks, xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, 
         a[S_CB], a[S_CI], a[S_KH], a[S_KW] = CB, CI, KH, KW
         a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW] = sh, sw, pt, pl, dh, dw
         a[S_BAND] = band
-        a[S_GRAB] = grab_size(nbat * nband * (chunks[k, 1] - chunks[k, 0]), nth, 4)
         a[S_NBAT], a[S_XBS], a[S_WBS], a[S_OBS] = batch
         a[S_C0], a[S_C1] = chunks[k, 0], chunks[k, 1]
+        njobs = _jobs(OH, OW, chunks[k, 2], chunks[k, 3] != 0, band,
+                      chunks[k, 1] - chunks[k, 0], nbat)[2]
+        a[S_NTH] = nth
+        init_ranges(a[S_RANGES:S_RANGES + nth], njobs, nth)
         fv = a.view(np.float32)
         fv[2 * S_LO] = lo
         fv[2 * S_HI] = hi

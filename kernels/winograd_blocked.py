@@ -26,7 +26,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .atomics import fetch_add, grab_size
-from .blocked_weights import FP32, KIND_F32
+from .blocked_weights import KIND_F32
 from .conv_blocked import (BLK, _launch, _path, _plan, act_bounds, pack_blocked, packed_size,
                            unpack_blocked)
 from .jobs import f32_at, i64_at, job_address, run_jobs
