@@ -14,7 +14,8 @@ Config.layout is "auto"):
 2. In graph order, a candidate is blocked if it reads its input X or its fused residual
    blocked, or if a candidate reads its output that way, directly or through followers
    (MaxPool, which runs blocked whenever its input is; an AveragePool whose windows never
-   count a missing cell, run as a depthwise conv). A Concat along channels runs
+   count a missing cell, run as a depthwise conv). A GlobalAveragePool of a blocked tensor
+   reads the blocks and writes NCHW itself (no FromBlocked). A Concat along channels runs
    blocked when one of its inputs is blocked and every input holds whole 16-channel blocks
    (an NCHW input goes through ToBlocked). A lone conv is blocked only when
    each output takes K = C KH KW >= LONE_K multiply-adds (groups 1): then the blocked
@@ -96,6 +97,11 @@ def avg_pool_blocks(node) -> bool:
 def _follows(node) -> bool:
     return node.op_type in FOLLOWERS and (node.op_type != "AveragePool" or
                                           avg_pool_blocks(node))
+
+
+# ops that read a blocked input X when it is blocked but write NCHW (no FromBlocked before
+# them): a conv chain's closing GlobalAveragePool
+SINKS = frozenset({"GlobalAveragePool"})
 # ...and a Concat of channels with at least one blocked input, when every input has a
 # whole number of 16-channel blocks: the blocked tensors then concatenate along their block
 # axis as they are (an NCHW input goes through ToBlocked)
@@ -179,6 +185,8 @@ def _decide(graph, candidates):
             blocked[node.name] = node
             made.add(node.outputs[0])
             channels[node.outputs[0]] = channels[node.inputs[0]]
+        elif node.op_type in SINKS and node.inputs[0] in made:
+            blocked[node.name] = node
         elif _channel_concat(node) and any(t in made for t in node.inputs):
             if nchw is None:
                 nchw = _nchw_channels(graph)
@@ -230,6 +238,10 @@ def block_layout(graph: Graph, config, target) -> Graph:
             ins[i] = converted[ins[i]]
         out = node.outputs[0]
         attrs = {**node.attrs, "_layout": BLOCKED}
+        if node.op_type in SINKS:
+            attrs["channels"] = int(channels[node.inputs[0]])
+            nodes.append(Node(node.op_type, ins, [out], attrs, node.name))
+            continue
         if conv:
             attrs["_in_layout"] = BLOCKED if x_blocked else "nchw"
         if node.op_type == "Concat":

@@ -16,6 +16,7 @@ from jitconv.kernels.depthwise_blocked import depthwise_blocked
 from jitconv.kernels.epilogue import ACT_NONE
 from jitconv.kernels.pool_blocked import max_pool_blocked
 from jitconv.kernels.pool_dilated import avg_pool2d_dilated
+from jitconv.kernels.pool_blocked import global_avg_pool_blocked
 from jitconv.kernels.pooling import avg_pool2d, global_avg_pool, max_pool2d
 from jitconv.kernels.softmax import softmax
 from jitconv.runtime.shapes import window_geometry
@@ -171,6 +172,13 @@ def create_pool(ctx):
 
 
 def create_global_avg_pool(ctx):
+    if ctx.node.attr("_layout") == "nchw16c":
+        # after a blocked conv chain (the layout pass): reads NCHW16c, writes NCHW
+        return Simple("global_avg_pool_blocked", "mean over H*W of NCHW16c blocks, written "
+                      "as NCHW (no FromBlocked before it)",
+                      lambda i, o: global_avg_pool_blocked(i[0], o[0].reshape(
+                          o[0].shape[0], o[0].shape[1])))
+
     def run(i, o):
         n, c, h, w = i[0].shape
         global_avg_pool(i[0].reshape(n * c, h * w), o[0].reshape(n * c))

@@ -411,3 +411,26 @@ def test_average_pool_follows_blocked_convs_where_exact(pool, blocked):
     assert (kernels["pool"] == "avg_pool_blocked") == blocked, kernels
     feeds = {"x": rand(rng, 1, 20, 11, 11)}
     assert_close(sess.run(feeds)["y"], evaluate(graph, feeds)["y"])
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("channels", [40, 64])
+def test_global_average_pool_reads_blocks(channels):
+    """A blocked conv chain's GlobalAveragePool reads the blocks and writes NCHW: no
+    FromBlocked; channels past C (a partial block) are not written."""
+    rng = np.random.default_rng(channels)
+    g = jc.GraphBuilder()
+    x = g.input("x", (2, 16, 7, 9))
+    a = g.conv2d(x, rand(rng, 32, 16, 3, 3, scale=0.3), rand(rng, 32), padding=1,
+                 activation="relu", name="a")
+    b = g.conv2d(a, rand(rng, channels, 32, 1, 1, scale=0.3), rand(rng, channels), name="b")
+    g.output(g.global_average_pool(b, name="gap"), "y")
+    graph = g.build()
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False))
+    ops = {o.name: o for o in sess.info().ops}
+    assert ops["gap"].kernel == "global_avg_pool_blocked"
+    assert "FromBlocked" not in [o.op_type for o in ops.values()]
+    feeds = {"x": rand(rng, 2, 16, 7, 9)}
+    got = sess.run(feeds)["y"]
+    assert got.shape == (2, channels, 1, 1)
+    assert_close(got, evaluate(graph, feeds)["y"])

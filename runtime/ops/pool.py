@@ -26,6 +26,10 @@ def _pool_shape(node, shapes):
 
 
 def _global_shape(node, shapes):
+    if node.attr("_layout") == "nchw16c":
+        # the CPU layout pass: blocked (N, CB, H, W, 16) in, NCHW (N, channels, 1, 1) out
+        _need_rank(node, shapes[0], 5)
+        return [(shapes[0][0], int(node.attr("channels")), 1, 1)]
     _need_rank(node, shapes[0], 4)
     return [(shapes[0][0], shapes[0][1], 1, 1)]
 
