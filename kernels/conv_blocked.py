@@ -57,8 +57,9 @@ CBB = 128
 # 27.72 ms (bench/compare_engines.py, 9 rounds)
 ONEPASS = 256
 # _band_nchw, _band_onepass, _band_passes, _band_contig, _band_passes_contig,
-# _band_nchw_rows
-PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS = range(6)
+# _band_nchw_rows, _band_one_block
+(PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS,
+ PATH_ONE_BLOCK) = range(7)
 TILE24 = 24       # accumulators of a contiguous tile: 24 / nb pixels x nb blocks
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
@@ -269,6 +270,41 @@ def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
 
 
 @njit(inline="always", **_OPTS)
+def _band_one_block(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of,
+                    rf, has_res, base0, plane_out, npx_last, lo, hi, nb):
+    """As _band_nchw for a blocked input of a single 16-channel block (C <= 16, dw = 1): a
+    tile whose window is inside the image takes every tap in one conv_tile call (rows of
+    KW pixels x 16 channels, consecutive in the blocked layout), so the accumulators stay
+    in registers instead of going through memory tap by tap; the others go tap by tap."""
+    CB, CI, H, W, KH, KW, dh, dw = geo
+    plane_in = H * W * CI
+    w16 = nb * BLK
+    taps = KH * KW
+    wc, k0 = _rows(wp, coff, st, 0, taps * CI, w16, m0, wdec)
+    for u in range(nt):
+        acc = stage[u * _ACC:]
+        npx = NPX if u < nt - 1 else npx_last
+        obase = base0 + u * NPX * BLK
+        if _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, CI, dh, dw, plane_in) and \
+                _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
+            conv_tile(xf, offs, mk, wc, k0, 1, plane_in, taps * CI * w16, KH, dh * W * CI,
+                      KW * CI, False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo,
+                      hi, nb, NPX, 0)
+            continue
+        tile_init(acc, bias, m0, nb, NPX)
+        for kh in range(KH):
+            for kw in range(KW):
+                k = k0 + (kh * KW + kw) * CI * w16
+                if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, CI, dh, dw, plane_in):
+                    fma_tap(acc, xf, offs, mk, wc, k, 1, plane_in, taps * CI * w16, 1, 0, CI,
+                            False, nb, NPX, 0, 0)
+                else:
+                    fma_tap(acc, xf, offs, mk, wc, k, 1, plane_in, taps * CI * w16, 1, 0, CI,
+                            True, nb, NPX, 0, 0)
+        tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
+
+
+@njit(inline="always", **_OPTS)
 def _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, q0, P,
                         of, rf, has_res, base0, plane_out, lo, hi, nb, tp):
     """_band_passes for a 1x1 stride-1 unpadded conv over more than ONEPASS channels, on
@@ -456,6 +492,10 @@ def _make_job(PATH, NB, SWC=0):
             if PATH == PATH_NCHW:
                 _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
                            bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, NB)
+            elif PATH == PATH_ONE_BLOCK:
+                _band_one_block(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                                bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
+                                NB)
             elif PATH == PATH_ONEPASS:
                 _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
                               bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
@@ -481,12 +521,14 @@ def _job(path, nb, swc=0):
     return got[1]
 
 
-def _path(CB, CI, KH, KW, contiguous=False, sw=0):
+def _path(CB, CI, KH, KW, contiguous=False, sw=0, dw=1):
     """The job path; ``contiguous``: a 1x1 conv with stride 1 and no padding (output pixel
     q reads input pixel q); sw: the column stride of an NCHW input, which takes row tiles
-    when it is one of ROW_STRIDES."""
+    when it is one of ROW_STRIDES; dw: the column dilation."""
     if CI == 1:
         return PATH_NCHW_ROWS if sw in ROW_STRIDES else PATH_NCHW
+    if CB == 1 and KH * KW > 1 and dw == 1:
+        return PATH_ONE_BLOCK
     if KH * KW == 1 and CB * CI <= ONEPASS:
         return PATH_CONTIG if contiguous else PATH_ONEPASS
     return PATH_PASSES_CONTIG if contiguous else PATH_PASSES
@@ -677,7 +719,7 @@ class BlockedCall:
         self.empty = N == 0 or OH <= 0 or OW <= 0
         self.lo, self.hi = act_bounds(act, lo, hi)
         contiguous = KH == KW == 1 and sh == sw == 1 and pt == pl == 0 and (OH, OW) == (H, W)
-        path = _path(CB, CI, KH, KW, contiguous, sw)
+        path = _path(CB, CI, KH, KW, contiguous, sw, dw)
         self.fns, self.chunks = _plan(path, MB, sw if path == PATH_NCHW_ROWS else 0)
         self.geo = (MB * BLK, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw)
         # the whole batch in one launch: images n of x, out and res are one stride apart

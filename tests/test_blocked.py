@@ -45,6 +45,10 @@ CASES = [
     (1, 3, 32, 3, 2, 1, 1, 33, 31, False),     # a 3x3 stride-2 stem: 12-pixel tiles
     (2, 5, 16, 3, 1, 1, 2, 12, 13, False),     # 24-pixel tiles wider than a row, dilated
     (1, 4, 48, 3, 1, 1, 1, 20, 40, False),     # stride 1, 8-pixel tiles
+    # blocked inputs of one block (C <= 16): whole windows in one call
+    (1, 16, 64, 3, 1, 1, 1, 13, 12, True),
+    (2, 12, 40, 3, 2, 1, 1, 11, 9, True),      # stride 2, a partial block, batch 2
+    (1, 8, 16, 5, 1, 2, 2, 12, 12, True),      # dilation 2: tap by tap
 ]
 
 
