@@ -232,6 +232,15 @@ def _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, q0, P, of,
 
 
 @njit(inline="always", **_OPTS)
+def _store_band(stage, nt, of, base0, plane_out, rf, has_res, npx_last, lo, hi, nb, tp):
+    """Store the band's nt tiles of tp pixels from stage (the last one npx_last pixels)."""
+    for u in range(nt):
+        npx = tp if u < nt - 1 else npx_last
+        tile_store(stage[u * _ACC:], of, base0 + u * tp * BLK, plane_out, rf, has_res, npx,
+                   lo, hi, nb, tp)
+
+
+@njit(inline="always", **_OPTS)
 def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
                  has_res, base0, plane_out, npx_last, lo, hi, nb):
     """As _band_nchw for a blocked input in general: per tap and pass of up to CBB input
@@ -263,10 +272,7 @@ def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
                         fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
                                 True, nb, NPX, pf, 0)
                 k += cn * CI * w16
-    for u in range(nt):
-        npx = NPX if u < nt - 1 else npx_last
-        tile_store(stage[u * _ACC:], of, base0 + u * NPX * BLK, plane_out, rf, has_res, npx,
-                   lo, hi, nb, NPX)
+    _store_band(stage, nt, of, base0, plane_out, rf, has_res, npx_last, lo, hi, nb, NPX)
 
 
 @njit(inline="always", **_OPTS)
@@ -336,10 +342,7 @@ def _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, g
                 fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI, False,
                         nb, tp, pf, 0)
         k += cn * CI * w16
-    for u in range(nt):
-        npx = tp if u < nt - 1 else npx_last
-        tile_store(stage[u * _ACC:], of, base0 + u * tp * BLK, plane_out, rf, has_res, npx,
-                   lo, hi, nb, tp)
+    _store_band(stage, nt, of, base0, plane_out, rf, has_res, npx_last, lo, hi, nb, tp)
 
 
 @njit(inline="always", **_OPTS)

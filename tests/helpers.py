@@ -72,3 +72,19 @@ def dynamic_graph(rng):
                                                  activation="relu")))
     g.output(g.softmax(g.dense(y, rand(rng, 5, 6), rand(rng, 5))), "p")
     return g.build()
+
+
+def blocked(x):
+    """x (N, C, H, W) float32 as a channel-blocked NCHW16c array (kernels/reorder.py)."""
+    from jitconv.kernels.reorder import blocked_shape, to_blocked
+    y = np.empty(blocked_shape(x.shape), np.float32)
+    to_blocked(x, y)
+    return y
+
+
+def unblocked(y, c):
+    """The NCHW array of c channels a blocked array holds."""
+    from jitconv.kernels.reorder import from_blocked
+    x = np.empty((y.shape[0], c) + y.shape[2:4], np.float32)
+    from_blocked(y, x)
+    return x

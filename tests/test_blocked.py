@@ -10,14 +10,14 @@ from jitconv.backends.cpu_layout import block_layout
 from jitconv.kernels.conv_blocked import conv2d_blocked, pack_blocked
 from jitconv.kernels.depthwise_blocked import depthwise_blocked, pack_depthwise_blocked
 from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
-from jitconv.kernels.reorder import blocked_shape, from_blocked, to_blocked
+from jitconv.kernels.reorder import blocked_shape
 from jitconv.kernels.vnni import has_avx512
 from jitconv.runtime.ops.blocked import from_blocked as ref_from_blocked
 from jitconv.runtime.ops.blocked import to_blocked as ref_to_blocked
 from jitconv.runtime.passes import optimize
 from jitconv.runtime.reference import evaluate, run_op
 
-from helpers import assert_close, rand
+from helpers import assert_close, blocked, rand, unblocked
 
 ACTS = {ACT_NONE: {}, ACT_RELU: {"activation": "relu"},
         ACT_CLIP: {"activation": "clip", "activation_min": -0.5, "activation_max": 0.7}}
@@ -52,18 +52,6 @@ CASES = [
 ]
 
 
-def _blocked(x):
-    y = np.empty(blocked_shape(x.shape), np.float32)
-    to_blocked(x, y)
-    return y
-
-
-def _unblocked(y, c):
-    x = np.empty((y.shape[0], c) + y.shape[2:4], np.float32)
-    from_blocked(y, x)
-    return x
-
-
 @pytest.mark.parametrize("act", sorted(ACTS))
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:9])))
 def test_conv_blocked_matches_reference(case, act):
@@ -78,9 +66,9 @@ def test_conv_blocked_matches_reference(case, act):
         np.clip(conv + res, -0.5, 0.7) if act == ACT_CLIP else conv + res
     out = np.full(blocked_shape(conv.shape), np.nan, np.float32)
     lo, hi = (-0.5, 0.7) if act == ACT_CLIP else (0.0, 0.0)
-    conv2d_blocked(_blocked(x) if x_blocked else x, pack_blocked(wt, 16 if x_blocked else 1),
-                   wt.shape, b, _blocked(res), out, s, s, p, p, d, d, act, lo, hi)
-    assert_close(_unblocked(out, m), want, what=f"{case} act {act}")
+    conv2d_blocked(blocked(x) if x_blocked else x, pack_blocked(wt, 16 if x_blocked else 1),
+                   wt.shape, b, blocked(res), out, s, s, p, p, d, d, act, lo, hi)
+    assert_close(unblocked(out, m), want, what=f"{case} act {act}")
     assert np.isfinite(out).all(), "padding channels must be written (finite)"
 
 
@@ -102,9 +90,9 @@ def test_depthwise_blocked_matches_reference(case, act):
         np.clip(conv + res, -0.5, 0.7) if act == ACT_CLIP else conv + res
     out = np.full(blocked_shape(conv.shape), np.nan, np.float32)
     lo, hi = (-0.5, 0.7) if act == ACT_CLIP else (0.0, 0.0)
-    depthwise_blocked(_blocked(x), pack_depthwise_blocked(wt), wt.shape, b, _blocked(res),
+    depthwise_blocked(blocked(x), pack_depthwise_blocked(wt), wt.shape, b, blocked(res),
                       out, s, s, p, p, d, d, act, lo, hi)
-    assert_close(_unblocked(out, c), want, what=f"{case} act {act}")
+    assert_close(unblocked(out, c), want, what=f"{case} act {act}")
     assert np.isfinite(out).all()
 
 
@@ -120,10 +108,10 @@ def test_residual_may_be_the_output_and_threads_agree():
     try:
         for t in (1, 2):
             numba.set_num_threads(t)
-            out = _blocked(res)          # in place: the residual is read before the write
-            conv2d_blocked(_blocked(x), wp, wt.shape, b, out, out, 1, 1, 1, 1, 1, 1,
+            out = blocked(res)          # in place: the residual is read before the write
+            conv2d_blocked(blocked(x), wp, wt.shape, b, out, out, 1, 1, 1, 1, 1, 1,
                            ACT_NONE, 0.0, 0.0)
-            outs.append(_unblocked(out, 64))
+            outs.append(unblocked(out, 64))
     finally:
         numba.set_num_threads(before)
     assert_close(outs[0], conv + res)
@@ -133,10 +121,10 @@ def test_residual_may_be_the_output_and_threads_agree():
 @pytest.mark.parametrize("c", [1, 5, 16, 33])
 def test_reorders_round_trip_and_match_reference(c):
     x = rand(np.random.default_rng(c), 2, c, 3, 37)     # two 16-pixel runs and a tail
-    y = _blocked(x)
+    y = blocked(x)
     np.testing.assert_array_equal(y, ref_to_blocked(x))
     assert not y[:, -1, :, :, c % 16 or 16:].any(), "padding channels are zero"
-    np.testing.assert_array_equal(_unblocked(y, c), x)
+    np.testing.assert_array_equal(unblocked(y, c), x)
     np.testing.assert_array_equal(ref_from_blocked(y, c), x)
 
 

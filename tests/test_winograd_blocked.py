@@ -6,14 +6,14 @@ import pytest
 import jitconv as jc
 from jitconv.kernels.conv_blocked import pack_blocked, unpack_blocked
 from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
-from jitconv.kernels.reorder import blocked_shape, from_blocked, to_blocked
+from jitconv.kernels.reorder import blocked_shape
 from jitconv.kernels.vnni import has_avx512
 from jitconv.kernels.winograd_blocked import (conv2d_winograd_blocked, pack_winograd_blocked,
                                               unpack_winograd_blocked, winograd_blocked_cost,
                                               winograd_blocked_scratch_floats)
 from jitconv.runtime.reference import evaluate, run_op
 
-from helpers import assert_close, rand
+from helpers import assert_close, blocked, rand, unblocked
 
 # (N, C, M, pad, H, W, m)
 CASES = [
@@ -25,18 +25,6 @@ CASES = [
     (1, 300, 32, 1, 5, 6, 2),       # C over one pass of the products (CBB channels)
 ]
 ACTS = {ACT_NONE: (0.0, 0.0), ACT_RELU: (0.0, 0.0), ACT_CLIP: (-0.5, 0.7)}
-
-
-def _blocked(x):
-    y = np.empty(blocked_shape(x.shape), np.float32)
-    to_blocked(x, y)
-    return y
-
-
-def _unblocked(y, c):
-    x = np.empty((y.shape[0], c) + y.shape[2:4], np.float32)
-    from_blocked(y, x)
-    return x
 
 
 def _want(x, w, b, pad, res, act):
@@ -68,10 +56,10 @@ def test_winograd_blocked_matches_reference(case, with_res, act):
     scratch = np.full(winograd_blocked_scratch_floats(c, m_out, oh, ow, m), np.nan,
                       np.float32)
     lo, hi = ACTS[act]
-    conv2d_winograd_blocked(_blocked(x), pack_winograd_blocked(wt, m), m, wt.shape, b,
-                            None if res is None else _blocked(res), out, scratch, pad, pad,
+    conv2d_winograd_blocked(blocked(x), pack_winograd_blocked(wt, m), m, wt.shape, b,
+                            None if res is None else blocked(res), out, scratch, pad, pad,
                             act, lo, hi)
-    _check(_unblocked(out, m_out), _want(x, wt, b, pad, res, act), what=str(case))
+    _check(unblocked(out, m_out), _want(x, wt, b, pad, res, act), what=str(case))
     assert np.isfinite(out).all(), "padding channels must be written (finite)"
 
 
@@ -79,11 +67,11 @@ def test_residual_may_be_the_output():
     rng = np.random.default_rng(3)
     x, wt, b = rand(rng, 1, 32, 10, 10), rand(rng, 32, 32, 3, 3, scale=0.3), rand(rng, 32)
     res = rand(rng, 1, 32, 10, 10)
-    out = _blocked(res)
+    out = blocked(res)
     scratch = np.empty(winograd_blocked_scratch_floats(32, 32, 10, 10, 4), np.float32)
-    conv2d_winograd_blocked(_blocked(x), pack_winograd_blocked(wt, 4), 4, wt.shape, b, out,
+    conv2d_winograd_blocked(blocked(x), pack_winograd_blocked(wt, 4), 4, wt.shape, b, out,
                             out, scratch, 1, 1, ACT_NONE, 0.0, 0.0)
-    _check(_unblocked(out, 32), _want(x, wt, b, 1, res, ACT_NONE))
+    _check(unblocked(out, 32), _want(x, wt, b, 1, res, ACT_NONE))
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -99,7 +87,7 @@ def test_weights_unpack(m):
 
 def test_kernel_errors_name_the_mismatch():
     rng = np.random.default_rng(4)
-    x, wt, b = _blocked(rand(rng, 1, 16, 8, 8)), rand(rng, 16, 16, 3, 3), rand(rng, 16)
+    x, wt, b = blocked(rand(rng, 1, 16, 8, 8)), rand(rng, 16, 16, 3, 3), rand(rng, 16)
     out = np.empty(blocked_shape((1, 16, 8, 8)), np.float32)
     U = pack_winograd_blocked(wt, 4)
     need = winograd_blocked_scratch_floats(16, 16, 8, 8, 4)
