@@ -11,7 +11,10 @@ Register tile (kernels/tile_fma.py): NPX = 6 consecutive output pixels (in flatt
 oh * OW + ow order, so a tile may wrap from one row into the next) x up to NCH = 64 output
 channels (nb <= 4 blocks), 24 zmm accumulators. Per input channel: nb weight vectors and
 one broadcast per pixel. Weights are packed per chunk of 64 output channels in the order
-the tile reads them (``pack_blocked``).
+the tile reads them (``pack_blocked``). Some paths use tiles of 24 / nb pixels instead, so a
+narrow chunk keeps 24 accumulators too: 1x1 stride-1 unpadded convs (whose tile pixels are
+consecutive lines, read from one base) and NCHW inputs (tiles within an output row). The
+per-band loops of each path are kernels/blocked_bands.py.
 
 Padding: per tap the tile computes each pixel's input offset (clamped inside the image);
 a pixel whose tap lies outside keeps its accumulators through a lane-masked FMA. Only
@@ -21,10 +24,13 @@ Output: a tile's pixels of one 16-channel block are consecutive lines of the blo
 output, stored with bias, residual (blocked, out's shape; it may be out itself) and the
 activation applied; pixels past the map's end (the last tile) are not stored.
 
-Threads: jobs are (band of up to BANDMAX tiles, chunk), band-major, so the chunks that
-read the same input band run close together in time; threads take runs of jobs from a
-shared counter (kernels/atomics.py), so a late or descheduled thread does less. Bands
-shrink on small maps until every thread has about four jobs.
+Threads: jobs are (batch entry, band of up to BANDMAX tiles, chunk), band-major, so the
+chunks that read the same input band run close together in time. Thread t first claims
+the jobs of its own share of that order (atomics.claim), the same part of the image the
+convs before it gave the same core, then takes the others' from their back ends: a late
+or descheduled thread does less. Bands shrink on small maps until every thread has about
+four jobs. A batch of convs of one geometry (the images of N > 1, or Winograd's products)
+is one launch.
 
 Weights kept as fp16 / int8 (memory=low) are decoded pass by pass into a per-thread
 buffer (kernels/blocked_weights.py).
@@ -34,21 +40,16 @@ import numba
 from numba import njit
 
 from .atomics import claim, init_ranges
-from .blocked_weights import FP32, KIND_F32, KIND_FP16, KIND_INT4, decode_rows
+from .blocked_weights import FP32, KIND_F32, KIND_FP16, KIND_INT4
 from .jobs import f32_2d_at, f32_at, i64_at, job_address, run_jobs, u8_at
 from .epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
 from .stack import stack_f32
-from .tile_fma import NBMAX, NPX, conv_tile, fma_tap, tile_init, tile_store
+from .tile_fma import NBMAX, NPX
+from .blocked_bands import (ACC, BLK, CBB, NCH, band_contig, band_nchw, band_nchw_rows,
+                            band_one_block, band_onepass, band_passes,
+                            band_passes_contig)
 
-BLK = 16            # channels per block of the layout
-NCH = 64            # output channels per chunk of weights (NBMAX blocks: one tile's width)
-_ACC = NPX * NCH
 BANDMAX = 16        # tiles per job (at most)
-# input channels (of a tap) per pass over a band's tiles: 32 KiB of weights, which stay in
-# L1 beside the tile's inputs (256, 64 KiB, did not): alone at 2 threads, 1x1 2048 -> 512
-# at 7x7 0.334 -> 0.310 ms, 3x3 256 -> 256 at 14x14 0.61 -> 0.57, 512 -> 512 at 7x7
-# 0.73 -> 0.68 (SCRIPT=bench/blocked_layers.py bench/ab_kernels.sh 2 FQTUCSGRB 3)
-CBB = 128
 # a 1x1 conv with at most this many input channels keeps each tile in registers from bias
 # to store (one pass). 1024 was faster alone (ResNet-50's 512 -> 128 at 28x28: 0.28-0.31
 # -> 0.25-0.27 ms with its weights in cache, SCRIPT=bench/blocked_layers.py
@@ -56,8 +57,8 @@ CBB = 128
 # memory and only the passes prefetch the next ones: ResNet-50 at 2 threads 26.06 ->
 # 27.72 ms (bench/compare_engines.py, 9 rounds)
 ONEPASS = 256
-# _band_nchw, _band_onepass, _band_passes, _band_contig, _band_passes_contig,
-# _band_nchw_rows, _band_one_block
+# band_nchw, band_onepass, band_passes, band_contig, band_passes_contig,
+# band_nchw_rows, band_one_block
 (PATH_NCHW, PATH_ONEPASS, PATH_PASSES, PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS,
  PATH_ONE_BLOCK) = range(7)
 TILE24 = 24       # accumulators of a contiguous tile: 24 / nb pixels x nb blocks
@@ -115,288 +116,6 @@ def packed_size(w_shape, ci):
     return -(-M // BLK) * BLK * -(-C // ci) * ci * KH * KW
 
 
-@njit(inline="always", **_OPTS)
-def _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
-    """Tile u's input offsets for tap (kh, kw) from channel block c0 (clamped inside the
-    image) and their 0/1 scales; True when every pixel's tap is inside."""
-    inside = True
-    for p in range(NPX):
-        ih = bh[u * NPX + p] + kh * dh
-        iw = bw[u * NPX + p] + kw * dw
-        ok = ih >= 0 and ih < H and iw >= 0 and iw < W
-        inside = inside and ok
-        mk[p] = np.float32(1.0) if ok else np.float32(0.0)
-        ih = min(max(ih, 0), H - 1)
-        iw = min(max(iw, 0), W - 1)
-        offs[p] = c0 * plane_in + (ih * W + iw) * CI
-    return inside
-
-
-@njit(inline="always", **_OPTS)
-def _rows(wp, coff, st, r0, nrows, w16, m0, wdec):
-    """(array, offset) to read rows r0 .. r0 + nrows - 1 of the chunk from: wp itself for
-    fp32 weights, else wdec with those rows decoded into it."""
-    if st[0] == KIND_F32:
-        return wp, coff + r0 * w16
-    decode_rows(st[0], st[1], st[2], st[3], st[4], coff, r0, nrows, w16, m0, wdec)
-    return wdec, 0
-
-
-@njit(inline="always", **_OPTS)
-def _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
-               has_res, base0, plane_out, npx_last, lo, hi, nb):
-    """nt tiles of a band (tile u's pixels' top-left taps in bh/bw[u * NPX:], its
-    accumulators in stage[u * _ACC:]), nb blocks wide (a literal), reading an NCHW input
-    (blocks of 1 channel): a tile whose whole window is inside the image takes all its
-    taps in one conv_tile call (channel, row, then the row's KW consecutive pixels,
-    dw = 1); the others go tap by tap, then the epilogue and store.
-
-    The chunk's weights start at wp[coff]; stored ones (kind fp16 / int8) are decoded
-    into wdec first (kernels/blocked_weights.py). st = (kind, wq, scale_t, zero_t, rows);
-    geo = (CB, CI, H, W, KH, KW, dh, dw).
-    (At most 30 arguments: CPython passes a call with more as *args, which Numba's
-    inliner refuses.)"""
-    CB, CI, H, W, KH, KW, dh, dw = geo
-    plane_in = H * W
-    w16 = nb * BLK
-    taps = KH * KW
-    wc, k0 = _rows(wp, coff, st, 0, CB * taps, w16, m0, wdec)
-    for u in range(nt):
-        acc = stage[u * _ACC:]
-        npx = NPX if u < nt - 1 else npx_last
-        obase = base0 + u * NPX * BLK
-        whole = dw == 1 and _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, 1, dh,
-                                     dw, plane_in)
-        if whole and _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, 1, dh, dw, plane_in):
-            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW,
-                      False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi,
-                      nb, NPX, 0)
-            continue
-        tile_init(acc, bias, m0, nb, NPX)
-        for kh in range(KH):
-            for kw in range(KW):
-                k = k0 + (kh * KW + kw) * w16
-                if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            False, nb, NPX, 0, 0)
-                else:
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            True, nb, NPX, 0, 0)
-        tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
-
-
-@njit(inline="always", **_OPTS)
-def _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
-                  has_res, base0, plane_out, npx_last, lo, hi, nb):
-    """As _band_nchw for a 1x1 conv on a blocked input of at most ONEPASS channels (one
-    pass): each tile stays in registers from bias to store (conv_tile)."""
-    CB, CI, H, W, KH, KW, dh, dw = geo
-    plane_in = H * W * CI
-    w16 = nb * BLK
-    wc, k0 = _rows(wp, coff, st, 0, CB * CI, w16, m0, wdec)
-    for u in range(nt):
-        npx = NPX if u < nt - 1 else npx_last
-        obase = base0 + u * NPX * BLK
-        if _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
-            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
-                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX, 0)
-        else:
-            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, True, bias,
-                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX, 0)
-
-
-@njit(inline="always", **_OPTS)
-def _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, q0, P, of, rf, has_res,
-                 base0, plane_out, lo, hi, nb, tp):
-    """As _band_onepass for a 1x1 stride-1 unpadded conv (one pass), whose tile's pixels
-    are consecutive lines of the input and output: tiles of tp = 24 / nb pixels (a
-    literal: every width keeps 24 accumulators), read from one base; the last, partial
-    tile reads its pixels through clamped offsets."""
-    CB, CI, H, W, KH, KW, dh, dw = geo
-    plane_in = H * W * CI
-    w16 = nb * BLK
-    wc, k0 = _rows(wp, coff, st, 0, CB * CI, w16, m0, wdec)
-    for u in range(nt):
-        qa = q0 + u * tp
-        npx = min(tp, P - qa)
-        obase = base0 + u * tp * BLK
-        if npx == tp:
-            offs[0] = qa * CI
-            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
-                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, BLK)
-        else:
-            for p in range(tp):
-                offs[p] = min(qa + p, P - 1) * CI
-            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, CI * w16, 1, 0, CI, False, bias,
-                      m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, 0)
-
-
-@njit(inline="always", **_OPTS)
-def _store_band(stage, nt, of, base0, plane_out, rf, has_res, npx_last, lo, hi, nb, tp):
-    """Store the band's nt tiles of tp pixels from stage (the last one npx_last pixels)."""
-    for u in range(nt):
-        npx = tp if u < nt - 1 else npx_last
-        tile_store(stage[u * _ACC:], of, base0 + u * tp * BLK, plane_out, rf, has_res, npx,
-                   lo, hi, nb, tp)
-
-
-@njit(inline="always", **_OPTS)
-def _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of, rf,
-                 has_res, base0, plane_out, npx_last, lo, hi, nb):
-    """As _band_nchw for a blocked input in general: per tap and pass of up to CBB input
-    channels, every tile of the band (so that pass's weights are read from cache by all of
-    them), accumulators kept in stage between passes; stored weights are decoded pass by
-    pass."""
-    CB, CI, H, W, KH, KW, dh, dw = geo
-    kind = st[0]
-    plane_in = H * W * CI
-    w16 = nb * BLK
-    cstep = max(1, CBB // CI)
-    for u in range(nt):
-        tile_init(stage[u * _ACC:], bias, m0, nb, NPX)
-    k = 0
-    for kh in range(KH):
-        for kw in range(KW):
-            for c0 in range(0, CB, cstep):
-                cn = min(cstep, CB - c0)
-                wc, kp = _rows(wp, coff, st, k // w16, cn * CI, w16, m0, wdec)
-                for u in range(nt):
-                    acc = stage[u * _ACC:]
-                    # the band's first tile brings the next pass's weights (they follow
-                    # this pass's) into cache while it computes
-                    pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
-                    if _offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
-                        fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
-                                False, nb, NPX, pf, 0)
-                    else:
-                        fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
-                                True, nb, NPX, pf, 0)
-                k += cn * CI * w16
-    _store_band(stage, nt, of, base0, plane_out, rf, has_res, npx_last, lo, hi, nb, NPX)
-
-
-@njit(inline="always", **_OPTS)
-def _band_one_block(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw, of,
-                    rf, has_res, base0, plane_out, npx_last, lo, hi, nb):
-    """As _band_nchw for a blocked input of a single 16-channel block (C <= 16, dw = 1): a
-    tile whose window is inside the image takes every tap in one conv_tile call (rows of
-    KW pixels x 16 channels, consecutive in the blocked layout), so the accumulators stay
-    in registers instead of going through memory tap by tap; the others go tap by tap."""
-    CB, CI, H, W, KH, KW, dh, dw = geo
-    plane_in = H * W * CI
-    w16 = nb * BLK
-    taps = KH * KW
-    wc, k0 = _rows(wp, coff, st, 0, taps * CI, w16, m0, wdec)
-    for u in range(nt):
-        acc = stage[u * _ACC:]
-        npx = NPX if u < nt - 1 else npx_last
-        obase = base0 + u * NPX * BLK
-        if _offsets(offs, mk, bh, bw, u, 0, KH - 1, KW - 1, H, W, CI, dh, dw, plane_in) and \
-                _offsets(offs, mk, bh, bw, u, 0, 0, 0, H, W, CI, dh, dw, plane_in):
-            conv_tile(xf, offs, mk, wc, k0, 1, plane_in, taps * CI * w16, KH, dh * W * CI,
-                      KW * CI, False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo,
-                      hi, nb, NPX, 0)
-            continue
-        tile_init(acc, bias, m0, nb, NPX)
-        for kh in range(KH):
-            for kw in range(KW):
-                k = k0 + (kh * KW + kw) * CI * w16
-                if _offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, CI, dh, dw, plane_in):
-                    fma_tap(acc, xf, offs, mk, wc, k, 1, plane_in, taps * CI * w16, 1, 0, CI,
-                            False, nb, NPX, 0, 0)
-                else:
-                    fma_tap(acc, xf, offs, mk, wc, k, 1, plane_in, taps * CI * w16, 1, 0, CI,
-                            True, nb, NPX, 0, 0)
-        tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
-
-
-@njit(inline="always", **_OPTS)
-def _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, q0, P,
-                        of, rf, has_res, base0, plane_out, lo, hi, nb, tp):
-    """_band_passes for a 1x1 stride-1 unpadded conv over more than ONEPASS channels, on
-    _band_contig's tiles (tp = 24 / nb consecutive pixels from one base; a partial last
-    tile through clamped offsets)."""
-    CB, CI, H, W, KH, KW, dh, dw = geo
-    kind = st[0]
-    plane_in = H * W * CI
-    w16 = nb * BLK
-    cstep = max(1, CBB // CI)
-    for u in range(nt):
-        tile_init(stage[u * _ACC:], bias, m0, nb, tp)
-    npx_last = min(tp, P - (q0 + (nt - 1) * tp))
-    k = 0
-    for c0 in range(0, CB, cstep):
-        cn = min(cstep, CB - c0)
-        wc, kp = _rows(wp, coff, st, k // w16, cn * CI, w16, m0, wdec)
-        for u in range(nt):
-            acc = stage[u * _ACC:]
-            pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
-            qa = q0 + u * tp
-            if u < nt - 1 or npx_last == tp:
-                offs[0] = c0 * plane_in + qa * CI
-                fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI, False,
-                        nb, tp, pf, BLK)
-            else:
-                for p in range(tp):
-                    offs[p] = c0 * plane_in + min(qa + p, P - 1) * CI
-                fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI, False,
-                        nb, tp, pf, 0)
-        k += cn * CI * w16
-    _store_band(stage, nt, of, base0, plane_out, rf, has_res, npx_last, lo, hi, nb, tp)
-
-
-@njit(inline="always", **_OPTS)
-def _band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0, OW, sh,
-                    pt, pl, of, rf, has_res, plane_out, lo, hi, nb, tp, swc):
-    """_band_nchw on tiles that never leave an output row: tile t is row t // tpr, pixels
-    tp (t % tpr) .. +tp (tpr = ceil(OW / tp), the row's last tile partial), tp = 24 / nb
-    (24 accumulators at every width). A whole tile with its whole window inside the image
-    reads all its taps in one conv_tile call from one base, its pixels swc (the stride, a
-    literal) apart; the others go tap by tap through per-pixel offsets."""
-    CB, CI, H, W, KH, KW, dh, dw = geo
-    plane_in = H * W
-    w16 = nb * BLK
-    taps = KH * KW
-    tpr = (OW + tp - 1) // tp
-    wc, k0 = _rows(wp, coff, st, 0, CB * taps, w16, m0, wdec)
-    for u in range(nt):
-        t = t0 + u
-        oh = t // tpr
-        ow0 = (t - oh * tpr) * tp
-        npx = min(tp, OW - ow0)
-        obase = (m0 >> 4) * plane_out + (oh * OW + ow0) * BLK
-        ih0 = oh * sh - pt
-        iw0 = ow0 * swc - pl
-        if npx == tp and dw == 1 and ih0 >= 0 and ih0 + (KH - 1) * dh < H and iw0 >= 0 and \
-                iw0 + (tp - 1) * swc + KW - 1 < W:
-            offs[0] = ih0 * W + iw0
-            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW, False,
-                      bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, swc)
-            continue
-        acc = stage[:tp * nb * BLK]
-        tile_init(acc, bias, m0, nb, tp)
-        for kh in range(KH):
-            ih = ih0 + kh * dh
-            rok = ih >= 0 and ih < H
-            ihc = min(max(ih, 0), H - 1)
-            for kw in range(KW):
-                inside = rok
-                for p in range(tp):
-                    iw = (ow0 + min(p, npx - 1)) * swc - pl + kw * dw
-                    ok = rok and iw >= 0 and iw < W
-                    inside = inside and ok
-                    mk[p] = np.float32(1.0) if ok else np.float32(0.0)
-                    offs[p] = ihc * W + min(max(iw, 0), W - 1)
-                k = k0 + (kh * KW + kw) * w16
-                if inside:
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            False, nb, tp, 0, 0)
-                else:
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            True, nb, tp, 0, 0)
-        tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp)
-
-
 # The parameter block of one job function (kernels/jobs.py): int64 slots, written by
 # _launch, read by the job. Arrays are an address and a size; lo and hi are float32 bits.
 (S_X, S_XN, S_W, S_WN, S_Q, S_QN, S_S, S_S0, S_S1, S_Z, S_Z0, S_Z1, S_B, S_BN, S_O, S_ON,
@@ -447,7 +166,7 @@ def _make_job(PATH, NB, SWC=0):
         nper = ((ntile + band - 1) // band) * nchk
         plane_out = P * BLK
         K = KH * KW * CB * CI
-        stage = np.empty(BANDMAX * _ACC, np.float32)
+        stage = np.empty(BANDMAX * ACC, np.float32)
         mk = stack_f32(TILE24)       # per-pixel 0/1 tap scales (up to 24 pixels a tile)
         offs = np.empty(max(NPX, TP), np.int64)
         bh = np.empty(BANDMAX * NPX, np.int64)
@@ -472,16 +191,16 @@ def _make_job(PATH, NB, SWC=0):
             nt = min(band, ntile - t0)
             base0 = (m0 >> 4) * plane_out + t0 * TP * BLK
             if PATH == PATH_CONTIG:
-                _band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0 * TP,
+                band_contig(nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0 * TP,
                              P, of, rf, has_res, base0, plane_out, lo, hi, NB, TP)
                 continue
             if PATH == PATH_NCHW_ROWS:
-                _band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
                                 t0, OW, sh, pt, pl, of, rf, has_res, plane_out, lo, hi, NB,
                                 TP, SWC)
                 continue
             if PATH == PATH_PASSES_CONTIG:
-                _band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0,
+                band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0,
                                     geo, t0 * TP, P, of, rf, has_res, base0, plane_out,
                                     lo, hi, NB, TP)
                 continue
@@ -493,18 +212,18 @@ def _make_job(PATH, NB, SWC=0):
                     bw[u * NPX + p] = (q - oh * OW) * sw - pl
             npx_last = min(NPX, P - (t0 + nt - 1) * NPX)
             if PATH == PATH_NCHW:
-                _band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
+                band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh,
                            bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi, NB)
             elif PATH == PATH_ONE_BLOCK:
-                _band_one_block(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                band_one_block(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
                                 bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
                                 NB)
             elif PATH == PATH_ONEPASS:
-                _band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                band_onepass(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
                               bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
                               NB)
             else:
-                _band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
+                band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
                              bh, bw, of, rf, has_res, base0, plane_out, npx_last, lo, hi,
                              NB)
 
