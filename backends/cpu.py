@@ -8,6 +8,7 @@ from jitconv.runtime.threads import check_fork, numba_threads
 
 from . import (cpu_conv, cpu_convt, cpu_gemm, cpu_layout, cpu_math, cpu_norm, cpu_ops,
                cpu_quant)
+from . import cpu_blocked_conv  # noqa: F401 (registers the blocked conv families)
 from .base import Backend, Target
 from .registry import default_registry
 
