@@ -27,8 +27,8 @@ from .cpu_layout import BLOCKED
 
 
 class Blocked(ConvFamily):
-    """conv2d_blocked: NCHW16c output, input blocked or NCHW (``choice.option``: 16 or 1
-    channels per input block), fp32 weights packed per 64 output channels (fp16 / int8 /
+    """conv2d_blocked: NCHW16c output (or NCHW from a stem, attribute _out_layout), input
+    blocked or NCHW (``choice.option``: 16 or 1 channels per input block), fp32 weights packed per 64 output channels (fp16 / int8 /
     int4 kept as stored: the same order, decoded pass by pass); or, option "dw",
     depthwise_blocked (blocked input, weights per 16 channels; kept as stored, decoded
     whole into the scratch and reordered on each call)."""
@@ -189,9 +189,11 @@ def _blocked_rule(request):
                                                     f"NCHW16c chosen by the layout pass",
                       option="dw", family="blocked")
     ci = 16 if request.attrs.get("_in_layout") == BLOCKED else 1
+    out = ", output NCHW (the tiles store it transposed)" \
+        if request.attrs.get("_out_layout") == "nchw" else ""
     return Choice("conv2d_blocked" + suffix,
                   f"{why}; channel-blocked layout NCHW16c chosen by the layout pass, input "
-                  f"{'blocked' if ci == 16 else 'NCHW'}", option=ci, family="blocked")
+                  f"{'blocked' if ci == 16 else 'NCHW'}{out}", option=ci, family="blocked")
 
 
 register_conv_family(WinogradBlocked, rule=_winograd_blocked_rule)   # asked first

@@ -15,7 +15,8 @@ import numpy as np
 from numba import njit
 
 from .blocked_weights import KIND_F32, decode_rows
-from .tile_fma import NPX, conv_tile, fma_tap, tile_init, tile_store
+from .tile_fma import (NPX, conv_tile, conv_tile_nchw, fma_tap, tile_init, tile_store,
+                       tile_store_nchw)
 
 BLK = 16            # channels per block of the layout
 NCH = 64            # output channels per chunk of weights (NBMAX blocks: one tile's width)
@@ -261,12 +262,14 @@ def band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, ge
 
 @njit(inline="always", **_OPTS)
 def band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t0, OW, sh,
-                    pt, pl, of, rf, has_res, plane_out, lo, hi, nb, tp, swc):
+                    pt, pl, of, rf, has_res, plane_out, lo, hi, nb, tp, swc, onchw, mv):
     """band_nchw on tiles that never leave an output row: tile t is row t // tpr, pixels
     tp (t % tpr) .. +tp (tpr = ceil(OW / tp), the row's last tile partial), tp = 24 / nb
     (24 accumulators at every width). A whole tile with its whole window inside the image
     reads all its taps in one conv_tile call from one base, its pixels swc (the stride, a
-    literal) apart; the others go tap by tap through per-pixel offsets."""
+    literal) apart; the others go tap by tap through per-pixel offsets. onchw (a
+    constant of the job): the output (and residual) are NCHW, plane_out is then the plane
+    size and only mv channels from m0 on are stored."""
     CB, CI, H, W, KH, KW, dh, dw = geo
     plane_in = H * W
     w16 = nb * BLK
@@ -278,14 +281,23 @@ def band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t
         oh = t // tpr
         ow0 = (t - oh * tpr) * tp
         npx = min(tp, OW - ow0)
-        obase = (m0 >> 4) * plane_out + (oh * OW + ow0) * BLK
+        if onchw:
+            obase = m0 * plane_out + oh * OW + ow0
+        else:
+            obase = (m0 >> 4) * plane_out + (oh * OW + ow0) * BLK
         ih0 = oh * sh - pt
         iw0 = ow0 * swc - pl
         if npx == tp and dw == 1 and ih0 >= 0 and ih0 + (KH - 1) * dh < H and iw0 >= 0 and \
                 iw0 + (tp - 1) * swc + KW - 1 < W:
             offs[0] = ih0 * W + iw0
-            conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW, False,
-                      bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, swc)
+            if onchw:
+                conv_tile_nchw(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW,
+                               False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo,
+                               hi, nb, tp, swc, mv)
+            else:
+                conv_tile(xf, offs, mk, wc, k0, CB, plane_in, taps * w16, KH, dh * W, KW,
+                          False, bias, m0, of, obase, plane_out, rf, has_res, npx, lo, hi,
+                          nb, tp, swc)
             continue
         acc = stage[:tp * nb * BLK]
         tile_init(acc, bias, m0, nb, tp)
@@ -308,4 +320,7 @@ def band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t
                 else:
                     fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
                             True, nb, tp, 0, 0)
-        tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp)
+        if onchw:
+            tile_store_nchw(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, mv)
+        else:
+            tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp)

@@ -124,17 +124,20 @@ def packed_size(w_shape, ci):
 # a batch of NBAT convs of one geometry: input, weights and output of batch b start
 # b * stride floats further (the weights' stride 0 for images sharing them)
 S_NBAT, S_XBS, S_WBS, S_OBS = S_ROWS + 6, S_ROWS + 7, S_ROWS + 8, S_ROWS + 9
+# the output's real channel count (an NCHW output stores no padding channels)
+S_MOUT = S_ROWS + 10
 # the threads' job ranges (atomics.claim): one word per thread, up to MAXT threads
-S_NTH, S_RANGES = S_ROWS + 10, S_ROWS + 11
+S_NTH, S_RANGES = S_ROWS + 11, S_ROWS + 12
 MAXT = 64
 NSLOT = S_RANGES + MAXT
 
 
-def _make_job(PATH, NB, SWC=0):
+def _make_job(PATH, NB, SWC=0, ONCHW=False):
     """The job function of one (path, chunk width NB blocks): jobs (batch entry, band of
     tiles, chunk of the slot range [c0, c1)) claimed one by one from the threads' ranges
-    (atomics.claim) until none are left. Only this path and width are compiled into it; the weight kind is read at run
-    time (one decode call per pass), so fp32 and every stored kind share it."""
+    (atomics.claim) until none are left. Only this path and width are compiled into it;
+    the weight kind is read at run time (one decode call per pass), so fp32 and every
+    stored kind share it. ONCHW (the row path only): the output is NCHW."""
 
     # pixels per tile: NPX, or on the contiguous and row paths as many as keep 24
     # accumulators
@@ -164,7 +167,8 @@ def _make_job(PATH, NB, SWC=0):
         P = OH * OW
         ntile, band, _ = _jobs(OH, OW, TP, PATH == PATH_NCHW_ROWS, a[S_BAND], nchk, nbat)
         nper = ((ntile + band - 1) // band) * nchk
-        plane_out = P * BLK
+        plane_out = P if ONCHW else P * BLK
+        mout = a[S_MOUT]
         K = KH * KW * CB * CI
         stage = np.empty(BANDMAX * ACC, np.float32)
         mk = stack_f32(TILE24)       # per-pixel 0/1 tap scales (up to 24 pixels a tile)
@@ -197,7 +201,7 @@ def _make_job(PATH, NB, SWC=0):
             if PATH == PATH_NCHW_ROWS:
                 band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo,
                                 t0, OW, sh, pt, pl, of, rf, has_res, plane_out, lo, hi, NB,
-                                TP, SWC)
+                                TP, SWC, ONCHW, mout - m0)
                 continue
             if PATH == PATH_PASSES_CONTIG:
                 band_passes_contig(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0,
@@ -230,16 +234,17 @@ def _make_job(PATH, NB, SWC=0):
     return job
 
 
-_JOBS = {}      # (path, nb, swc) -> (job function, its address): the function keeps its code
+_JOBS = {}      # (path, nb, swc, onchw) -> (job function, its address): it keeps its code
 
 
-def _job(path, nb, swc=0):
-    """Address of the job function for (path, nb, stride swc of the rows path), compiled
-    on first use."""
-    got = _JOBS.get((path, nb, swc))
+def _job(path, nb, swc=0, onchw=False):
+    """Address of the job function for (path, nb, stride swc of the rows path, NCHW
+    output), compiled on first use."""
+    key = (path, nb, swc, onchw)
+    got = _JOBS.get(key)
     if got is None:
-        job = _make_job(path, nb, swc)
-        got = _JOBS[(path, nb, swc)] = (job, job_address(job))
+        job = _make_job(*key)
+        got = _JOBS[key] = (job, job_address(job))
     return got[1]
 
 
@@ -263,25 +268,31 @@ _PLANS = {}
 ROW_STRIDES = (1, 2)
 
 
+def nchw_out_ok(ci, sw):
+    """True when conv2d_blocked can write an NCHW output itself: an NCHW input (ci 1)
+    taking row tiles (column stride in ROW_STRIDES)."""
+    return ci == 1 and sw in ROW_STRIDES
+
+
 def _tile_px(path, nb):
     """Pixels per tile of the job function for (path, nb)."""
     return TILE24 // nb if path in (PATH_CONTIG, PATH_PASSES_CONTIG, PATH_NCHW_ROWS) else NPX
 
 
-def _plan(path, MB, swc=0):
+def _plan(path, MB, swc=0, onchw=False):
     """(job function addresses, rows (chunk range start, end, pixels per tile, 1 for row
     tiles)): full chunks of NBMAX blocks, then the narrower last one."""
-    key = (path, MB, swc)
+    key = (path, MB, swc, onchw)
     plan = _PLANS.get(key)
     if plan is None:
         full, tail = divmod(MB, NBMAX)
         fns, chunks = [], []
         rows = int(path == PATH_NCHW_ROWS)
         if full:
-            fns.append(_job(path, NBMAX, swc))
+            fns.append(_job(path, NBMAX, swc, onchw))
             chunks.append((0, full, _tile_px(path, NBMAX), rows))
         if tail:
-            fns.append(_job(path, tail, swc))
+            fns.append(_job(path, tail, swc, onchw))
             chunks.append((full, full + 1, _tile_px(path, tail), rows))
         plan = _PLANS[key] = (np.array(fns, np.int64), np.array(chunks, np.int64))
     return plan
@@ -332,6 +343,7 @@ def _params(fns, chunks, xf, wp, kind, wq, scale_t, zero_t, rows, bias, of, rf, 
             _addr(rf)
         a[S_HASRES] = 1 if has_res else 0
         a[S_OH], a[S_OW], a[S_H], a[S_W_] = OH, OW, H, W
+        a[S_MOUT] = M
         a[S_CB], a[S_CI], a[S_KH], a[S_KW] = CB, CI, KH, KW
         a[S_SH], a[S_SW], a[S_PT], a[S_PL], a[S_DH], a[S_DW] = sh, sw, pt, pl, dh, dw
         a[S_BAND] = band
@@ -394,7 +406,9 @@ def conv2d_blocked(x, wp, w_shape, bias, res, out, sh, sw, pt, pl, dh, dw, act, 
     NCHW (N, C, H, W); wp from ``pack_blocked(w, 16 or 1)`` accordingly; bias (M,); res
     out-shaped or None. Output channels past M are written as act(0 + res). act 0 none /
     1 relu / 2 clip(lo, hi). ``stored``: the weights as kept in fp16 / int8 / int4
-    (``blocked_weights.pack_stored_blocked``), wp then unused (empty)."""
+    (``blocked_weights.pack_stored_blocked``), wp then unused (empty).
+    out may also be NCHW (N, M, OH, OW) where ``nchw_out_ok`` says so (an NCHW input with
+    row tiles): the tiles are transposed as they are stored, no conversion after."""
     if not isinstance(x, np.ndarray) or not isinstance(out, np.ndarray):
         raise ValueError("conv2d_blocked: x and out must be arrays")
     has_res = res is not None and res.size > 0
@@ -432,20 +446,26 @@ class BlockedCall:
         if _values(wp, stored) != packed_size(w_shape, CI):
             raise ValueError(f"conv2d_blocked: {_values(wp, stored)} packed weights do not "
                              f"match w {tuple(w_shape)} with input blocks of {CI}")
-        if len(out_shape) != 5 or out_shape[:2] != (N, MB) or out_shape[4] != BLK:
+        sh, sw, pt, pl, dh, dw = (int(v) for v in window)
+        onchw = len(out_shape) == 4
+        if onchw and (out_shape[:2] != (N, M) or not nchw_out_ok(CI, sw)):
+            raise ValueError(f"conv2d_blocked: an NCHW out {out_shape} needs an NCHW input "
+                             f"(x {x_shape}), column stride in {ROW_STRIDES} (not {sw}) "
+                             f"and shape ({N}, {M}, OH, OW)")
+        if not onchw and (len(out_shape) != 5 or out_shape[:2] != (N, MB) or
+                          out_shape[4] != BLK):
             raise ValueError(f"conv2d_blocked: out {out_shape} is not blocked "
                              f"({N}, {MB}, OH, OW, {BLK}) float32")
-        sh, sw, pt, pl, dh, dw = (int(v) for v in window)
         OH, OW = out_shape[2], out_shape[3]
         self.M, self.MB, self.out_shape, self.has_res = M, MB, out_shape, bool(has_res)
         self.empty = N == 0 or OH <= 0 or OW <= 0
         self.lo, self.hi = act_bounds(act, lo, hi)
         contiguous = KH == KW == 1 and sh == sw == 1 and pt == pl == 0 and (OH, OW) == (H, W)
         path = _path(CB, CI, KH, KW, contiguous, sw, dw)
-        self.fns, self.chunks = _plan(path, MB, sw if path == PATH_NCHW_ROWS else 0)
+        self.fns, self.chunks = _plan(path, MB, sw if path == PATH_NCHW_ROWS else 0, onchw)
         self.geo = (MB * BLK, OH, OW, H, W, CB, CI, KH, KW, sh, sw, pt, pl, dh, dw)
         # the whole batch in one launch: images n of x, out and res are one stride apart
-        self.batch = (N, CB * H * W * CI, 0, MB * OH * OW * BLK)
+        self.batch = (N, CB * H * W * CI, 0, (M if onchw else MB * BLK) * OH * OW)
         self.wp, self.stored = wp, stored
         self._params = {}        # thread count -> (parameter blocks, threads to use)
 
@@ -473,4 +493,5 @@ class BlockedCall:
                 self.fns, self.chunks, xf, self.wp, st.kind, st.wq, st.scale_t, st.zero_t,
                 st.rows, bias, of, rf, self.has_res, self.geo, self.lo, self.hi, nt,
                 self.batch)
+            got[0][:, S_MOUT] = self.M
         _rerun(self.fns, got[0], got[1], xf, bias, of, rf)

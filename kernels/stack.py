@@ -92,6 +92,26 @@ def copy_masked16(typingctx, src, soff, dst, doff, n):
     return sig, codegen
 
 
+def transpose_vectors(builder, rows):
+    """The 16 <16 x float> values ``rows`` (row r, lane c) transposed: 16 values, value c
+    holding lane c of every row (64 two-source shuffles). Used by transpose16 and by the
+    blocked tile's NCHW store (kernels/tile_fma.py)."""
+    rows = list(rows)
+    # each round swaps bit b of the row index with bit b of the lane index
+    for b in (8, 4, 2, 1):
+        lo_mask = ir.Constant(ir.VectorType(_I32, 16),
+                              [lane if not lane & b else 16 + lane - b for lane in range(16)])
+        hi_mask = ir.Constant(ir.VectorType(_I32, 16),
+                              [lane + b if not lane & b else 16 + lane for lane in range(16)])
+        for i in range(16):
+            if i & b:
+                continue
+            a, c = rows[i], rows[i + b]
+            rows[i] = builder.shuffle_vector(a, c, lo_mask)
+            rows[i + b] = builder.shuffle_vector(a, c, hi_mask)
+    return rows
+
+
 @intrinsic
 def transpose16(typingctx, src, soff, sstride, dst, doff):
     """dst[doff + c*16 + r] = src[soff + r*sstride + c] for r, c < 16: a 16x16 block
@@ -121,18 +141,7 @@ def transpose16(typingctx, src, soff, sstride, dst, doff):
             off = builder.add(so, builder.mul(ss, ir.Constant(_I64, r)))
             p = builder.bitcast(builder.gep(s.data, [off]), vptr)
             rows.append(builder.load(p, align=4))
-        # each round swaps bit b of the row index with bit b of the lane index
-        for b in (8, 4, 2, 1):
-            lo_mask = ir.Constant(ir.VectorType(_I32, 16),
-                                  [l if not l & b else 16 + l - b for l in range(16)])
-            hi_mask = ir.Constant(ir.VectorType(_I32, 16),
-                                  [l + b if not l & b else 16 + l for l in range(16)])
-            for i in range(16):
-                if i & b:
-                    continue
-                a, c = rows[i], rows[i + b]
-                rows[i] = builder.shuffle_vector(a, c, lo_mask)
-                rows[i + b] = builder.shuffle_vector(a, c, hi_mask)
+        rows = transpose_vectors(builder, rows)
         for r in range(16):
             off = builder.add(do, ir.Constant(_I64, 16 * r))
             p = builder.bitcast(builder.gep(d.data, [off]), vptr)

@@ -32,6 +32,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .stack import _intrinsic_fn, transpose_vectors
+
 NPX = 6             # pixels per tile (at most)
 NBMAX = 4           # 16-channel blocks per tile (at most)
 _V16 = ir.VectorType(ir.FloatType(), 16)
@@ -181,6 +183,54 @@ def _emit_store(builder, vals, o, r, base_, stride_, n_, lo_, hi_, hres, NB, NP)
                 emit_epilogue(builder, vals[NB * p + j], o, r, off, lo_, hi_, hres)
 
 
+def _clamp(builder, v, lo_, hi_):
+    mx = builder.select(builder.fcmp_ordered("<", v, lo_), lo_, v)
+    return builder.select(builder.fcmp_ordered(">", mx, hi_), hi_, mx)
+
+
+def _emit_store_nchw(builder, vals, o, r, base_, plane_, mv_, n_, lo_, hi_, hres, NB, NP):
+    """NCHW output: out[base + (16 j + c) plane + p] = clamp(vals[NB p + j][c] (+ res
+    there)) for p < n, 16 j + c < mv. Each block's pixel vectors are transposed in
+    registers (16 at a time) into channel rows of consecutive pixels, stored with a lane
+    mask; rows past mv (the padding channels of the last block) are not stored."""
+    lanes = ir.Constant(ir.VectorType(_I64, 16), list(range(16)))
+    undef = ir.Constant(_V16, None)
+    vptr = _V16.as_pointer()
+    mty = ir.VectorType(ir.IntType(1), 16)
+    load = _intrinsic_fn(builder.module, "llvm.masked.load.v16f32.p0",
+                         ir.FunctionType(_V16, [vptr, _I32, mty, _V16]))
+    store = _intrinsic_fn(builder.module, "llvm.masked.store.v16f32.p0",
+                          ir.FunctionType(ir.VoidType(), [_V16, vptr, _I32, mty]))
+    align = ir.Constant(_I32, 4)
+    for p0 in range(0, NP, 16):
+        left = builder.sub(n_, ir.Constant(_I64, p0))
+        nv = builder.insert_element(ir.Constant(ir.VectorType(_I64, 16), None), left,
+                                    ir.Constant(_I32, 0))
+        nv = builder.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
+        mask = builder.icmp_signed("<", lanes, nv)
+        for j in range(NB):
+            rows = [vals[NB * p + j] for p in range(p0, min(NP, p0 + 16))]
+            cols = transpose_vectors(builder, rows + [undef] * (16 - len(rows)))
+            for c in range(16):
+                ch = 16 * j + c
+                with builder.if_then(builder.icmp_signed(">", mv_, ir.Constant(_I64, ch))):
+                    off = builder.add(base_, builder.add(
+                        builder.mul(plane_, ir.Constant(_I64, ch)), ir.Constant(_I64, p0)))
+                    v = cols[c]
+                    with builder.if_else(hres) as (then, other):
+                        with then:
+                            v1 = builder.fadd(v, builder.call(load, [
+                                _ptr16(builder, r, off), align, mask, undef]))
+                            blk_then = builder.block
+                        with other:
+                            blk_else = builder.block
+                    vp = builder.phi(_V16)
+                    vp.add_incoming(v1, blk_then)
+                    vp.add_incoming(v, blk_else)
+                    builder.call(store, [_clamp(builder, vp, lo_, hi_),
+                                         _ptr16(builder, o, off), align, mask])
+
+
 def emit_epilogue(builder, v, o, r, off, lo_, hi_, hres):
     """o[off : off + 16] = min(max(v (+ r[off : off + 16] when hres), lo), hi); NaN stays
     NaN. r may be o itself (read before the store)."""
@@ -193,9 +243,7 @@ def emit_epilogue(builder, v, o, r, off, lo_, hi_, hres):
     vp = builder.phi(_V16)
     vp.add_incoming(v1, blk_then)
     vp.add_incoming(v, blk_else)
-    mx = builder.select(builder.fcmp_ordered("<", vp, lo_), lo_, vp)
-    mn = builder.select(builder.fcmp_ordered(">", mx, hi_), hi_, mx)
-    builder.store(mn, _ptr16(builder, o, off), align=4)
+    builder.store(_clamp(builder, vp, lo_, hi_), _ptr16(builder, o, off), align=4)
 
 
 def _f32_splat(builder, val, ty):
@@ -262,43 +310,77 @@ def fma_tap(typingctx, acc, xf, offs, scale, wc, k, cb, cstride, wbstride, rows,
     return sig, codegen
 
 
+def _conv_tile_typer(nchw):
+    def typer(xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
+              masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx,
+              pxstride, *mv):
+        ints = (k, cb, cstride, wbstride, rows, rstride, ci)
+        ok = (_tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)
+              and _f32_arrays(bias, out, res) and isinstance(has_res, types.Boolean)
+              and all(isinstance(t, types.Integer) for t in (m0, base, stride, n, *mv))
+              and all(isinstance(t, types.Float) for t in (lo, hi))
+              and isinstance(pxstride, types.IntegerLiteral) and len(mv) == int(nchw))
+        if not ok:
+            return None
+        NB, NP = int(nb.literal_value), int(npx.literal_value)
+        PXS = int(pxstride.literal_value)
+        use_scale = bool(masked.literal_value)
+        sig = types.void(xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
+                         masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb,
+                         npx, pxstride, *mv)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            x, xoffs, scales, w, ints = _tap_operands(context, builder, tys[:11], args[:11],
+                                                      NP, use_scale, PXS)
+            b, o, r = (context.make_array(tys[j])(context, builder, args[j]).data
+                       for j in (12, 14, 17))
+            m, base_, stride_, n_ = (context.cast(builder, args[j], tys[j], types.int64)
+                                     for j in (13, 15, 16, 19))
+            init = _emit_bias(builder, b, m, NB, NP)
+            outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP)
+            lo_ = _f32_splat(builder, args[20], tys[20])
+            hi_ = _f32_splat(builder, args[21], tys[21])
+            if nchw:
+                mv_ = context.cast(builder, args[25], tys[25], types.int64)
+                _emit_store_nchw(builder, outs, o, r, base_, stride_, mv_, n_, lo_, hi_,
+                                 args[18], NB, NP)
+            else:
+                _emit_store(builder, outs, o, r, base_, stride_, n_, lo_, hi_, args[18], NB,
+                            NP)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return typer
+
+
 @intrinsic
 def conv_tile(typingctx, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
               masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx, pxstride):
-    """A whole tile in registers: the accumulators start from bias[m0:] (tile_init), take
-    one tap loop (fma_tap's arguments) and are stored as tile_store does. For a conv
-    whose every tap fits one call (1x1 with few channels, a window inside the image of
-    an NCHW input): no accumulator round trip through memory. pxstride (a literal): 0,
-    or the distance in floats of consecutive pixels from offs[0] (``_tap_operands``)."""
-    ints = (k, cb, cstride, wbstride, rows, rstride, ci)
-    ok = (_tap_types_ok(xf, offs, scale, wc, ints, masked, nb, npx)
-          and _f32_arrays(bias, out, res) and isinstance(has_res, types.Boolean)
-          and all(isinstance(t, types.Integer) for t in (m0, base, stride, n))
-          and all(isinstance(t, types.Float) for t in (lo, hi))
-          and isinstance(pxstride, types.IntegerLiteral))
-    if not ok:
-        return None
-    NB, NP = int(nb.literal_value), int(npx.literal_value)
-    PXS = int(pxstride.literal_value)
-    use_scale = bool(masked.literal_value)
-    sig = types.void(xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci, masked,
-                     bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx, pxstride)
+    """conv_tile(xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
+    ci, masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx, pxstride): a
+    whole tile in registers. The accumulators start from bias[m0:] (tile_init), take one tap
+    loop (fma_tap's arguments) and are stored as tile_store does. For a conv whose every tap
+    fits one call (1x1 with few channels, a window inside the image of an NCHW input): no
+    accumulator round trip through memory. pxstride (a literal): 0, or the distance in
+    floats of consecutive pixels from offs[0] (``_tap_operands``)."""
+    return _conv_tile_typer(False)(xf, offs, scale, wc, k, cb, cstride, wbstride, rows,
+                                   rstride, ci, masked, bias, m0, out, base, stride, res,
+                                   has_res, n, lo, hi, nb, npx, pxstride)
 
-    def codegen(context, builder, signature, args):
-        tys = signature.args
-        x, xoffs, scales, w, ints = _tap_operands(context, builder, tys[:11], args[:11], NP,
-                                                  use_scale, PXS)
-        b, o, r = (context.make_array(tys[j])(context, builder, args[j]).data
-                   for j in (12, 14, 17))
-        m, base_, stride_, n_ = (context.cast(builder, args[j], tys[j], types.int64)
-                                 for j in (13, 15, 16, 19))
-        init = _emit_bias(builder, b, m, NB, NP)
-        outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP)
-        _emit_store(builder, outs, o, r, base_, stride_, n_, _f32_splat(builder, args[20], tys[20]),
-                    _f32_splat(builder, args[21], tys[21]), args[18], NB, NP)
-        return context.get_dummy_value()
 
-    return sig, codegen
+@intrinsic
+def conv_tile_nchw(typingctx, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
+                   ci, masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx,
+                   pxstride, mv):
+    """conv_tile_nchw(..., pxstride, mv): conv_tile storing to an NCHW
+    output as tile_store_nchw does (base, stride: the tile's first pixel of channel m0 and the
+    plane size; mv: channels m0 + mv on are not stored)."""
+    return _conv_tile_typer(True)(xf, offs, scale, wc, k, cb, cstride, wbstride, rows,
+                                  rstride, ci, masked, bias, m0, out, base, stride, res,
+                                  has_res, n, lo, hi, nb, npx, pxstride, mv)
+
+
 
 
 def _ptr16(builder, base, off):
@@ -326,32 +408,55 @@ def tile_init(typingctx, acc, bias, m0, nb, npx):
     return sig, codegen
 
 
+def _tile_store_typer(nchw):
+    def typer(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx, *mv):
+        ok = (_f32_arrays(acc, out, res)
+              and all(isinstance(t, types.Integer) for t in (base, stride, n, *mv))
+              and isinstance(has_res, types.Boolean)
+              and all(isinstance(t, types.Float) for t in (lo, hi))
+              and isinstance(nb, types.IntegerLiteral) and isinstance(npx, types.IntegerLiteral)
+              and len(mv) == int(nchw))
+        if not ok:
+            return None
+        NB, NP = int(nb.literal_value), int(npx.literal_value)
+        sig = types.void(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx, *mv)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            a, o, r = (context.make_array(tys[j])(context, builder, args[j]).data
+                       for j in (0, 1, 4))
+            base_, stride_, n_ = (context.cast(builder, args[j], tys[j], types.int64)
+                                  for j in (2, 3, 6))
+            vals = [builder.load(_ptr16(builder, a, ir.Constant(_I64, 16 * t)), align=4)
+                    for t in range(NB * NP)]
+            lo_ = _f32_splat(builder, args[7], tys[7])
+            hi_ = _f32_splat(builder, args[8], tys[8])
+            if nchw:
+                mv_ = context.cast(builder, args[11], tys[11], types.int64)
+                _emit_store_nchw(builder, vals, o, r, base_, stride_, mv_, n_, lo_, hi_,
+                                 args[5], NB, NP)
+            else:
+                _emit_store(builder, vals, o, r, base_, stride_, n_, lo_, hi_, args[5], NB, NP)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return typer
+
+
 @intrinsic
 def tile_store(typingctx, acc, out, base, stride, res, has_res, n, lo, hi, nb, npx):
-    """out[base + j stride + 16p : +16] = min(max(acc[p, 16j : +16] (+ the same of res),
-    lo), hi) for p < n (n <= npx), j < nb (literals): one tile's blocks, each a run of
-    consecutive 16-float pixels. res may be out itself (each line is read before it is
-    written)."""
-    ok = (_f32_arrays(acc, out, res)
-          and all(isinstance(t, types.Integer) for t in (base, stride, n))
-          and isinstance(has_res, types.Boolean)
-          and all(isinstance(t, types.Float) for t in (lo, hi))
-          and isinstance(nb, types.IntegerLiteral) and isinstance(npx, types.IntegerLiteral))
-    if not ok:
-        return None
-    NB, NP = int(nb.literal_value), int(npx.literal_value)
-    sig = types.void(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx)
+    """tile_store(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx):
+    out[base + j stride + 16p : +16] = min(max(acc[p, 16j : +16] (+ the same of res), lo), hi)
+    for p < n (n <= npx), j < nb (literals): one tile's blocks, each a run of consecutive
+    16-float pixels. res may be out itself (each line is read before it is written)."""
+    return _tile_store_typer(False)(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx)
 
-    def codegen(context, builder, signature, args):
-        tys = signature.args
-        a, o, r = (context.make_array(tys[j])(context, builder, args[j]).data
-                   for j in (0, 1, 4))
-        base_, stride_, n_ = (context.cast(builder, args[j], tys[j], types.int64)
-                              for j in (2, 3, 6))
-        vals = [builder.load(_ptr16(builder, a, ir.Constant(_I64, 16 * t)), align=4)
-                for t in range(NB * NP)]
-        _emit_store(builder, vals, o, r, base_, stride_, n_, _f32_splat(builder, args[7], tys[7]),
-                    _f32_splat(builder, args[8], tys[8]), args[5], NB, NP)
-        return context.get_dummy_value()
 
-    return sig, codegen
+@intrinsic
+def tile_store_nchw(typingctx, acc, out, base, stride, res, has_res, n, lo, hi, nb, npx, mv):
+    """tile_store_nchw(acc, out, base, stride, res, has_res, n, lo, hi,
+    nb, npx, mv): the tile to an NCHW output: channel m0 + 16 j + c of pixel p (p < n) at
+    out[base + (16 j + c) stride + p] (base: the tile's first pixel of channel m0, stride: the
+    plane size), for 16 j + c < mv; res likewise NCHW."""
+    return _tile_store_typer(True)(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx,
+                                   mv)

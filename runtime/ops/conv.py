@@ -1,7 +1,6 @@
 """Conv: grouped, strided, dilated 2-D convolution with a fused bias/activation epilogue."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -50,7 +49,7 @@ def _shape(node, shapes):
     check_inputs(node, shapes)
     _, _, _, out_hw = window_geometry(node, x[2:], w[2:])
     out = (x[0], w[0], *out_hw)
-    if blocked:
+    if blocked and node.attr("_out_layout") != "nchw":
         out = blocked_shape(out)
     # a 4th input is a residual fused in by runtime/passes.py: added before the activation
     if len(shapes) > 3 and shapes[3] is not None and tuple(shapes[3]) != out:
