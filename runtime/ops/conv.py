@@ -1,7 +1,6 @@
 """Conv: grouped, strided, dilated 2-D convolution with a fused bias/activation epilogue."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..opdef import Attr, OnnxSpec, OpDef, register
