@@ -27,8 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from jitconv.errors import RegistryError
-from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
+from jitconv.errors import GraphError, RegistryError
+from jitconv.kernels.epilogue import (ACT_CLIP, ACT_GELU, ACT_GELU_TANH, ACT_NONE, ACT_RELU,
+                                      ACT_SILU)
 from jitconv.runtime.shapes import window_geometry
 
 
@@ -57,15 +58,22 @@ class ConvGeometry:
                 self.dilations[0], self.dilations[1])
 
 
+# the smooth activations a Conv node may carry (runtime/passes.py) and their codes
+SMOOTH = {"silu": ACT_SILU, "gelu": ACT_GELU, "gelu_tanh": ACT_GELU_TANH}
+
+
 @dataclass(frozen=True)
 class Epilogue:
     """What follows the convolution sum: bias (always passed; zeros when the node has
     none), a residual add when ``residual``, then the activation (``act`` is ACT_NONE,
-    ACT_RELU or ACT_CLIP to [lo, hi])."""
+    ACT_RELU or ACT_CLIP to [lo, hi]), then ``post``: ACT_NONE or a smooth activation
+    (ACT_SILU, ACT_GELU, ACT_GELU_TANH) that the conv op applies to the output after the
+    kernel (kernels/act_vec.py); kernels see only ``act_args``."""
     act: int = ACT_NONE
     lo: float = 0.0
     hi: float = 0.0
     residual: bool = False
+    post: int = ACT_NONE
 
     @classmethod
     def of(cls, node) -> "Epilogue":
@@ -76,6 +84,11 @@ class Epilogue:
         if act == "clip":
             return cls(ACT_CLIP, float(node.attr("activation_min", float("-inf"))),
                        float(node.attr("activation_max", float("inf"))), residual)
+        if act in SMOOTH:
+            return cls(ACT_NONE, 0.0, 0.0, residual, SMOOTH[act])
+        if act:
+            raise GraphError(f"{node.describe()}: unknown fused activation {act!r} (expected "
+                             f"relu, clip or one of {', '.join(SMOOTH)})")
         return cls(ACT_NONE, 0.0, 0.0, residual)
 
     @cached_property

@@ -17,7 +17,8 @@ from jitconv.kernels import conv_chanvec, conv_lowmem, conv_tiled, depthwise, in
 from jitconv.kernels import winograd
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
-from jitconv.kernels.epilogue import ACT_CLIP, ACT_NONE, ACT_RELU
+from jitconv.kernels.act_vec import apply_activation
+from jitconv.kernels.epilogue import ACT_CLIP, ACT_RELU
 from jitconv.runtime.ir import Constant
 from jitconv.runtime.resident import file_backed
 
@@ -301,6 +302,15 @@ class Conv(Kernel):
         self.owned_inputs = tuple(i for i, c in ((1, w), (2, b)) if c is not None)
 
     def resize(self, in_shapes, out_shapes):
+        size = self._resize(in_shapes, out_shapes)
+        if self.epi.post:
+            note = (f"; fused {self.node.attr('activation')}: applied to the output in place "
+                    f"after the kernel (vector exp)")
+            if not self.reason.endswith(note):
+                self.reason += note
+        return size
+
+    def _resize(self, in_shapes, out_shapes):
         from .cpu_layout import logical_conv_shapes   # noqa: PLC0415 (imports this module)
         x, out = logical_conv_shapes(self.node, in_shapes[0], in_shapes[1], out_shapes[0])
         geom = ConvGeometry.of(self.node, x, in_shapes[1], out)
@@ -351,6 +361,8 @@ class Conv(Kernel):
             self.family.run(inputs[0], b, res, out, scratch, run_epi)
         if not fused:
             apply_residual(out, inputs[3], epi)
+        if epi.post:
+            apply_activation(out.reshape(-1), epi.post)
 
     def held_arrays(self):
         held = list(self.family.arrays()) if self.family is not None else \

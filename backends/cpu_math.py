@@ -14,21 +14,26 @@ import math
 import numpy as np
 
 from jitconv.kernels import binary_math as bm
+from jitconv.kernels.epilogue import ACT_GELU, ACT_GELU_TANH
 from jitconv.kernels.gemm import matmul_batched
 from jitconv.kernels.reduce import RED_L2, RED_MAX, RED_SUM, argmax_middle, reduce_middle
-from jitconv.runtime.ops import elementwise as ew_ops
 from jitconv.runtime.ops.linalg import einsum_matmul
 
 from .cpu_ops import Planned, Simple, _flat, _pad6, folded_broadcast, reduction
 
 
 def create_gelu(ctx):
-    from jitconv.kernels.unary import make_unary  # noqa: PLC0415
+    from jitconv.kernels.act_vec import apply_activation  # noqa: PLC0415
     mode = ctx.node.attr("approximate", "none")
-    scalar = ew_ops.gelu_tanh_scalar if mode == "tanh" else ew_ops.gelu_scalar
-    kernel = make_unary(scalar, 0)
-    return Simple(f"unary_gelu_{mode}", f"elementwise, approximate={mode!r}",
-                  lambda i, o: kernel(_flat(i[0]), _flat(o[0]), ()))
+    code = ACT_GELU_TANH if mode == "tanh" else ACT_GELU
+
+    def run(i, o):
+        x, y = _flat(i[0]), _flat(o[0])
+        if x.ctypes.data != y.ctypes.data:
+            y[:] = x
+        apply_activation(y, code)
+    return Simple(f"unary_gelu_{mode}", f"elementwise, approximate={mode!r}, 16-lane "
+                                         f"vector exp (kernels/act_vec.py)", run)
 
 
 # -- broadcasting math and comparisons ------------------------------------------------------

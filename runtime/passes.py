@@ -4,7 +4,11 @@
 - fuse_residual: Conv -> Add(conv, t) becomes one Conv with t as a 4th (residual) input,
   added before the activation; t must have the conv output's shape and be produced
   before the conv runs.
-- fuse_activations: Conv -> Relu / Clip becomes one Conv with a fused epilogue.
+- fuse_erf_gelu: x / sqrt 2 -> Erf -> + 1 -> x * that -> * 0.5 (how torch exports GELU
+  below opset 20) becomes one Gelu.
+- fuse_activations: Conv -> Relu / Clip becomes one Conv with a fused epilogue; so do
+  Conv -> Gelu and Conv -> Sigmoid -> Mul(conv, sigmoid) (SiLU), whose activation the
+  conv op applies to its output right after the kernel (kernels/act_vec.py).
 - fuse_channel_layernorm: Transpose(N,C,...->N,...,C) -> LayerNormalization(last axis)
   -> Transpose(back), as ConvNeXt exports a LayerNorm over channels, becomes one
   LayerNormalization with the private attribute _channels=1 (normalized over axis 1;
@@ -90,24 +94,101 @@ def fuse_residual(graph: Graph) -> Graph:
     return _rebuild(graph, replace, drop, dict(graph.constants))
 
 
+def _silu_after(graph, consumers, tensor):
+    """(Sigmoid, Mul) when tensor's readers are exactly Sigmoid(tensor) and Mul(tensor,
+    that sigmoid) (either order), the sigmoid read by that Mul only, neither tensor a
+    graph output; else None."""
+    readers = consumers.get(tensor, [])
+    if len(readers) != 2 or any(o.name == tensor for o in graph.outputs):
+        return None
+    sig = next((r for r in readers if r.op_type == "Sigmoid"), None)
+    mul = next((r for r in readers if r.op_type == "Mul"), None)
+    if sig is None or mul is None or sig.inputs[0] != tensor:
+        return None
+    if sorted(mul.inputs) != sorted([tensor, sig.outputs[0]]) or \
+            _single_reader(graph, consumers, sig.outputs[0]) is not mul:
+        return None
+    return sig, mul
+
+
 def fuse_activations(graph: Graph) -> Graph:
     consumers = graph.consumers()
     replace, drop = {}, set()
     for node in graph.nodes:
         if node.op_type != "Conv" or node.attr("activation", ""):
             continue
-        act = _single_reader(graph, consumers, node.outputs[0])
-        if act is None or act.op_type not in ("Relu", "Clip"):
-            continue
         attrs = dict(node.attrs)
-        if act.op_type == "Relu":
+        act = _single_reader(graph, consumers, node.outputs[0])
+        silu = None if act is not None else _silu_after(graph, consumers, node.outputs[0])
+        if silu is not None:
+            attrs["activation"] = "silu"
+            gone = list(silu)
+        elif act is None:
+            continue
+        elif act.op_type == "Relu":
             attrs["activation"] = "relu"
-        else:
+        elif act.op_type == "Clip":
             attrs.update(activation="clip", activation_min=float(act.attr("min", -np.inf)),
                          activation_max=float(act.attr("max", np.inf)))
-        attrs["_fused"] = list(node.attr("_fused", [])) + [act.name]
-        replace[node.name] = Node("Conv", list(node.inputs), list(act.outputs), attrs, node.name)
-        drop.add(act.name)
+        elif act.op_type == "Gelu" and act.attr("approximate", "none") in ("none", "tanh"):
+            attrs["activation"] = "gelu_tanh" if act.attr("approximate") == "tanh" else "gelu"
+        else:
+            continue
+        if silu is None:
+            gone = [act]
+        attrs["_fused"] = list(node.attr("_fused", [])) + [n.name for n in gone]
+        replace[node.name] = Node("Conv", list(node.inputs), list(gone[-1].outputs), attrs,
+                                  node.name)
+        drop.update(n.name for n in gone)
+    return _rebuild(graph, replace, drop, dict(graph.constants))
+
+
+def _scalar(graph, name, value, rtol=1e-3):
+    """True when ``name`` is a one-element constant within rtol of value."""
+    c = graph.constants.get(name)
+    if c is None or int(np.prod(c.shape)) != 1:
+        return False
+    v = float(np.asarray(c.as_float32()).reshape(-1)[0])
+    return abs(v - value) <= rtol * abs(value)
+
+
+def _other(node, tensor):
+    """The input of a two-input node that is not ``tensor`` (None if neither or both)."""
+    a, b = (list(node.inputs) + [None, None])[:2]
+    return b if a == tensor and b != tensor else a if b == tensor and a != tensor else None
+
+
+def fuse_erf_gelu(graph: Graph) -> Graph:
+    consumers = graph.consumers()
+    replace, drop = {}, set()
+
+    def next_op(tensor, op_type):
+        n = _single_reader(graph, consumers, tensor)
+        return n if n is not None and n.op_type == op_type else None
+
+    for node in graph.nodes:
+        if node.name in drop or len(node.inputs) != 2:
+            continue
+        x = node.inputs[0]
+        scaled = (node.op_type == "Div" and _scalar(graph, node.inputs[1], 2 ** 0.5)) or \
+            (node.op_type == "Mul" and _scalar(graph, node.inputs[1], 2 ** -0.5))
+        if not scaled:
+            continue
+        erf = next_op(node.outputs[0], "Erf")
+        add = erf and next_op(erf.outputs[0], "Add")
+        if not add or not _scalar(graph, _other(add, erf.outputs[0]), 1.0):
+            continue
+        mul = next_op(add.outputs[0], "Mul")
+        if mul is None or _other(mul, add.outputs[0]) != x:
+            continue
+        half = next_op(mul.outputs[0], "Mul")
+        if half is None or not _scalar(graph, _other(half, mul.outputs[0]), 0.5):
+            continue
+        chain = [node, erf, add, mul, half]
+        attrs = {"approximate": "none",
+                 "_fused": [n.name for n in chain[:-1]]}
+        replace[half.name] = Node("Gelu", [x], list(half.outputs), attrs, half.name)
+        drop.update(n.name for n in chain[:-1])
     return _rebuild(graph, replace, drop, dict(graph.constants))
 
 
@@ -161,4 +242,5 @@ def optimize(graph: Graph) -> Graph:
     """The default pass pipeline a Session runs."""
     from .qdq import fuse_qdq  # noqa: PLC0415 (qdq.py imports this module)
     graph = fuse_qdq(graph)
-    return fuse_activations(fuse_residual(fold_batchnorm(fuse_channel_layernorm(graph))))
+    graph = fuse_erf_gelu(fuse_channel_layernorm(graph))
+    return fuse_activations(fuse_residual(fold_batchnorm(graph)))

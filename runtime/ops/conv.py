@@ -56,6 +56,21 @@ def _shape(node, shapes):
     return [out]
 
 
+# the smooth activations runtime/passes.py fuses into a Conv: SiLU (Sigmoid -> Mul) and
+# Gelu's two forms
+SMOOTH_ACTIVATIONS = ("silu", "gelu", "gelu_tanh")
+
+
+def smooth_activation(y, act):
+    """The reference of a fused smooth activation on float64 y."""
+    from .elementwise import gelu  # noqa: PLC0415 (elementwise imports this package)
+    if act == "silu":
+        with np.errstate(over="ignore"):
+            return y / (1.0 + np.exp(-y))
+    mode = "tanh" if act == "gelu_tanh" else "none"
+    return gelu([y], {"approximate": mode}).astype(np.float64)
+
+
 def conv(inputs, attrs) -> np.ndarray:
     """Conv: grouped, strided, dilated 2-D convolution + bias + optional relu/clip epilogue."""
     x, w = _f64(inputs[0]), _f64(inputs[1])
@@ -85,6 +100,8 @@ def conv(inputs, attrs) -> np.ndarray:
         y = np.maximum(y, 0.0)
     elif act == "clip":
         y = _clip(y, attrs.get("activation_min"), attrs.get("activation_max"))
+    elif act in SMOOTH_ACTIVATIONS:
+        y = smooth_activation(y, act)
     elif act:
         raise ValueError(f"unknown Conv activation {act!r}")
     return _out(y)

@@ -250,14 +250,6 @@ def gelu(inputs, attrs) -> np.ndarray:
     return _out(0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64)))
 
 
-def gelu_scalar(x):
-    return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
-
-
-def gelu_tanh_scalar(x):
-    return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
-
-
 def _gelu_shape(node, shapes):
     mode = node.attr("approximate", "none")
     if mode not in GELU_MODES:
@@ -341,7 +333,7 @@ _unary("Sqrt", sqrt, 1, (6, 13), "sqrt", "square root", scalar=sqrt_scalar)
 _unary("Reciprocal", reciprocal, 1, (6, 13), "reciprocal", "1 / x", scalar=reciprocal_scalar)
 _unary("Neg", neg, 1, (6, 13), "neg", "-x", scalar=neg_scalar)
 _unary("Abs", abs_, 1, (6, 13), "abs", "|x|", scalar=abs_scalar)
-# gelu: a string attribute picks one of two scalars (backends/cpu_math.py's create_gelu)
+# gelu: the string attribute picks the vector form (backends/cpu_math.py's create_gelu)
 register(OpDef("Gelu", attrs=(Attr("approximate", "str", "none", '"none" (erf) or "tanh"'),),
                shape=_gelu_shape, reference=gelu, flops=_per_element(8),
                onnx=OnnxSpec((20,), frozenset({"approximate"})), builder="gelu",
