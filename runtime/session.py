@@ -43,7 +43,8 @@ from .ir import Node
 from .planner import Interval, plan
 from .profile import Profile
 from .inplace import views_in_place
-from .resident import release_arrays, release_compiler_pages, rss_bytes, settle
+from .resident import (CompilerPageWatch, release_arrays, release_compiler_pages, rss_bytes,
+                       settle, warm_loader)
 from .shapes import infer_shapes
 from .target import describe as describe_target
 from .threads import select_layer
@@ -194,6 +195,11 @@ class Session:
             check_bytes(4 * math.prod(shapes[big]),
                         f"Session() at input shapes {self._input_shapes}: tensor {big!r} of "
                         f"shape {shapes[big]}")
+        # LLVM's first-load pages touched before any weight is packed, and dropped before
+        # and after (runtime/resident.py)
+        release_compiler_pages()
+        warm_loader()
+        release_compiler_pages()
         self._steps = [self._choose_kernel(graph, node, shapes) for node in graph.nodes]
         self._held = self._held_constants(graph)
         self._route({o.name for o in graph.outputs})
@@ -477,6 +483,7 @@ class Session:
         return need
 
     def _plan_kernels(self, shapes):
+        watch = CompilerPageWatch()     # packing loads kernels too
         for step in self._steps:
             ins = [shapes[t] if t else None for t in step.node.inputs]
             outs = [shapes[t] for t in step.node.outputs]
@@ -484,6 +491,7 @@ class Session:
             self._check_scratch(step, outs)
             release_arrays(getattr(step, "owned_arrays", ()))
             step.owned_arrays = ()
+            watch()
 
     @staticmethod
     def _check_scratch(step, out_shapes):
@@ -622,7 +630,8 @@ class Session:
             # the first run compiles what this process has not: a bar if it is slow
             progress = made = CompileProgress(f"jitconv {self.graph.name}: first run")
         try:
-            out = self._execute(p, ws, feeds, progress, samples)
+            watch = None if self._ran else CompilerPageWatch()
+            out = self._execute(p, ws, feeds, progress, samples, watch=watch)
             if not self._ran:
                 # the first run compiled or loaded this session's kernels: LLVM is done
                 self._ran = True
@@ -693,7 +702,7 @@ class Session:
             self._end(ws)
         return Profile.from_samples(self.config.label(), self.info().ops, samples, totals)
 
-    def _execute(self, p, ws, feeds, progress, samples=None, only=None):
+    def _execute(self, p, ws, feeds, progress, samples=None, only=None, watch=None):
         buffers = dict(ws.views_for(p, self._where))
         buffers.update(self._held)
         buffers.update(feeds)
@@ -709,15 +718,17 @@ class Session:
         # each backend's run context (the CPU's: fork guard and thread count) around the run
         if len(self._contexts) == 1:
             with self._contexts[0].context(self.config, what):
-                self._run_steps(buffers, scratch, progress, samples, only, p.skip)
+                self._run_steps(buffers, scratch, progress, samples, only, p.skip, watch)
         else:
             with ExitStack() as stack:
                 for backend in self._contexts:
                     stack.enter_context(backend.context(self.config, what))
-                self._run_steps(buffers, scratch, progress, samples, only, p.skip)
+                self._run_steps(buffers, scratch, progress, samples, only, p.skip, watch)
         return results
 
-    def _run_steps(self, buffers, scratch, progress, samples, only, skip=()):
+    def _run_steps(self, buffers, scratch, progress, samples, only, skip=(), watch=None):
+        """Run the steps (those in ``only``, when given); ``watch`` (a first run's
+        CompilerPageWatch) is called after each."""
         ops = self.info().ops if progress else None
         for i, step in enumerate(self._steps):
             if only is not None and i not in only:
@@ -736,6 +747,8 @@ class Session:
                 t0 = time.perf_counter()
                 step.kernel.run(ins, outs, scratch[step.space])
                 samples[i].append(time.perf_counter() - t0)
+            if watch is not None:
+                watch()
         if progress:
             progress(len(self._steps), len(self._steps), None)
 

@@ -119,3 +119,34 @@ def test_compiler_pages_go_and_llvm_still_works():
     assert _library_kib("libllvmlite") < 0.5 * touched
     assert np.array_equal(sess.run(x)["y"], y)
     compile_one(5.0)
+
+
+def test_compiler_page_watch_releases_as_rss_grows(monkeypatch):
+    """CompilerPageWatch releases LLVM's pages only once RSS grew by its step since the
+    last release (a first run calls it after every step)."""
+    rss = iter([100, 104, 109, 111, 100, 130, 90]).__next__
+    monkeypatch.setattr(resident, "rss_bytes", lambda: rss() * 2 ** 20)
+    released = []
+    monkeypatch.setattr(resident, "release_compiler_pages", lambda: released.append(1))
+    watch = resident.CompilerPageWatch(step=8 * 2 ** 20)    # mark: 100
+    watch()                     # 104: +4, no
+    watch()                     # 109: +9, released; mark 111
+    watch()                     # 100: no
+    watch()                     # 130: +19, released; mark 90
+    assert len(released) == watch.released == 2
+
+
+def test_first_run_and_packing_call_the_watch(monkeypatch):
+    calls = []
+    real = resident.CompilerPageWatch.__call__
+    monkeypatch.setattr(resident.CompilerPageWatch, "__call__",
+                        lambda self: (calls.append(1), real(self)))
+    rng = np.random.default_rng(3)
+    graph = _graph(rng)
+    sess = jc.Session(graph, jc.Config(threads=1, progress=False))
+    assert len(calls) == len(sess.info().ops)       # once per step while packing
+    x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    sess.run(x)
+    assert len(calls) == 2 * len(sess.info().ops)   # and once per step of the first run
+    sess.run(x)
+    assert len(calls) == 2 * len(sess.info().ops)   # later runs: not at all
