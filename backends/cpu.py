@@ -60,6 +60,8 @@ CREATORS = {
     "Equal": cpu_math.create_equal,
     "Less": cpu_math.create_less,
     "Greater": cpu_math.create_greater,
+    "LessOrEqual": cpu_math.create_less_or_equal,
+    "GreaterOrEqual": cpu_math.create_greater_or_equal,
     "Where": cpu_math.create_where,
     "Cast": cpu_math.create_cast,
     "Expand": cpu_math.create_expand,

@@ -1,8 +1,9 @@
 """CPU kernel objects of the math ops of issue 20: Gelu, the broadcasting math and
-comparison ops (Pow, Max, Min, Equal, Less, Greater, Where), the reductions (ReduceSum,
-ReduceMax, ReduceL2, ArgMax), Einsum as a batched matmul, and the copies (Cast to float16,
-Expand, Tile). The unary math ops with a ``scalar`` (Log, Erf, Softplus, Mish, Sqrt,
-Reciprocal, Neg, Abs) need nothing here: cpu_ops.create_unary makes their kernels.
+comparison ops (Pow, Max, Min, Equal, Less, Greater, LessOrEqual, GreaterOrEqual, Where),
+the reductions (ReduceSum, ReduceMax, ReduceL2, ArgMax), Einsum as a batched matmul, and
+the copies (Cast to float16, Expand, Tile). The unary math ops with a ``scalar`` (Log,
+Erf, Softplus, Mish, Sqrt, Reciprocal, Neg, Abs) need nothing here: cpu_ops.create_unary
+makes their kernels.
 
 Compute runs in Numba kernels (kernels/binary_math.py, kernels/reduce.py,
 kernels/gemm.py, kernels/unary.py); Expand, Tile and Cast are numpy copies.
@@ -51,6 +52,8 @@ create_min = _broadcast("min", bm.OP_MIN)
 create_equal = _broadcast("equal", bm.OP_EQ)
 create_less = _broadcast("less", bm.OP_LT)
 create_greater = _broadcast("greater", bm.OP_GT)
+create_less_or_equal = _broadcast("less_or_equal", bm.OP_LE)
+create_greater_or_equal = _broadcast("greater_or_equal", bm.OP_GE)
 
 
 def create_where(ctx):

@@ -1,5 +1,6 @@
 """Broadcasting fp32 kernels of the math and comparison ops: Pow, Max, Min, Equal, Less,
-Greater (comparisons write 1.0 / 0.0), and Where (a float32 condition: nonzero is true).
+Greater, LessOrEqual, GreaterOrEqual (comparisons write 1.0 / 0.0), and Where (a float32
+condition: nonzero is true).
 
 Every kernel takes 6-D views of the output's shape (leading 1s added, zero strides on the
 broadcast axes) and writes a C-contiguous 6-D output, like kernels/activations.py's
@@ -19,6 +20,8 @@ OP_MIN = 2
 OP_EQ = 3
 OP_LT = 4
 OP_GT = 5
+OP_LE = 6
+OP_GE = 7
 
 _OPTS = dict(cache=True, fastmath={"contract"}, error_model="numpy", boundscheck=False)
 
@@ -41,12 +44,17 @@ def _apply(x, y, op):
         return np.float32(1.0) if x == y else np.float32(0.0)
     if op == OP_LT:
         return np.float32(1.0) if x < y else np.float32(0.0)
+    if op == OP_LE:
+        return np.float32(1.0) if x <= y else np.float32(0.0)
+    if op == OP_GE:
+        return np.float32(1.0) if x >= y else np.float32(0.0)
     return np.float32(1.0) if x > y else np.float32(0.0)
 
 
 @njit(parallel=True, **_OPTS)
 def broadcast_math(a, b, out, op):
-    """out = a <op> b elementwise; op one of OP_POW, OP_MAX, OP_MIN, OP_EQ, OP_LT, OP_GT."""
+    """out = a <op> b elementwise; op one of OP_POW, OP_MAX, OP_MIN, OP_EQ, OP_LT, OP_GT,
+    OP_LE, OP_GE."""
     d0, d1, d2, d3, d4, d5 = out.shape
     rows = d0 * d1 * d2 * d3 * d4
     for r in prange(rows):

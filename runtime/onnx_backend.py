@@ -8,8 +8,8 @@ Inputs jitconv cannot take at run time (integer tensors, and inputs that feed a
 parameter such as a Reshape shape or Clip bounds) are bound as constants: the rep imports
 the model again for each new set of their values (cached). Outputs computed at load keep
 their ONNX dtype (e.g. the int64 of Shape); run-time outputs, float32 in a Session, are
-cast to the dtype the graph declares for them where numpy has it (bool for Equal/Less/
-Greater, int64 for ArgMax, float16 for a Cast to it), as an ONNX backend must return.
+cast to the dtype the graph declares for them where numpy has it (bool for the
+comparisons, int64 for ArgMax, float16 for a Cast to it), as an ONNX backend must return.
 
 Keyword arguments of ``prepare`` (``backend``, ``threads``, ``precision``, ``memory``)
 go to ``jitconv.Config``.

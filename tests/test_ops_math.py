@@ -90,20 +90,53 @@ SHAPES = [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (3, 1)), ((1,), (5, 2, 1, 3)),
           ((4, 1, 3), (1, 5, 1)), ((), (3, 2))]
 
 
-@pytest.mark.parametrize("op", ["pow", "max", "min", "equal", "less", "greater"])
+COMPARISONS = {"equal": np.equal, "less": np.less, "greater": np.greater,
+               "less_or_equal": np.less_equal, "greater_or_equal": np.greater_equal}
+
+
+@pytest.mark.parametrize("op", ["pow", "max", "min", *COMPARISONS])
 @pytest.mark.parametrize("shapes", SHAPES, ids=str)
 def test_binary_kernel_matches_reference(rng, op, shapes):
     a = np.asarray(rand(rng, *shapes[0], scale=2.0))
     b = np.asarray(rand(rng, *shapes[1], scale=2.0))
     if op == "pow":
         a = np.asarray(np.abs(a) + np.float32(0.1))
-    if op in ("equal", "less", "greater") and a.size and b.size:
+    if op in COMPARISONS and a.size and b.size:
         b.reshape(-1)[0] = a.reshape(-1)[0]              # at least one tie
     got, want, sess = run(build(lambda g, x, y: getattr(g, op)(x, y), *shapes), a, b)
     close(got, want, rtol=1e-6, atol=0)
     assert got.dtype == np.float32
-    if op in ("equal", "less", "greater"):
+    if op in COMPARISONS:
         assert set(np.unique(got)) <= {0.0, 1.0} and want.dtype == bool
+        assert np.array_equal(got, COMPARISONS[op](a, b))
+        assert sess.info().ops[0].kernel == f"{op}_broadcast"
+
+
+@pytest.mark.parametrize("op", ["less_or_equal", "greater_or_equal"])
+def test_or_equal_comparisons_on_ties_infinities_and_nan(op):
+    # every pairing of these values, one along each axis: the output is (8, 8)
+    v = np.array([-np.inf, -1.5, -0.0, 0.0, 2.0, 2.0000002, np.inf, np.nan], np.float32)
+    a, b = v.reshape(8, 1), v.reshape(1, 8)
+    got, want, _ = run(build(lambda g, x, y: getattr(g, op)(x, y), a.shape, b.shape), a, b)
+    truth = COMPARISONS[op](a, b)
+    assert got.shape == (8, 8) and np.array_equal(got, truth) and np.array_equal(want, truth)
+    assert np.all(np.diag(got)[:-1] == 1.0)      # ties are true, -0.0 ties 0.0 ...
+    assert got[2, 3] == got[3, 2] == 1.0
+    assert not got[-1].any() and not got[:, -1].any()        # ... and NaN never is
+    mirrored = {"less_or_equal": "greater_or_equal", "greater_or_equal": "less_or_equal"}[op]
+    other, _, _ = run(build(lambda g, x, y: getattr(g, mirrored)(x, y), b.shape, a.shape),
+                      b, a)
+    assert np.array_equal(other, got)            # a <= b is b >= a
+
+
+@pytest.mark.parametrize("op", ["less_or_equal", "greater_or_equal"])
+def test_or_equal_comparisons_refuse_shapes_that_do_not_broadcast(op):
+    name = {"less_or_equal": "LessOrEqual", "greater_or_equal": "GreaterOrEqual"}[op]
+    with pytest.raises(jc.GraphError, match=rf"{name} node .*inputs of shapes \(2, 3\) and "
+                                            r"\(4,\) do not broadcast"):
+        build(lambda g, x, y: getattr(g, op)(x, y), (2, 3), (4,))
+    with pytest.raises(jc.GraphError, match=rf"{name} node .*takes 2..2 inputs, got 1"):
+        build(lambda g, x: getattr(g, op)(x), (2, 3))
 
 
 def test_pow_special_values():
@@ -334,6 +367,48 @@ def test_reductions_argmax_einsum_match_onnxruntime(rng):
         close(got[name], w, rtol=2e-5, atol=2e-5)
     assert {n.op_type for n in graph.nodes} == {"ReduceSum", "ReduceMax", "ReduceL2",
                                                 "ArgMax", "Einsum", "Identity"}
+
+
+def test_or_equal_comparisons_match_onnxruntime(rng):
+    from jitconv.runtime.onnx_backend import JitconvBackend
+    a, b = np.round(rand(rng, 2, 3, 4, scale=2.0)), np.round(rand(rng, 3, 1, scale=2.0))
+    a[0, 0, 0], b[2, 0] = np.nan, np.nan
+    nodes = [helper.make_node("LessOrEqual", ["x", "y"], ["le"]),
+             helper.make_node("GreaterOrEqual", ["x", "y"], ["ge"]),
+             helper.make_node("GreaterOrEqual", ["x", "k"], ["gk"]),   # int constant operand
+             helper.make_node("Where", ["le", "x", "y"], ["w"])]
+    m = model_of(nodes, [("x", [2, 3, 4]), ("y", [3, 1])],
+                 [("le", [2, 3, 4], TensorProto.BOOL), ("ge", [2, 3, 4], TensorProto.BOOL),
+                  ("gk", [2, 3, 4], TensorProto.BOOL), ("w", [2, 3, 4])],
+                 inits={"k": np.array([1], np.int64)}, opset=16)
+    # onnxruntime wants both operands of one type, so its model leaves out the int one
+    m_ort = model_of(nodes[:2] + nodes[3:], [("x", [2, 3, 4]), ("y", [3, 1])],
+                     [("le", [2, 3, 4], TensorProto.BOOL), ("ge", [2, 3, 4], TensorProto.BOOL),
+                      ("w", [2, 3, 4])], opset=16)
+    le, ge, w = ort_run(m_ort, {"x": a, "y": b})
+    got, graph = jc_run(m, {"x": a, "y": b})
+    assert {n.op_type for n in graph.nodes} == {"LessOrEqual", "GreaterOrEqual", "Where"}
+    assert np.array_equal(got["le"], le) and np.array_equal(got["ge"], ge)
+    assert np.array_equal(got["gk"], a >= 1) and got["le"].dtype == np.float32
+    close(got["w"], w, rtol=0, atol=0)
+    out = JitconvBackend.prepare(m).run([a, b])          # the declared bool comes back
+    assert out[0].dtype == bool and np.array_equal(out[0], le)
+    assert out[1].dtype == bool and np.array_equal(out[1], ge)
+
+
+def test_or_equal_comparisons_before_opset_12_are_named():
+    m = model_of([helper.make_node("Less", ["x", "y"], ["l"])], [("x", [2]), ("y", [2])],
+                 [("l", [2], TensorProto.BOOL)], opset=11)
+    m.graph.node[0].op_type = "LessOrEqual"          # not defined at opset 11
+    with pytest.raises(jc.GraphError, match=r"LessOrEqual node .*\(opset 11\): ONNX defines "
+                                            r"no LessOrEqual at this opset"):
+        import_model(m)
+    big = model_of([helper.make_node("GreaterOrEqual", ["x", "k"], ["g"])], [("x", [2])],
+                   [("g", [2], TensorProto.BOOL)], inits={"k": np.array([2 ** 25], np.int64)},
+                   opset=16)
+    with pytest.raises(jc.GraphError, match=r"GreaterOrEqual node .*input 1 'k' holds "
+                                            r"integers beyond 2\*\*24"):
+        import_model(big)
 
 
 def test_where_bool_constant_and_pow_int_exponent_import(rng):

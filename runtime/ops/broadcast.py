@@ -1,7 +1,8 @@
 """Broadcasting math, comparison and selection ops, and the broadcast-copy layout ops:
-Pow, Max, Min, Equal, Less, Greater, Where, Expand and Tile.
+Pow, Max, Min, Equal, Less, Greater, LessOrEqual, GreaterOrEqual, Where, Expand and Tile.
 
-Runtime tensors are float32: Equal/Less/Greater write 1.0 / 0.0 at run time and Where reads
+Runtime tensors are float32: the comparisons (Equal, Less, Greater, LessOrEqual,
+GreaterOrEqual) write 1.0 / 0.0 at run time and Where reads
 a float32 condition (nonzero is true). The references keep ONNX's dtypes (a comparison
 returns bool; integers keep their dtype) so that the importer folds shape arithmetic as
 ONNX defines it.
@@ -93,6 +94,7 @@ def _compare(fn):
 
 
 _eq, _lt, _gt = _compare(np.equal), _compare(np.less), _compare(np.greater)
+_le, _ge = _compare(np.less_equal), _compare(np.greater_equal)
 
 
 def equal(inputs, attrs) -> np.ndarray:
@@ -108,6 +110,18 @@ def less(inputs, attrs) -> np.ndarray:
 def greater(inputs, attrs) -> np.ndarray:
     """Greater: a > b, numpy broadcasting; bool (a run-time kernel writes 1.0 / 0.0)."""
     return _gt(inputs, attrs)
+
+
+def less_or_equal(inputs, attrs) -> np.ndarray:
+    """LessOrEqual: a <= b, numpy broadcasting; bool (a run-time kernel writes 1.0 / 0.0);
+    false wherever either side is NaN."""
+    return _le(inputs, attrs)
+
+
+def greater_or_equal(inputs, attrs) -> np.ndarray:
+    """GreaterOrEqual: a >= b, numpy broadcasting; bool (a run-time kernel writes 1.0 /
+    0.0); false wherever either side is NaN."""
+    return _ge(inputs, attrs)
 
 
 def where(inputs, attrs) -> np.ndarray:
@@ -201,12 +215,16 @@ register(OpDef(
     flops=lambda node, ins, outs: max(1, len(ins) - 1) * math.prod(outs[0]),
     onnx=OnnxSpec((8, 12, 13)), builder="min",
     doc="elementwise minimum of the inputs, broadcasting"))
-for _op, _ref, _versions, _what in (("Equal", equal, (7, 11, 13, 19), "a == b"),
-                                    ("Less", less, (9, 13), "a < b"),
-                                    ("Greater", greater, (9, 13), "a > b")):
+for _op, _ref, _versions, _builder, _what in (
+        ("Equal", equal, (7, 11, 13, 19), "equal", "a == b"),
+        ("Less", less, (9, 13), "less", "a < b"),
+        ("Greater", greater, (9, 13), "greater", "a > b"),
+        # ONNX 12 added them; 16 only widened the types (bfloat16)
+        ("LessOrEqual", less_or_equal, (12, 16), "less_or_equal", "a <= b"),
+        ("GreaterOrEqual", greater_or_equal, (12, 16), "greater_or_equal", "a >= b")):
     register(OpDef(
         _op, inputs=(2, 2), shape=_all_shape, reference=_ref, flops=_per_element(1),
-        onnx=OnnxSpec(_versions, convert=_onnx_compare), builder=_op.lower(),
+        onnx=OnnxSpec(_versions, convert=_onnx_compare), builder=_builder,
         doc=f"{_what} as 1.0 / 0.0 (float32) at run time, broadcasting"))
 register(OpDef(
     "Where", inputs=(3, 3), shape=_all_shape, reference=where, flops=_per_element(1),
