@@ -436,7 +436,9 @@ def create_split(ctx):
 def reduction(ctx, name, what, reduce3):
     """A reduction over the node's ``axes`` (all when absent): ``reduce3(x3, out2)`` reduces
     the middle axis of an (outer, reduced, inner) view into (outer, inner). Axes that are not
-    one run are moved last by a numpy copy first; no axes is a copy."""
+    one run are moved last by a numpy copy first. With no axes (``axes=[]``, or a 0-D input)
+    each element is reduced on its own, over a middle axis of size 1: the identity for a
+    sum, mean or max, |x| for ReduceL2."""
     def axes_of(x):
         axes = ctx.node.attr("axes")
         return list(range(len(x))) if axes is None else sorted(int(a) % len(x) for a in axes)
@@ -445,7 +447,8 @@ def reduction(ctx, name, what, reduce3):
         x = ins[0]
         axes = axes_of(x)
         if not axes:
-            return lambda i, o: np.copyto(o[0], i[0].reshape(o[0].shape))
+            n = math.prod(x)
+            return lambda i, o: reduce3(i[0].reshape(n, 1, 1), o[0].reshape(n, 1))
         if axes == list(range(axes[0], axes[-1] + 1)):
             o3 = (math.prod(x[:axes[0]]), math.prod(x[a] for a in axes),
                   math.prod(x[axes[-1] + 1:]))

@@ -198,6 +198,17 @@ def test_reductions_of_nothing_and_nan():
     assert np.isnan(got[0]) and got[1] == np.inf and np.isnan(want[0])
 
 
+@pytest.mark.parametrize("op", ["reduce_sum", "reduce_max", "reduce_l2", "reduce_mean"])
+def test_reductions_over_no_axes_reduce_each_element_alone(rng, op):
+    a = rand(rng, 2, 3, 4, scale=3.0)              # negative values: L2 of one is |x|
+    got, want, _ = run(build(lambda g, x: getattr(g, op)(x, axes=[], keepdims=0), a.shape), a)
+    close(got, np.abs(a) if op == "reduce_l2" else a, rtol=0, atol=0)
+    close(want, got, rtol=0, atol=0)
+    s = np.array(-2.5, np.float32)                 # a 0-D input has no axis to reduce
+    got, want, _ = run(build(lambda g, x: getattr(g, op)(x), ()), s)
+    assert got.shape == () and got == want == (2.5 if op == "reduce_l2" else -2.5)
+
+
 @pytest.mark.parametrize("last", [0, 1])
 @pytest.mark.parametrize("axis,keepdims", [(0, 1), (1, 0), (-1, 1), (2, 0)])
 def test_argmax(rng, axis, keepdims, last):
@@ -409,6 +420,23 @@ def test_or_equal_comparisons_before_opset_12_are_named():
     with pytest.raises(jc.GraphError, match=r"GreaterOrEqual node .*input 1 'k' holds "
                                             r"integers beyond 2\*\*24"):
         import_model(big)
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMax", "ReduceL2"])
+def test_reduce_noop_with_empty_axes_matches_onnxruntime(rng, op):
+    # no axes and noop_with_empty_axes=1: nothing is reduced, yet ReduceL2 still takes
+    # sqrt(x * x) of each element (|x|) where the others give x back
+    a = rand(rng, 3, 4, scale=3.0)
+    m = model_of([helper.make_node(op, ["x"], ["y"], noop_with_empty_axes=1)],
+                 [("x", [3, 4])], [("y", [3, 4])], opset=18)
+    want = ort_run(m, {"x": a})[0]
+    got, graph = jc_run(m, {"x": a})
+    close(got["y"], want, rtol=0, atol=0)
+    kept = [n.op_type for n in graph.nodes]
+    assert kept == ([op] if op == "ReduceL2" else ["Identity"])
+    if op == "ReduceL2":
+        close(want, np.abs(a), rtol=0, atol=0)
+        assert graph.nodes[0].attrs["axes"] == []
 
 
 def test_where_bool_constant_and_pow_int_exponent_import(rng):

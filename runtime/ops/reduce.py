@@ -82,8 +82,13 @@ def argmax(inputs, attrs) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def _onnx_reduce(axes_input_from):
-    """Converter of a Reduce* op whose axes became an input at opset ``axes_input_from``."""
+def _onnx_reduce(axes_input_from, noop_is_identity=True):
+    """Converter of a Reduce* op whose axes became an input at opset ``axes_input_from``.
+
+    noop_with_empty_axes=1 with no axes reduces over no axis. ONNX still applies the op's
+    per-element step then (ReduceL2 gives |x|), so only an op without one
+    (``noop_is_identity``) becomes a pass-through; the others keep the node, with
+    ``axes=[]``."""
     def convert(imp):
         op = imp.cur.op_type
         keepdims = int(imp.attr("keepdims", 1))
@@ -94,9 +99,12 @@ def _onnx_reduce(axes_input_from):
             axes = None if axes is None else [int(a) for a in axes]
         if not axes:
             if int(imp.attr("noop_with_empty_axes", 0)):
-                imp.passthrough(imp.cur.output[0], imp.in_name(0))
-                return
-            axes = None
+                if noop_is_identity:
+                    imp.passthrough(imp.cur.output[0], imp.in_name(0))
+                    return
+                axes = []
+            else:
+                axes = None
         attrs = {"keepdims": keepdims}
         if axes is not None:
             attrs["axes"] = axes
@@ -109,11 +117,12 @@ _REDUCE_ATTRS = (Attr("axes", "ints", None, "axes reduced (default: all)"),
 _ONNX_ATTRS = frozenset({"axes", "keepdims", "noop_with_empty_axes"})
 
 
-def _reduce(op, reference, versions, axes_input_from, flops, builder, doc):
+def _reduce(op, reference, versions, axes_input_from, flops, builder, doc,
+            noop_is_identity=True):
     register(OpDef(
         op, attrs=_REDUCE_ATTRS, shape=reduce_shape, reference=reference, flops=flops,
         onnx=OnnxSpec(versions, _ONNX_ATTRS, (axes_input_from, (1,)),
-                      _onnx_reduce(axes_input_from)),
+                      _onnx_reduce(axes_input_from, noop_is_identity)),
         builder=builder, doc=doc))
 
 
@@ -129,7 +138,7 @@ _reduce("ReduceMax", reduce_max, (1, 11, 12, 13, 18, 20), 18, _in_elements(1), "
         "maximum over axes (NaN wins)")
 # a multiply-add per input element, a square root per output element
 _reduce("ReduceL2", reduce_l2, (1, 11, 13, 18), 18, _in_elements(2, 1), "reduce_l2",
-        "sqrt of the sum of squares over axes, float64 accumulation")
+        "sqrt of the sum of squares over axes, float64 accumulation", noop_is_identity=False)
 register(OpDef(
     "ArgMax",
     attrs=(Attr("axis", "int", 0, "the axis searched"),
