@@ -69,6 +69,7 @@ CREATORS = {
     "ReduceSum": cpu_math.create_reduce_sum,
     "ReduceMax": cpu_math.create_reduce_max,
     "ReduceL2": cpu_math.create_reduce_l2,
+    "ReduceSumSquare": cpu_math.create_reduce_sum_square,
     "ArgMax": cpu_math.create_argmax,
     "Einsum": cpu_math.create_einsum,
     "QuantizeLinear": cpu_quant.create_quant,

@@ -1,9 +1,9 @@
 """CPU kernel objects of the math ops of issue 20: Gelu, the broadcasting math and
 comparison ops (Pow, Max, Min, Equal, Less, Greater, LessOrEqual, GreaterOrEqual, Where),
-the reductions (ReduceSum, ReduceMax, ReduceL2, ArgMax), Einsum as a batched matmul, and
-the copies (Cast to float16, Expand, Tile). The unary math ops with a ``scalar`` (Log,
-Erf, Softplus, Mish, Sqrt, Reciprocal, Neg, Abs) need nothing here: cpu_ops.create_unary
-makes their kernels.
+the reductions (ReduceSum, ReduceMax, ReduceL2, ReduceSumSquare, ArgMax), Einsum as a
+batched matmul, and the copies (Cast to float16, Expand, Tile). The unary math ops with a
+``scalar`` (Log, Erf, Softplus, Mish, Sqrt, Reciprocal, Neg, Abs) need nothing here:
+cpu_ops.create_unary makes their kernels.
 
 Compute runs in Numba kernels (kernels/binary_math.py, kernels/reduce.py,
 kernels/gemm.py, kernels/unary.py); Expand, Tile and Cast are numpy copies.
@@ -17,7 +17,8 @@ import numpy as np
 from jitconv.kernels import binary_math as bm
 from jitconv.kernels.epilogue import ACT_GELU, ACT_GELU_TANH
 from jitconv.kernels.gemm import matmul_batched
-from jitconv.kernels.reduce import RED_L2, RED_MAX, RED_SUM, argmax_middle, reduce_middle
+from jitconv.kernels.reduce import (RED_L2, RED_MAX, RED_SUM, RED_SUMSQ, argmax_middle,
+                                    reduce_middle)
 from jitconv.runtime.ops.linalg import einsum_matmul
 
 from .cpu_ops import Planned, Simple, _flat, _pad6, folded_broadcast, reduction
@@ -102,6 +103,7 @@ def _reduce(name, op_code):
 create_reduce_sum = _reduce("sum", RED_SUM)
 create_reduce_max = _reduce("max", RED_MAX)
 create_reduce_l2 = _reduce("l2", RED_L2)
+create_reduce_sum_square = _reduce("sum_square", RED_SUMSQ)
 
 
 def create_argmax(ctx):

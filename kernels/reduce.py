@@ -1,4 +1,5 @@
-"""Reductions over the middle axis of an (O, R, I) view: mean, sum, max, L2 norm, argmax.
+"""Reductions over the middle axis of an (O, R, I) view: mean, sum, max, L2 norm, sum of
+squares, argmax.
 
 fp32 in, float64 accumulation, fp32 out."""
 
@@ -27,13 +28,14 @@ def mean_middle(x, out):
 RED_SUM = 0
 RED_MAX = 1
 RED_L2 = 2
+RED_SUMSQ = 3
 
 
 @njit(parallel=True, **_OPTS)
 def reduce_middle(x, out, op):
     """x: (O, R, I) fp32 C-contiguous; out: (O, I). Over r: RED_SUM the sum, RED_MAX the
-    maximum (NaN if any is NaN; -inf when R is 0), RED_L2 sqrt of the sum of squares.
-    Sums accumulate in float64."""
+    maximum (NaN if any is NaN; -inf when R is 0), RED_L2 sqrt of the sum of squares,
+    RED_SUMSQ the sum of squares. Sums accumulate in float64."""
     O, R, I = x.shape
     for o in prange(O):
         acc = np.zeros(I, np.float64)
@@ -44,7 +46,7 @@ def reduce_middle(x, out, op):
             if op == RED_SUM:
                 for i in range(I):
                     acc[i] += row[i]
-            elif op == RED_L2:
+            elif op == RED_L2 or op == RED_SUMSQ:
                 for i in range(I):
                     v = np.float64(row[i])
                     acc[i] += v * v

@@ -172,25 +172,28 @@ def test_where_on_a_comparison(rng):
 
 # -- reductions -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op", ["reduce_sum", "reduce_max", "reduce_l2"])
+@pytest.mark.parametrize("op", ["reduce_sum", "reduce_max", "reduce_l2", "reduce_sum_square"])
 @pytest.mark.parametrize("axes,keepdims", [(None, 1), ([1], 0), ([0, 2], 1), ([-1], 0),
                                            ([0, 1, 2, 3], 0), ([1, 3], 0)])
 def test_reductions_match_reference(rng, op, axes, keepdims):
     a = rand(rng, 3, 4, 5, 6, scale=3.0)
     kw = {"keepdims": keepdims, **({} if axes is None else {"axes": axes})}
-    got, want, _ = run(build(lambda g, x: getattr(g, op)(x, **kw), a.shape), a)
+    got, want, sess = run(build(lambda g, x: getattr(g, op)(x, **kw), a.shape), a)
     close(got, want, rtol=1e-6, atol=1e-6)
     x = a.astype(np.float64)
     ax = None if axes is None else tuple(axes)
     truth = {"reduce_sum": np.sum(x, ax, keepdims=bool(keepdims)),
              "reduce_max": np.max(x, ax, keepdims=bool(keepdims)),
-             "reduce_l2": np.sqrt(np.sum(x * x, ax, keepdims=bool(keepdims)))}[op]
+             "reduce_l2": np.sqrt(np.sum(x * x, ax, keepdims=bool(keepdims))),
+             "reduce_sum_square": np.sum(x * x, ax, keepdims=bool(keepdims))}[op]
     close(got, truth, rtol=1e-6, atol=1e-6)
+    assert sess.info().ops[0].kernel == op
 
 
 def test_reductions_of_nothing_and_nan():
     empty = np.zeros((2, 0, 3), np.float32)
-    for op, value in (("reduce_sum", 0.0), ("reduce_max", -np.inf), ("reduce_l2", 0.0)):
+    for op, value in (("reduce_sum", 0.0), ("reduce_max", -np.inf), ("reduce_l2", 0.0),
+                      ("reduce_sum_square", 0.0)):
         got, want, _ = run(build(lambda g, x: getattr(g, op)(x, axes=[1]), empty.shape), empty)
         assert got.shape == (2, 1, 3) and np.all(got == value) and np.all(want == value)
     a = np.array([[1.0, np.nan, 3.0], [np.inf, 2.0, -1.0]], np.float32)
@@ -198,15 +201,19 @@ def test_reductions_of_nothing_and_nan():
     assert np.isnan(got[0]) and got[1] == np.inf and np.isnan(want[0])
 
 
-@pytest.mark.parametrize("op", ["reduce_sum", "reduce_max", "reduce_l2", "reduce_mean"])
+ALONE = {"reduce_sum": lambda x: x, "reduce_max": lambda x: x, "reduce_mean": lambda x: x,
+         "reduce_l2": np.abs, "reduce_sum_square": lambda x: x * x}
+
+
+@pytest.mark.parametrize("op", list(ALONE))
 def test_reductions_over_no_axes_reduce_each_element_alone(rng, op):
     a = rand(rng, 2, 3, 4, scale=3.0)              # negative values: L2 of one is |x|
     got, want, _ = run(build(lambda g, x: getattr(g, op)(x, axes=[], keepdims=0), a.shape), a)
-    close(got, np.abs(a) if op == "reduce_l2" else a, rtol=0, atol=0)
+    close(got, ALONE[op](a.astype(np.float64)), rtol=0, atol=0)
     close(want, got, rtol=0, atol=0)
     s = np.array(-2.5, np.float32)                 # a 0-D input has no axis to reduce
     got, want, _ = run(build(lambda g, x: getattr(g, op)(x), ()), s)
-    assert got.shape == () and got == want == (2.5 if op == "reduce_l2" else -2.5)
+    assert got.shape == () and got == want == ALONE[op](-2.5)
 
 
 @pytest.mark.parametrize("last", [0, 1])
@@ -422,10 +429,15 @@ def test_or_equal_comparisons_before_opset_12_are_named():
         import_model(big)
 
 
-@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMax", "ReduceL2"])
+NOOP = {"ReduceSum": None, "ReduceMax": None, "ReduceL2": np.abs,
+        "ReduceSumSquare": lambda x: x * x}
+
+
+@pytest.mark.parametrize("op", list(NOOP))
 def test_reduce_noop_with_empty_axes_matches_onnxruntime(rng, op):
     # no axes and noop_with_empty_axes=1: nothing is reduced, yet ReduceL2 still takes
-    # sqrt(x * x) of each element (|x|) where the others give x back
+    # sqrt(x * x) of each element (|x|) and ReduceSumSquare x * x, where the others give
+    # x back
     a = rand(rng, 3, 4, scale=3.0)
     m = model_of([helper.make_node(op, ["x"], ["y"], noop_with_empty_axes=1)],
                  [("x", [3, 4])], [("y", [3, 4])], opset=18)
@@ -433,10 +445,51 @@ def test_reduce_noop_with_empty_axes_matches_onnxruntime(rng, op):
     got, graph = jc_run(m, {"x": a})
     close(got["y"], want, rtol=0, atol=0)
     kept = [n.op_type for n in graph.nodes]
-    assert kept == ([op] if op == "ReduceL2" else ["Identity"])
-    if op == "ReduceL2":
-        close(want, np.abs(a), rtol=0, atol=0)
+    assert kept == (["Identity"] if NOOP[op] is None else [op])
+    if NOOP[op] is not None:
+        close(want, NOOP[op](a), rtol=0, atol=0)
         assert graph.nodes[0].attrs["axes"] == []
+
+
+@pytest.mark.parametrize("opset,axes,keepdims", [(13, None, 1), (13, [1, -1], 0),
+                                                 (18, None, 0), (18, [0, 2], 1),
+                                                 (18, [-2], 0)])
+def test_reduce_sum_square_matches_onnxruntime(rng, opset, axes, keepdims):
+    # opsets 1-13 take axes as an attribute, 18 as an optional input
+    a = rand(rng, 2, 3, 4, scale=3.0)
+    kw, inits, ins = {"keepdims": keepdims}, {}, ["x"]
+    if axes is not None and opset < 18:
+        kw["axes"] = axes
+    elif axes is not None:
+        inits, ins = {"ax": np.array(axes, np.int64)}, ["x", "ax"]
+    want_shape = np.sum(a, axis=None if axes is None else tuple(axes),
+                        keepdims=bool(keepdims)).shape
+    m = model_of([helper.make_node("ReduceSumSquare", ins, ["y"], **kw)],
+                 [("x", [2, 3, 4])], [("y", list(want_shape))], inits=inits, opset=opset)
+    want = ort_run(m, {"x": a})[0]
+    got, graph = jc_run(m, {"x": a})
+    assert [n.op_type for n in graph.nodes] == ["ReduceSumSquare"]
+    assert got["y"].shape == want.shape == want_shape
+    close(got["y"], want, rtol=2e-6, atol=1e-6)
+    ax = None if axes is None else tuple(axes)
+    close(got["y"], np.sum(a.astype(np.float64) ** 2, ax, keepdims=bool(keepdims)),
+          rtol=1e-6, atol=1e-6)
+
+
+def test_reduce_sum_square_bad_axes_are_named():
+    with pytest.raises(jc.GraphError, match=r"ReduceSumSquare node .*axes entry=3 is out of "
+                                            r"range for a 3-D input"):
+        build(lambda g, x: g.reduce_sum_square(x, axes=[0, 3]), (2, 3, 4))
+    with pytest.raises(jc.GraphError, match=r"ReduceSumSquare node .*axes \[1, -2\] repeat "
+                                            r"an axis"):
+        build(lambda g, x: g.reduce_sum_square(x, axes=[1, -2]), (2, 3, 4))
+    m = model_of([helper.make_node("ReduceSumSquare", ["x", "ax"], ["y"])],
+                 [("x", [2, 3]), ("ax", [1], TensorProto.INT64)], [("y", [2, 1])], opset=18)
+    with pytest.raises(jc.GraphError, match=r"graph input 'ax' has element type int64; .*bind"):
+        import_model(m)                    # axes known only at run time are refused
+    got = jc.Session(import_model(m, bind={"ax": np.array([1])}).graph).run(
+        np.array([[1, -2, 3], [0, 4, -1]], np.float32))["y"]
+    assert got.tolist() == [[14.0], [17.0]]
 
 
 def test_where_bool_constant_and_pow_int_exponent_import(rng):

@@ -1,6 +1,6 @@
-"""Reductions: ReduceSum, ReduceMax, ReduceL2 and ArgMax (ReduceMean is with the
-normalizing ops). Axes are an attribute here; the ONNX importer reads them from the
-attribute or (opset 13 for ReduceSum, 18 for the others) from a constant input."""
+"""Reductions: ReduceSum, ReduceMax, ReduceL2, ReduceSumSquare and ArgMax (ReduceMean is
+with the normalizing ops). Axes are an attribute here; the ONNX importer reads them from
+the attribute or (opset 13 for ReduceSum, 18 for the others) from a constant input."""
 from __future__ import annotations
 
 import math
@@ -64,6 +64,17 @@ def reduce_l2(inputs, attrs) -> np.ndarray:
     x = _f64(inputs[0])
     keep = bool(int(attrs.get("keepdims", 1)))
     return _out(np.sqrt(np.sum(x * x, axis=_axes_of(x, attrs), keepdims=keep)))
+
+
+def reduce_sum_square(inputs, attrs) -> np.ndarray:
+    """ReduceSumSquare over ``axes`` (default all), keepdims 1: sum(x ** 2); 0 for an empty
+    set; over no axes (``axes=[]``) each element squared. Integers stay in their dtype."""
+    x = np.asarray(inputs[0])
+    keep = bool(int(attrs.get("keepdims", 1)))
+    if _is_int(x):
+        return np.sum(x * x, axis=_axes_of(x, attrs), keepdims=keep, dtype=x.dtype)
+    x = _f64(x)
+    return _out(np.sum(x * x, axis=_axes_of(x, attrs), keepdims=keep))
 
 
 def argmax(inputs, attrs) -> np.ndarray:
@@ -139,6 +150,10 @@ _reduce("ReduceMax", reduce_max, (1, 11, 12, 13, 18, 20), 18, _in_elements(1), "
 # a multiply-add per input element, a square root per output element
 _reduce("ReduceL2", reduce_l2, (1, 11, 13, 18), 18, _in_elements(2, 1), "reduce_l2",
         "sqrt of the sum of squares over axes, float64 accumulation", noop_is_identity=False)
+# a multiply-add per input element
+_reduce("ReduceSumSquare", reduce_sum_square, (1, 11, 13, 18), 18, _in_elements(2),
+        "reduce_sum_square", "sum of squares over axes, float64 accumulation",
+        noop_is_identity=False)
 register(OpDef(
     "ArgMax",
     attrs=(Attr("axis", "int", 0, "the axis searched"),
