@@ -1,6 +1,7 @@
 """Per-op coverage: ``python -m jitconv.runtime.coverage`` prints, for every op type ONNX
 defines (default domain) and every op jitconv registers, whether jitconv supports it (the
-ONNX versions its importer reads; "load" for ops folded or removed at import) and, for the
+ONNX versions its importer reads; "load" for ops folded or removed at import, or read as
+another op such as Upsample as Resize and CastLike as Cast) and, for the
 supported ones, how many of ONNX's conformance cases (onnx.backend.test node and
 pytorch-converted models) tests/test_onnx_backend.py runs and how many it excludes, with
 the reasons (runtime/onnx_conformance.py).

@@ -16,7 +16,8 @@ Graph whose nodes use the op semantics of docs/ops.md:
   Reshape; 1-D Conv and pools are lifted to 2-D between Unsqueeze and Squeeze;
   Upsample and Resize-10 become a nearest Resize with onnxruntime's legacy rounding.
 - Dropout (inference), Identity and Cast-to-float are removed (kept as a copy when their
-  output is a graph output). BatchNormalization stays a node: the Session folds it.
+  output is a graph output). CastLike is read as a Cast to its second input's element
+  type (``elem_type``). BatchNormalization stays a node: the Session folds it.
 - QDQ models (runtime/ops/quant.py, runtime/qdq.py): a DequantizeLinear of a constant
   int8/uint8 Conv/Gemm/MatMul weight becomes int8 weight storage with its scales; a
   run-time QuantizeLinear writes its integers as float32 values (its ``dtype`` attribute
@@ -311,6 +312,7 @@ class _Importer:
         self.taken = set()
         self.inputs = []
         self.int_types = {}     # run-time tensor holding integers (QuantizeLinear) -> type
+        self._elem_types = None  # tensor -> ONNX element type (elem_type, on first use)
         self.quantized = {}     # folded DequantizeLinear output -> (q, scale, zero, axis)
 
     # -- helpers ---------------------------------------------------------------------
@@ -362,6 +364,24 @@ class _Importer:
         if t in self.shapes:
             return self.shapes[t]
         self.fail(f"input tensor {t!r} is not defined before this node")
+
+    def elem_type(self, t):
+        """The ONNX element type number of tensor ``t`` (by its name in the model), as the
+        model declares it (inputs, value_info, outputs) or ONNX's type inference finds it;
+        None if neither says. A run-time tensor holds float32 values whatever this is."""
+        if self._elem_types is None:
+            graphs = [self.model.graph]
+            try:
+                graphs.insert(0, self.onnx.shape_inference.infer_shapes(self.model).graph)
+            except Exception:        # e.g. a model over 2 GB: the declared types only
+                pass
+            types = {}
+            for g in graphs:          # the inferred first: where both say, the declared wins
+                for vi in (*g.input, *g.value_info, *g.output):
+                    if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+                        types[vi.name] = int(vi.type.tensor_type.elem_type)
+            self._elem_types = types
+        return self._elem_types.get(t)
 
     def const(self, i, what, *, optional=False):
         """The value of input i, which must be known at load (None if absent+optional)."""

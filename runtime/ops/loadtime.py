@@ -1,7 +1,9 @@
 """Ops that exist only while an ONNX model loads: their values are computed (folded) at
 load with these references, or they are removed; none reaches a Session, so none has a
 shape rule, FLOP count or kernel. The exception is Cast, which also runs in a Session
-between float types (float32 in and out: a cast to float16 rounds to half precision)."""
+between float types (float32 in and out: a cast to float16 rounds to half precision).
+CastLike is imported as that Cast, its ``to`` read from the element type of its second
+input."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,6 +52,19 @@ def cast(inputs, attrs) -> np.ndarray:
         return np.asarray(inputs[0]).astype(CAST_TYPES[to])
 
 
+# numpy dtype -> ONNX type number, for the dtypes Cast folds to
+ONNX_TYPE_OF = {np.dtype(v): k for k, v in CAST_TYPES.items()}
+
+
+def cast_like(inputs, attrs) -> np.ndarray:
+    """CastLike: input 0 cast to the dtype of input 1, whose values are not read (one of
+    CAST_TYPES' dtypes, as Cast)."""
+    dtype = np.asarray(inputs[1]).dtype
+    if dtype not in ONNX_TYPE_OF:
+        raise ValueError(f"CastLike to {dtype} is not supported")
+    return cast(inputs[:1], {"to": ONNX_TYPE_OF[dtype]})
+
+
 # float types a run-time (float32) tensor may be cast to: float32 and float64 change
 # nothing (the importer removes such a Cast), float16 rounds each value to half precision
 RUNTIME_CASTS = (1, 10, 11)
@@ -89,6 +104,41 @@ def _onnx_cast(imp):
         imp.fail(f"casts a run-time tensor to ONNX type {to}; jitconv runs float32 "
                  f"tensors and casts them at run time to float types only (float, "
                  f"double, float16); integer tensors must fold away at load")
+
+
+def _onnx_cast_like(imp):
+    """CastLike(x, like): folded when x is known at load, else the run-time Cast (or its
+    removal) to like's element type. Only that type is read, so ``like`` may be a
+    run-time tensor: its type is then the one the model declares or ONNX infers."""
+    x, like = imp.in_name(0), imp.in_name(1)
+    if not like:
+        imp.fail("input 1 (like) is required")
+    if x in imp.values and like in imp.values:
+        imp.emit("CastLike", [x, like], imp.cur.output[:1])
+        return
+    if like in imp.values:
+        dtype = imp.values[like].dtype
+        to = ONNX_TYPE_OF.get(dtype)
+        if to is None:
+            imp.fail(f"input 1 (like) {like!r} is a {dtype} tensor; CastLike casts to "
+                     f"numpy's types only")
+    else:
+        to = imp.elem_type(imp.cur.input[1])
+        if to is None:
+            imp.fail(f"the element type of input 1 (like) {like!r} is unknown: the model "
+                     f"declares none and ONNX type inference finds none")
+    what = f"ONNX type {to} (the type of input 1, {like!r})"
+    if x in imp.values:
+        if to not in CAST_TYPES:
+            imp.fail(f"casts to {what}; the fold at load casts to numpy's types only")
+        imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
+    elif to in (1, 11):
+        imp.passthrough(imp.cur.output[0], x)
+    elif to == 10:
+        imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
+    else:
+        imp.fail(f"casts a run-time tensor to {what}; jitconv runs float32 tensors and "
+                 f"casts them at run time to float types only (float, double, float16)")
 
 
 def _onnx_constant(imp):
@@ -178,6 +228,11 @@ register(OpDef(
                   convert=_onnx_cast), builder="cast",
     doc="change dtype (folded at load; at run time float only: to float16 rounds, "
         "to float/double is removed)"))
+register(OpDef(
+    "CastLike", inputs=(2, 2), reference=cast_like, runtime=False,
+    onnx=OnnxSpec((15, 19, 21, 23, 24, 25), frozenset({"saturate", "round_mode"}),
+                  convert=_onnx_cast_like),
+    doc="cast input 0 to the element type of input 1 (imported as Cast, or folded)"))
 register(OpDef(
     "Dropout", inputs=(1, 3), reference=identity, runtime=False,
     onnx=OnnxSpec((7, 10, 12, 13, 22), frozenset({"ratio", "seed"}), (12, (1, 2)),
