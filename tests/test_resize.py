@@ -84,12 +84,15 @@ def b_math(g, x):
     y = g.pow(g.abs(g.gelu(x, approximate="tanh")), g.constant(np.float32(1.5)))
     y = g.min(g.max(y, x, g.constant(w(4, 1, 1))), g.constant(np.float32(2.0)))
     c = g.equal(g.greater(x, g.constant(w(1, 4, 1, 1))), g.less(x, g.constant(w(4, 1, 1))))
-    return g.where(c, y, g.cast(x, to=10))
+    d = g.equal(g.greater_or_equal(x, g.constant(w(4, 1, 1))),
+                g.less_or_equal(g.constant(w(1, 4, 1, 1)), x))
+    return g.where(g.equal(c, d), y, g.cast(x, to=10))
 
 
 def b_reduce(g, x):
-    """ReduceSum/Max/L2 and ArgMax, added back together with broadcasting."""
+    """ReduceSum/Max/L2/SumSquare and ArgMax, added back together with broadcasting."""
     y = g.add(g.reduce_sum(x, axes=[1, 3]), g.reduce_max(x, axes=[2]))
+    y = g.add(y, g.reduce_sum_square(x, axes=[2, 3]))
     return g.add(g.add(y, g.reduce_l2(x, axes=[1])), g.argmax(x, axis=1))
 
 
