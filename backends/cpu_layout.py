@@ -14,7 +14,9 @@ Config.layout is "auto"):
 2. In graph order, a candidate is blocked if it reads its input X or its fused residual
    blocked, or if a candidate reads its output that way, directly or through followers
    (MaxPool, which runs blocked whenever its input is; an AveragePool whose windows never
-   count a missing cell, run as a depthwise conv). A GlobalAveragePool of a blocked tensor
+   count a missing cell, run as a depthwise conv; a QDQ model's per-tensor fake-quant
+   QuantizeLinear, elementwise). An Add of two blocked tensors of equal channels runs
+   blocked (a QDQ model's residual adds). A GlobalAveragePool of a blocked tensor
    reads the blocks and writes NCHW itself (no FromBlocked). A Concat along channels runs
    blocked when one of its inputs is blocked and every input holds whole 16-channel blocks
    (an NCHW input goes through ToBlocked). A lone conv is blocked only when
@@ -38,6 +40,8 @@ its reason (or conv2d_winograd_blocked: a 3x3 stride-1 conv on a blocked input w
 ops of their own.
 """
 from __future__ import annotations
+
+import math
 
 from jitconv.kernels.conv_blocked import nchw_out_ok
 from jitconv.kernels.reorder import from_blocked, to_blocked
@@ -88,6 +92,26 @@ def _follows(node) -> bool:
                                           avg_pool_blocks(node))
 
 
+def _fake_quant(graph, node) -> bool:
+    """A QuantizeLinear fused with its DequantizeLinear (dequantize=1, runtime/qdq.py) with
+    one scale and zero point: elementwise, so it runs on blocks as they are (it maps the
+    padding channels' zeros to zeros), as the activations of a QDQ model between convs."""
+    if node.op_type != "QuantizeLinear" or not int(node.attr("dequantize", 0)):
+        return False
+    for t in node.inputs[1:3]:
+        c = graph.constants.get(t) if t else None
+        if t and (c is None or math.prod(c.shape) != 1):
+            return False
+    return True
+
+
+def _blocked_add(node, made, channels) -> bool:
+    """An Add of two blocked tensors of the same channels: elementwise on the blocks."""
+    return node.op_type == "Add" and len(node.inputs) == 2 and \
+        all(t in made for t in node.inputs) and \
+        channels[node.inputs[0]] == channels[node.inputs[1]]
+
+
 # ops that read a blocked input X when it is blocked but write NCHW (no FromBlocked before
 # them): a conv chain's closing GlobalAveragePool
 SINKS = frozenset({"GlobalAveragePool"})
@@ -102,7 +126,7 @@ def _slots(node):
     every input of a Concat."""
     if node.op_type == "Conv":
         return (0, 3)
-    if node.op_type == "Concat":
+    if node.op_type in ("Concat", "Add"):
         return tuple(range(len(node.inputs)))
     return (0,)
 
@@ -171,7 +195,8 @@ def _decide(graph, candidates):
             if r.name in candidates and any(
                     i < len(r.inputs) and r.inputs[i] == t for i in (0, 3)):
                 return True
-            follows = (_follows(r) and r.inputs[0] == t) or _channel_concat(r)
+            follows = ((_follows(r) or _fake_quant(graph, r)) and r.inputs[0] == t) or \
+                _channel_concat(r) or r.op_type == "Add"
             if follows and depth < 4 and wanted(r.outputs[0], depth + 1):
                 return True
         return False
@@ -186,7 +211,11 @@ def _decide(graph, candidates):
                 blocked[node.name] = node
                 made.add(node.outputs[0])
                 channels[node.outputs[0]] = graph.constants[node.inputs[1]].shape[0]
-        elif _follows(node) and node.inputs[0] in made:
+        elif (_follows(node) or _fake_quant(graph, node)) and node.inputs[0] in made:
+            blocked[node.name] = node
+            made.add(node.outputs[0])
+            channels[node.outputs[0]] = channels[node.inputs[0]]
+        elif _blocked_add(node, made, channels):
             blocked[node.name] = node
             made.add(node.outputs[0])
             channels[node.outputs[0]] = channels[node.inputs[0]]

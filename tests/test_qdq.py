@@ -22,6 +22,7 @@ import jitconv as jc  # noqa: E402
 from jitconv.errors import GraphError  # noqa: E402
 from jitconv.runtime.onnx_backend import JitconvBackend  # noqa: E402
 from jitconv.runtime.onnx_import import import_model  # noqa: E402
+from jitconv.kernels.vnni import has_avx512  # noqa: E402
 from jitconv.runtime.reference import run_op  # noqa: E402
 
 F32 = TensorProto.FLOAT
@@ -348,12 +349,55 @@ def test_quantize_static_cnn_matches_onnxruntime(rng, tmp_path):
         if cfg.get("memory") == "low":
             assert {op.storage for op in sess.info().ops
                     if op.op_type in ("Conv", "Gemm")} == {"int8"}
+        if not cfg and has_avx512():
+            # the fake-quant ops and the residual Add run on the blocks: no conversion
+            # between the convs (backends/cpu_layout.py)
+            ops = sess.info().ops
+            assert not {"ToBlocked", "FromBlocked"} & {op.op_type for op in ops}
+            assert [len(op.out_shape) for op in ops if op.op_type == "Add"] == [5]
+            fq = [len(op.out_shape) for op in ops if op.op_type == "QuantizeLinear"]
+            assert fq.count(5) == 5     # after each conv and the Add (not the input, head)
         if not cfg:
             jc.save(graph, str(tmp_path / "cnn.jcm"))       # the .jcm file keeps it all
             again = jc.load(str(tmp_path / "cnn.jcm"))
             assert again.storages() == graph.storages()
             assert np.array_equal(jc.Session(again, jc.Config(threads=2)).run({"x": x})["y"],
                                   got)
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("per_axis", [False, True])
+def test_fake_quant_between_convs_runs_blocked_when_per_tensor(rng, per_axis):
+    """conv -> QuantizeLinear -> DequantizeLinear -> conv: a per-tensor pair runs on the
+    blocks (no conversions); a per-channel one is not elementwise on blocks and keeps
+    NCHW, converted on both sides."""
+    c = 32
+    inits = {"w1": rng.normal(0, 0.2, (c, c, 3, 3)).astype(np.float32),
+             "w2": rng.normal(0, 0.2, (c, c, 3, 3)).astype(np.float32)}
+    if per_axis:
+        inits.update(s=rng.uniform(0.02, 0.05, c).astype(np.float32),
+                     z=np.full(c, 128, np.uint8))
+    else:
+        inits.update(s=np.float32(0.03), z=np.uint8(128))
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1] * 4)]
+    _qdq("h", "hd", "s", "z", nodes)
+    nodes.append(helper.make_node("Conv", ["hd", "w2"], ["y"], pads=[1] * 4))
+    model = _model(nodes, [helper.make_tensor_value_info("x", F32, (1, c, 12, 12))],
+                   [helper.make_tensor_value_info("y", F32, (1, c, 12, 12))], inits)
+    x = rng.normal(0, 1, (1, c, 12, 12)).astype(np.float32)
+    got, sess = _jc(model, {"x": x})
+    ops = sess.info().ops
+    conversions = [op.op_type for op in ops if op.op_type in ("ToBlocked", "FromBlocked")]
+    fq = next(op for op in ops if op.op_type == "QuantizeLinear")
+    if per_axis:
+        assert len(fq.out_shape) == 4 and len(conversions) == 4
+    else:
+        assert len(fq.out_shape) == 5 and conversions == ["ToBlocked", "FromBlocked"]
+    (want,) = _ort(model, {"x": x})
+    # a float difference before the rounding may move a value by one step (0.05 at most)
+    # and the second conv spreads it: bound by one step times the weights' row norm
+    bound = float(np.max(inits["s"])) * float(np.abs(inits["w2"]).sum(axis=(1, 2, 3)).max())
+    assert np.max(np.abs(got["y"] - want)) <= bound
 
 
 # -- bad input: a GraphError naming the node -----------------------------------------------
