@@ -24,7 +24,7 @@ exactly like the built-in ones (tests/test_conv_family.py registers a toy one).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from jitconv.errors import GraphError, RegistryError
@@ -68,15 +68,32 @@ class Epilogue:
     none), a residual add when ``residual``, then the activation (``act`` is ACT_NONE,
     ACT_RELU or ACT_CLIP to [lo, hi]), then ``post``: ACT_NONE or a smooth activation
     (ACT_SILU, ACT_GELU, ACT_GELU_TANH) that the conv op applies to the output after the
-    kernel (kernels/act_vec.py); kernels see only ``act_args``."""
+    kernel (kernels/act_vec.py); kernels see only ``act_args``. ``fq``: () or (scale, zero,
+    qmin, qmax) of a fused per-tensor fake-quant the conv op applies last (a QDQ model's
+    activation quantization, runtime/passes.py's fuse_conv_fake_quant)."""
     act: int = ACT_NONE
     lo: float = 0.0
     hi: float = 0.0
     residual: bool = False
     post: int = ACT_NONE
+    fq: tuple = ()
 
     @classmethod
     def of(cls, node) -> "Epilogue":
+        epi = cls._act_of(node)
+        if node.attr("_fq_scale") is None:
+            return epi
+        from jitconv.runtime.ops.quant import QRANGES  # noqa: PLC0415
+        dtype = node.attr("_fq_dtype", "uint8")
+        if dtype not in QRANGES:
+            raise GraphError(f"{node.describe()}: fused fake-quant dtype {dtype!r} is not one "
+                             f"of {', '.join(QRANGES)}")
+        qmin, qmax = QRANGES[dtype]
+        return replace(epi, fq=(float(node.attr("_fq_scale")),
+                                float(node.attr("_fq_zero", 0.0)), qmin, qmax))
+
+    @classmethod
+    def _act_of(cls, node) -> "Epilogue":
         act = node.attr("activation", "") or ""
         residual = len(node.inputs) > 3 and bool(node.inputs[3])
         if act == "relu":

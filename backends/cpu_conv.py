@@ -17,6 +17,7 @@ from jitconv.kernels import conv_chanvec, conv_lowmem, conv_tiled, depthwise, in
 from jitconv.kernels import winograd
 from jitconv.kernels import elementwise as ew
 from jitconv.kernels.conv_direct import conv2d_direct, conv2d_scratch_shape
+from jitconv.kernels import quant
 from jitconv.kernels.act_vec import apply_activation
 from jitconv.kernels.epilogue import ACT_CLIP, ACT_RELU
 from jitconv.runtime.ir import Constant
@@ -25,6 +26,7 @@ from jitconv.runtime.resident import file_backed
 from .base import Kernel, scratch_view
 from .choice import Choice, choose_conv, int8_dot_fits, keep_weights
 from .conv_family import ConvFamily, ConvGeometry, Epilogue, family, register_conv_family
+from .cpu_quant import per_tensor_view as fq_view
 
 NO_ZERO = conv_lowmem.NO_ZERO
 NO_RES = np.zeros((0, 0, 0, 0), np.float32)
@@ -303,10 +305,19 @@ class Conv(Kernel):
 
     def resize(self, in_shapes, out_shapes):
         size = self._resize(in_shapes, out_shapes)
+        notes = []
         if self.epi.post:
-            note = (f"; fused {self.node.attr('activation')}: applied to the output in place "
-                    f"after the kernel (vector exp)")
-            if not self.reason.endswith(note):
+            notes.append(f"; fused {self.node.attr('activation')}: applied to the output in "
+                         f"place after the kernel (vector exp)")
+        if self.epi.fq:
+            # per tensor: the output as rows spread over the threads, as Quant does
+            self._fq_view = fq_view(out_shapes[0])
+            self._fq_scale = np.array([self.epi.fq[0]], np.float32)
+            self._fq_zero = np.array([self.epi.fq[1]], np.float32)
+            notes.append("; fused fake-quant (QuantizeLinear -> DequantizeLinear, per "
+                         "tensor): applied to the output in place after the kernel")
+        for note in notes:
+            if note not in self.reason:
                 self.reason += note
         return size
 
@@ -363,6 +374,10 @@ class Conv(Kernel):
             apply_residual(out, inputs[3], epi)
         if epi.post:
             apply_activation(out.reshape(-1), epi.post)
+        if epi.fq:
+            _, _, qmin, qmax = epi.fq
+            o3 = out.reshape(self._fq_view)
+            quant.quantize(o3, self._fq_scale, self._fq_zero, 0, o3, qmin, qmax, True)
 
     def held_arrays(self):
         held = list(self.family.arrays()) if self.family is not None else \

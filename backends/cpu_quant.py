@@ -37,6 +37,12 @@ def _view3(shape, per_axis, axis):
     return math.prod(shape[:a]), shape[a], math.prod(shape[a + 1:])
 
 
+def per_tensor_view(shape):
+    """The (rows, 1, length) view a per-tensor quantization of a tensor of ``shape`` runs
+    on (also a conv's fused fake-quant, backends/cpu_conv.py)."""
+    return _view3(shape, False, 1)
+
+
 class Quant(Kernel):
     """QuantizeLinear / DequantizeLinear on float32 tensors holding the integers."""
 

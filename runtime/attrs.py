@@ -22,7 +22,8 @@ INT64 = 2**63
 # attributes the passes add to a node (runtime/passes.py), checked by name on every op
 PRIVATE = {"activation": "str", "activation_min": "float", "activation_max": "float",
            "_fused": "strs", "_layout": "str",
-           "_in_layout": "str", "_out_layout": "str"}
+           "_in_layout": "str", "_out_layout": "str",
+           "_fq_scale": "float", "_fq_zero": "float", "_fq_dtype": "str"}
 
 
 def _is_int(v) -> bool:

@@ -9,6 +9,10 @@
 - fuse_activations: Conv -> Relu / Clip becomes one Conv with a fused epilogue; so do
   Conv -> Gelu and Conv -> Sigmoid -> Mul(conv, sigmoid) (SiLU), whose activation the
   conv op applies to its output right after the kernel (kernels/act_vec.py).
+- fuse_conv_fake_quant: Conv -> a per-tensor fake-quant QuantizeLinear (a QDQ model's
+  activation QuantizeLinear -> DequantizeLinear, fused by fuse_qdq) becomes one Conv
+  with private attributes _fq_scale, _fq_zero, _fq_dtype; the conv op quantizes and
+  dequantizes its output in place right after the kernel (and its activation).
 - fuse_channel_layernorm: Transpose(N,C,...->N,...,C) -> LayerNormalization(last axis)
   -> Transpose(back), as ConvNeXt exports a LayerNorm over channels, becomes one
   LayerNormalization with the private attribute _channels=1 (normalized over axis 1;
@@ -143,6 +147,38 @@ def fuse_activations(graph: Graph) -> Graph:
     return _rebuild(graph, replace, drop, dict(graph.constants))
 
 
+def _one_value(graph, name):
+    """The value of a one-element constant, or None."""
+    c = graph.constants.get(name) if name else None
+    if c is None or int(np.prod(c.shape)) != 1:
+        return None
+    return float(np.asarray(c.as_float32()).reshape(-1)[0])
+
+
+def fuse_conv_fake_quant(graph: Graph) -> Graph:
+    consumers = graph.consumers()
+    replace, drop = {}, set()
+    for node in graph.nodes:
+        if node.op_type != "Conv" or node.attr("_fq_scale") is not None:
+            continue
+        fq = _single_reader(graph, consumers, node.outputs[0])
+        if fq is None or fq.op_type != "QuantizeLinear" or not int(fq.attr("dequantize", 0)) \
+                or fq.inputs[0] != node.outputs[0]:
+            continue
+        scale = _one_value(graph, fq.inputs[1])
+        zero = _one_value(graph, fq.inputs[2]) if len(fq.inputs) > 2 and fq.inputs[2] \
+            else 0.0
+        if scale is None or zero is None:
+            continue
+        attrs = dict(node.attrs)
+        attrs.update(_fq_scale=scale, _fq_zero=zero, _fq_dtype=str(fq.attr("dtype", "uint8")),
+                     _fused=list(node.attr("_fused", [])) + [fq.name])
+        replace[node.name] = Node("Conv", list(node.inputs), list(fq.outputs), attrs,
+                                  node.name)
+        drop.add(fq.name)
+    return _rebuild(graph, replace, drop, dict(graph.constants))
+
+
 def _scalar(graph, name, value, rtol=1e-3):
     """True when ``name`` is a one-element constant within rtol of value."""
     c = graph.constants.get(name)
@@ -243,4 +279,4 @@ def optimize(graph: Graph) -> Graph:
     from .qdq import fuse_qdq  # noqa: PLC0415 (qdq.py imports this module)
     graph = fuse_qdq(graph)
     graph = fuse_erf_gelu(fuse_channel_layernorm(graph))
-    return fuse_activations(fuse_residual(fold_batchnorm(graph)))
+    return fuse_conv_fake_quant(fuse_activations(fuse_residual(fold_batchnorm(graph))))

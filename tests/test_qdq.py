@@ -355,8 +355,12 @@ def test_quantize_static_cnn_matches_onnxruntime(rng, tmp_path):
             ops = sess.info().ops
             assert not {"ToBlocked", "FromBlocked"} & {op.op_type for op in ops}
             assert [len(op.out_shape) for op in ops if op.op_type == "Add"] == [5]
+            # each conv quantizes its own output (runtime/passes.py fuse_conv_fake_quant);
+            # the Add's runs on the blocks (not the input's, the head's)
+            assert sum("fused fake-quant" in op.reason for op in ops
+                       if op.op_type == "Conv") == 4
             fq = [len(op.out_shape) for op in ops if op.op_type == "QuantizeLinear"]
-            assert fq.count(5) == 5     # after each conv and the Add (not the input, head)
+            assert fq.count(5) == 1 and len(fq) == 5
         if not cfg:
             jc.save(graph, str(tmp_path / "cnn.jcm"))       # the .jcm file keeps it all
             again = jc.load(str(tmp_path / "cnn.jcm"))
@@ -365,12 +369,8 @@ def test_quantize_static_cnn_matches_onnxruntime(rng, tmp_path):
                                   got)
 
 
-@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
-@pytest.mark.parametrize("per_axis", [False, True])
-def test_fake_quant_between_convs_runs_blocked_when_per_tensor(rng, per_axis):
-    """conv -> QuantizeLinear -> DequantizeLinear -> conv: a per-tensor pair runs on the
-    blocks (no conversions); a per-channel one is not elementwise on blocks and keeps
-    NCHW, converted on both sides."""
+def _conv_qdq_conv(rng, per_axis, pool):
+    """x -> conv (-> MaxPool 3x3 stride 1 when ``pool``) -> Q -> DQ -> conv -> y."""
     c = 32
     inits = {"w1": rng.normal(0, 0.2, (c, c, 3, 3)).astype(np.float32),
              "w2": rng.normal(0, 0.2, (c, c, 3, 3)).astype(np.float32)}
@@ -380,24 +380,46 @@ def test_fake_quant_between_convs_runs_blocked_when_per_tensor(rng, per_axis):
     else:
         inits.update(s=np.float32(0.03), z=np.uint8(128))
     nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1] * 4)]
-    _qdq("h", "hd", "s", "z", nodes)
+    if pool:
+        nodes.append(helper.make_node("MaxPool", ["h"], ["hp"], kernel_shape=[3, 3],
+                                      pads=[1] * 4))
+    _qdq("hp" if pool else "h", "hd", "s", "z", nodes)
     nodes.append(helper.make_node("Conv", ["hd", "w2"], ["y"], pads=[1] * 4))
     model = _model(nodes, [helper.make_tensor_value_info("x", F32, (1, c, 12, 12))],
                    [helper.make_tensor_value_info("y", F32, (1, c, 12, 12))], inits)
     x = rng.normal(0, 1, (1, c, 12, 12)).astype(np.float32)
     got, sess = _jc(model, {"x": x})
-    ops = sess.info().ops
+    (want,) = _ort(model, {"x": x})
+    # a float difference before the rounding may move a value by one step, and the
+    # second conv spreads it: bound by one step times the weights' largest row norm
+    bound = float(np.max(inits["s"])) * float(np.abs(inits["w2"]).sum(axis=(1, 2, 3)).max())
+    assert np.max(np.abs(got["y"] - want)) <= bound
+    return sess.info().ops
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("per_axis", [False, True])
+def test_fake_quant_after_a_blocked_pool_runs_blocked_when_per_tensor(rng, per_axis):
+    """A per-tensor fake-quant after a blocked MaxPool runs on the blocks (no conversions
+    between the convs); a per-channel one is not elementwise on blocks: NCHW, converted
+    on both sides."""
+    ops = _conv_qdq_conv(rng, per_axis, pool=True)
     conversions = [op.op_type for op in ops if op.op_type in ("ToBlocked", "FromBlocked")]
     fq = next(op for op in ops if op.op_type == "QuantizeLinear")
     if per_axis:
         assert len(fq.out_shape) == 4 and len(conversions) == 4
     else:
         assert len(fq.out_shape) == 5 and conversions == ["ToBlocked", "FromBlocked"]
-    (want,) = _ort(model, {"x": x})
-    # a float difference before the rounding may move a value by one step (0.05 at most)
-    # and the second conv spreads it: bound by one step times the weights' row norm
-    bound = float(np.max(inits["s"])) * float(np.abs(inits["w2"]).sum(axis=(1, 2, 3)).max())
-    assert np.max(np.abs(got["y"] - want)) <= bound
+
+
+@pytest.mark.parametrize("per_axis", [False, True])
+def test_conv_quantizes_its_output_when_per_tensor(rng, per_axis):
+    """Conv -> per-tensor fake-quant: one op (runtime/passes.py fuse_conv_fake_quant);
+    per channel: the QuantizeLinear stays."""
+    ops = _conv_qdq_conv(rng, per_axis, pool=False)
+    first = ops[[op.op_type for op in ops].index("Conv")]
+    assert ("fused fake-quant" in first.reason) != per_axis
+    assert any(op.op_type == "QuantizeLinear" for op in ops) == per_axis
 
 
 # -- bad input: a GraphError naming the node -----------------------------------------------
@@ -444,3 +466,14 @@ def test_session_shape_check_names_the_node():
     with pytest.raises(GraphError, match=r"QuantizeLinear node 'q'.*2 values.*size 3"):
         g.quantize_linear(x, np.full(2, 0.1, np.float32), np.zeros(2, np.float32),
                           axis=1, dtype="int8", name="q")
+
+
+def test_conv_reference_applies_a_fused_fake_quant(rng):
+    x = rng.normal(0, 1, (1, 4, 6, 6)).astype(np.float32)
+    w = rng.normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32)
+    conv = run_op("Conv", [x, w], {"pads": [1] * 4, "activation": "relu"})
+    want = run_op("QuantizeLinear", [conv, np.float32(0.02), np.uint8(3)],
+                  {"dtype": "uint8", "dequantize": 1})
+    got = run_op("Conv", [x, w], {"pads": [1] * 4, "activation": "relu", "_fq_scale": 0.02,
+                                  "_fq_zero": 3.0, "_fq_dtype": "uint8"})
+    assert np.array_equal(got, want) and not np.array_equal(got, conv)

@@ -104,6 +104,11 @@ def conv(inputs, attrs) -> np.ndarray:
         y = smooth_activation(y, act)
     elif act:
         raise ValueError(f"unknown Conv activation {act!r}")
+    if attrs.get("_fq_scale") is not None:      # a fused fake-quant (runtime/passes.py)
+        from .quant import quantize_linear  # noqa: PLC0415
+        y = quantize_linear([_out(y), np.float32(attrs["_fq_scale"]),
+                             np.float32(attrs.get("_fq_zero", 0.0))],
+                            {"dtype": attrs.get("_fq_dtype", "uint8"), "dequantize": 1})
     return _out(y)
 
 
