@@ -23,7 +23,9 @@ measured against its parent in the same interleaved run, each with its own Numba
 
 ``--model-file PATH`` times an ONNX file of your own instead (e.g. a QDQ model from
 bench/qdq_resnet50.py), with every engine; ``jitconv-low`` is jitconv with
-Config(precision="low") (int8 weights run on the int8-dot kernel where it fits).
+Config(precision="low") (int8 weights run on the int8-dot kernel where it fits), and
+``jitconv-memlow`` jitconv with Config(memory="low") (weights kept as the file stores them:
+give it .jcm files of each storage, ``jc.save(jc.quantize(graph, "int8"), path)``).
 
 ``--busy`` starts one more process spinning in a plain Python loop for the whole
 measurement (it keeps one core busy, as another user's job would). The table gives, per
@@ -40,7 +42,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENGINES = ("jitconv", "jitconv-low", "onnxruntime", "openvino", "openvino-f32")
+ENGINES = ("jitconv", "jitconv-low", "jitconv-memlow", "onnxruntime", "openvino",
+           "openvino-f32")
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -74,10 +77,12 @@ def _make_runner(engine, path, threads):
         where = engine.split("@", 1)[1].split("=", 1)[1]
         _import_checkout(where)
         engine = "jitconv"
-    if engine in ("jitconv", "jitconv-low"):
+    if engine in ("jitconv", "jitconv-low", "jitconv-memlow"):
         import jitconv as jc
         precision = "low" if engine == "jitconv-low" else "normal"
-        sess = jc.Session(jc.load(path), jc.Config(threads=threads, precision=precision))
+        memory = "low" if engine == "jitconv-memlow" else "normal"
+        sess = jc.Session(jc.load(path), jc.Config(threads=threads, precision=precision,
+                                                   memory=memory))
         feeds = {s.name: _input(s.shape) for s in sess.graph.inputs}
         return lambda: sess.run(feeds), lambda: _describe_jitconv(sess) + (
             f" from {where}" if where else "")
@@ -173,7 +178,7 @@ def _spinner():
 
 def measure(model, engines, threads, rounds, runs, gap, busy, batch=1):
     with tempfile.TemporaryDirectory() as folder:
-        path = model if model.endswith(".onnx") else _export(model, folder, batch)
+        path = model if model.endswith((".onnx", ".jcm")) else _export(model, folder, batch)
         workers = [Worker(e, path, t) for t in threads for e in engines]
         spin = _spinner() if busy else None
         try:
