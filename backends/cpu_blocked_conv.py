@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from jitconv.kernels.blocked_weights import FP32, KIND_F32, NO_F32, pack_stored_blocked
-from jitconv.kernels.conv_blocked import BlockedCall, act_bounds, pack_blocked, unpack_blocked
+from jitconv.kernels.conv_blocked import (BLK, BlockedCall, act_bounds, pack_blocked,
+                                          unpack_blocked)
 from jitconv.kernels.conv_lowmem import load_rows
 from jitconv.kernels.depthwise_blocked import (check_depthwise_blocked, pack_depthwise_blocked,
                                                pad_depthwise_bias, rows_to_blocked,
@@ -17,6 +18,7 @@ from jitconv.kernels.winograd_blocked import (conv2d_winograd_blocked, pack_wino
                                               unpack_winograd_blocked,
                                               winograd_blocked_cost,
                                               winograd_blocked_scratch_floats)
+from jitconv.kernels.winograd_stored import u_floats, u_from_stored
 from jitconv.runtime.ir import Constant
 
 from .base import scratch_view
@@ -118,62 +120,89 @@ class Blocked(ConvFamily):
 # a 3x3 conv runs Winograd when its cost is below this share of the direct kernel's (the
 # cost model's error margin)
 WINOGRAD_BELOW = 0.85
+# in memory=low (weights kept as stored) U is made at each call into the scratch: only
+# where it is at most this many bytes (ResNet-50: the 56x56 and 28x28 convs, F(4,3); the
+# 14x14 ones would need 4 MiB at F(2,3)), so the scratch stays small beside the weights
+WINOGRAD_LOW_U = 2.5 * 2 ** 20
 
 
 class WinogradBlocked(ConvFamily):
     """conv2d_winograd_blocked F(m, 3), m = the choice's option (2 or 4): blocked input and
-    output, U = the transformed weights as (m+2)^2 packed 1x1 convs."""
+    output, U = the transformed weights as (m+2)^2 packed 1x1 convs; or, for weights kept
+    as stored (memory=low), the stored weights, U made into the scratch at each call
+    (kernels/winograd_stored.py)."""
     key = "winograd_blocked"
     fuses_residual = True
 
     def pack(self, kept):
         self.w_shape, self.name = kept.shape, kept.name
-        self.U = pack_winograd_blocked(kept.data, self.option)
+        if kept.storage == "fp32":
+            self.U, self.stored = pack_winograd_blocked(kept.data, self.option), None
+        else:
+            self.U, self.stored = None, pack_stored_blocked(kept, BLK, pack_blocked)
 
     def _floats(self, geom):
         return winograd_blocked_scratch_floats(geom.w[1], geom.w[0], geom.out[2],
                                                geom.out[3], self.option)
 
+    def _u_floats(self):
+        return 0 if self.stored is None else u_floats(self.w_shape, self.option)
+
     def plan(self, geom):
         self.geom = geom
-        return 4 * self._floats(geom)
+        return 4 * (self._floats(geom) + self._u_floats())
 
     def run(self, x, bias, res, out, scratch, epi, w=None):
-        sc = scratch_view(scratch, (self._floats(self.geom),))
-        conv2d_winograd_blocked(x, self.U, self.option, self.w_shape, bias, res, out, sc,
+        n = self._floats(self.geom)
+        sc = scratch_view(scratch, (n + self._u_floats(),))
+        U = self.U
+        if self.stored is not None:
+            U = sc[n:]
+            u_from_stored(self.stored, self.w_shape, self.option, U)
+        conv2d_winograd_blocked(x, U, self.option, self.w_shape, bias, res, out, sc[:n],
                                 self.geom.pads[0], self.geom.pads[1], *epi.act_args)
 
     def arrays(self):
-        return (self.U,)
+        return (self.U,) if self.stored is None else self.stored.arrays()
 
     def unpack(self):
+        if self.stored is not None:
+            return None
         return Constant(self.name, unpack_winograd_blocked(self.U, self.option, self.w_shape))
 
 
 def _winograd_blocked_rule(request):
-    """A blocked 3x3 conv (stride 1, dilation 1, groups 1, fp32 weights, blocked input)
-    runs Winograd where the cost model rates it below WINOGRAD_BELOW of the direct
-    kernel; precision=high and memory=low rule it out (U holds (m+2)^2 / 9 times the
-    weights)."""
+    """A blocked 3x3 conv (stride 1, dilation 1, groups 1, blocked input) runs Winograd
+    where the cost model rates it below WINOGRAD_BELOW of the direct kernel. fp32 weights
+    outside memory=low: U packed once (it holds (m+2)^2 / 9 times the weights). In
+    memory=low only weights kept as stored (fp16 / int8 / int4), with U made at each
+    call into the scratch where it takes at most WINOGRAD_LOW_U bytes (fp32 weights in
+    memory=low stay direct). precision=high rules it out."""
     a, g = request.attrs, request.geom
     if a.get("_layout") != BLOCKED or a.get("_in_layout") != BLOCKED or g is None:
         return None
-    if request.kept.storage != "fp32" or request.memory == "low" or \
-            request.precision == "high":
+    stored = request.kept.storage != "fp32"
+    if request.precision == "high" or stored != (request.memory == "low"):
         return None
     if tuple(g.w[2:]) != (3, 3) or tuple(g.strides) != (1, 1) or \
             tuple(g.dilations) != (1, 1) or g.groups != 1:
         return None
     threads = getattr(request.target, "threads", 1)
+    options = [m for m in (4, 2) if not stored or 4 * u_floats(g.w, m) <= WINOGRAD_LOW_U]
+    if not options:
+        return None
     cost, m = min((winograd_blocked_cost(g.w[1], g.w[0], g.out[2], g.out[3], m, threads), m)
-                  for m in (4, 2))
+                  for m in options)
     if cost >= WINOGRAD_BELOW:
         return None
     why = _storage_reason(request.kept, request.memory, request.decoded_from)
-    return Choice("conv2d_winograd_blocked",
+    made = (f"; U ({4 * u_floats(g.w, m) / 2 ** 20:.1f} MiB) made from the stored weights "
+            f"into the scratch at each call") if stored else ""
+    suffix = "" if not stored else f"_{request.kept.storage}w"
+    return Choice("conv2d_winograd_blocked" + suffix,
                   f"{why}; channel-blocked layout NCHW16c chosen by the layout pass; "
                   f"Winograd F({m},3): cost {cost:.2f} of the direct blocked kernel at "
-                  f"{threads} thread{'s' if threads > 1 else ''}", option=m,
+                  f"{threads} thread{'s' if threads > 1 else ''}{made}", option=m,
                   family="winograd_blocked")
 
 

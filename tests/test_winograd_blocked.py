@@ -153,3 +153,63 @@ def test_session_resizes_between_winograd_and_direct():
         assert_close(sess.run({"x": x})["y"], evaluate(g, {"x": x})["y"], what=str(size))
         seen.add(_kernels(sess)["b"][0])
     assert seen == {"conv2d_winograd_blocked", "conv2d_blocked"}, seen
+
+
+# ----------------------------------------------------------------------------- memory=low
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("weights,block,symmetric", [("int8", None, True),
+                                                     ("int8", 16, False), ("fp16", None, True),
+                                                     ("int4", None, True)])
+@pytest.mark.parametrize("M,C", [(40, 24), (80, 64)])
+def test_u_made_from_stored_weights_matches_packed_u(M, C, weights, block, symmetric, m):
+    """U made at each call from weights kept as stored equals pack_winograd_blocked of the
+    weights they decode to (float32 sums against float64: a few ulps)."""
+    from jitconv.kernels.blocked_weights import pack_stored_blocked
+    from jitconv.kernels.winograd_stored import u_floats, u_from_stored
+    rng = np.random.default_rng(M + C)
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, C, 6, 6))
+    g.output(g.conv2d(x, rand(rng, M, C, 3, 3), None, padding=1, name="c"), "y")
+    q = jc.quantize(g.build(), weights, block=block, symmetric=symmetric)
+    const = next(c for c in q.constants.values() if len(c.shape) == 4)
+    U = np.full(u_floats(const.shape, m), np.nan, np.float32)
+    u_from_stored(pack_stored_blocked(const, 16, pack_blocked), const.shape, m, U)
+    want = pack_winograd_blocked(const.as_float32(), m)
+    assert np.abs(U - want).max() <= 1e-6 * np.abs(want).max()
+
+
+def _stored_kernels(weights, size=40, channels=64):
+    from helpers import stored
+    rng = np.random.default_rng(7)
+    g = jc.GraphBuilder()
+    x = g.input("x", (1, channels, size, size))
+    a = g.conv2d(x, rand(rng, channels, channels, 3, 3, scale=0.1), rand(rng, channels),
+                 padding=1, activation="relu", name="a")
+    b = g.conv2d(a, rand(rng, channels, channels, 3, 3, scale=0.1), None, padding=1, name="b")
+    g.output(g.add(b, a), "y")
+    graph = stored(g.build(), weights)
+    sess = jc.Session(graph, jc.Config(threads=2, progress=False, memory="low"))
+    x = rand(rng, 1, channels, size, size)
+    assert_close(sess.run({"x": x})["y"], evaluate(graph, {"x": x})["y"], what=weights)
+    return _kernels(sess), sess.info()
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+@pytest.mark.parametrize("weights", ["fp16", "int8", "int4"])
+def test_memory_low_runs_winograd_from_stored_weights(weights):
+    kernels, info = _stored_kernels(weights)
+    kernel, reason = kernels["b"]
+    assert kernel == f"conv2d_winograd_blocked_{weights}w", kernels
+    assert "made from the stored weights" in reason and f"{weights} weights kept" in reason
+    # the session holds the stored bytes only (U lives in the scratch)
+    fp32 = 2 * 64 * 64 * 9 * 4
+    assert info.weight_bytes < fp32 / 1.9
+    assert info.scratch_bytes >= 4 * 36 * 64 * 64      # U of F(4,3)
+
+
+@pytest.mark.skipif(not has_avx512(), reason="the layout pass blocks convs on AVX-512 only")
+def test_memory_low_keeps_direct_where_u_would_be_big():
+    """256 -> 256 channels: U takes 4 MiB at F(2,3), over WINOGRAD_LOW_U."""
+    kernels, _ = _stored_kernels("int8", size=14, channels=256)
+    assert kernels["b"][0] == "conv2d_blocked_int8w", kernels
