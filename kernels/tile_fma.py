@@ -231,6 +231,21 @@ def _emit_store_nchw(builder, vals, o, r, base_, plane_, mv_, n_, lo_, hi_, hres
                                          _ptr16(builder, o, off), align, mask])
 
 
+def _store_tile(context, builder, tys, args, vals, o, r, base_, stride_, n_, epi, mv, NB,
+                NP):
+    """Store a tile's values blocked (_emit_store), or NCHW (_emit_store_nchw) when ``mv``
+    is the index of the channel-count argument; ``epi``: the indices of lo, hi, has_res."""
+    lo, hi, hres = epi
+    lo_ = _f32_splat(builder, args[lo], tys[lo])
+    hi_ = _f32_splat(builder, args[hi], tys[hi])
+    if mv is None:
+        _emit_store(builder, vals, o, r, base_, stride_, n_, lo_, hi_, args[hres], NB, NP)
+    else:
+        mv_ = context.cast(builder, args[mv], tys[mv], types.int64)
+        _emit_store_nchw(builder, vals, o, r, base_, stride_, mv_, n_, lo_, hi_, args[hres],
+                         NB, NP)
+
+
 def emit_epilogue(builder, v, o, r, off, lo_, hi_, hres):
     """o[off : off + 16] = min(max(v (+ r[off : off + 16] when hres), lo), hi); NaN stays
     NaN. r may be o itself (read before the store)."""
@@ -339,15 +354,8 @@ def _conv_tile_typer(nchw):
                                      for j in (13, 15, 16, 19))
             init = _emit_bias(builder, b, m, NB, NP)
             outs = _emit_loop(builder, init, x, xoffs, scales, w, *ints, NB, NP)
-            lo_ = _f32_splat(builder, args[20], tys[20])
-            hi_ = _f32_splat(builder, args[21], tys[21])
-            if nchw:
-                mv_ = context.cast(builder, args[25], tys[25], types.int64)
-                _emit_store_nchw(builder, outs, o, r, base_, stride_, mv_, n_, lo_, hi_,
-                                 args[18], NB, NP)
-            else:
-                _emit_store(builder, outs, o, r, base_, stride_, n_, lo_, hi_, args[18], NB,
-                            NP)
+            _store_tile(context, builder, tys, args, outs, o, r, base_, stride_, n_,
+                        (20, 21, 18), 25 if nchw else None, NB, NP)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -429,14 +437,8 @@ def _tile_store_typer(nchw):
                                   for j in (2, 3, 6))
             vals = [builder.load(_ptr16(builder, a, ir.Constant(_I64, 16 * t)), align=4)
                     for t in range(NB * NP)]
-            lo_ = _f32_splat(builder, args[7], tys[7])
-            hi_ = _f32_splat(builder, args[8], tys[8])
-            if nchw:
-                mv_ = context.cast(builder, args[11], tys[11], types.int64)
-                _emit_store_nchw(builder, vals, o, r, base_, stride_, mv_, n_, lo_, hi_,
-                                 args[5], NB, NP)
-            else:
-                _emit_store(builder, vals, o, r, base_, stride_, n_, lo_, hi_, args[5], NB, NP)
+            _store_tile(context, builder, tys, args, vals, o, r, base_, stride_, n_,
+                        (7, 8, 5), 11 if nchw else None, NB, NP)
             return context.get_dummy_value()
 
         return sig, codegen

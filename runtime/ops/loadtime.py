@@ -91,19 +91,23 @@ def _onnx_dropout(imp):
         imp.values[out[1]] = np.ones(imp.shape_of(x), dtype=bool)
 
 
-def _onnx_cast(imp):
-    to = int(imp.attr("to"))
-    x = imp.in_name(0)
-    if x in imp.values:
+def _emit_cast(imp, x, to, what):
+    """x cast to ONNX type ``to`` (described as ``what`` in errors): a Cast folded at load
+    when x is known there, else the run-time Cast between float types (none to float or
+    double: every run-time tensor is float32)."""
+    if x in imp.values or to == 10:
         imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
     elif to in (1, 11):
         imp.passthrough(imp.cur.output[0], x)
-    elif to == 10:
-        imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
     else:
-        imp.fail(f"casts a run-time tensor to ONNX type {to}; jitconv runs float32 "
-                 f"tensors and casts them at run time to float types only (float, "
-                 f"double, float16); integer tensors must fold away at load")
+        imp.fail(f"casts a run-time tensor to {what}; jitconv runs float32 tensors and "
+                 f"casts them at run time to float types only (float, double, float16); "
+                 f"integer tensors must fold away at load")
+
+
+def _onnx_cast(imp):
+    to = int(imp.attr("to"))
+    _emit_cast(imp, imp.in_name(0), to, f"ONNX type {to}")
 
 
 def _onnx_cast_like(imp):
@@ -128,17 +132,9 @@ def _onnx_cast_like(imp):
             imp.fail(f"the element type of input 1 (like) {like!r} is unknown: the model "
                      f"declares none and ONNX type inference finds none")
     what = f"ONNX type {to} (the type of input 1, {like!r})"
-    if x in imp.values:
-        if to not in CAST_TYPES:
-            imp.fail(f"casts to {what}; the fold at load casts to numpy's types only")
-        imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
-    elif to in (1, 11):
-        imp.passthrough(imp.cur.output[0], x)
-    elif to == 10:
-        imp.emit("Cast", [x], imp.cur.output[:1], {"to": to})
-    else:
-        imp.fail(f"casts a run-time tensor to {what}; jitconv runs float32 tensors and "
-                 f"casts them at run time to float types only (float, double, float16)")
+    if x in imp.values and to not in CAST_TYPES:
+        imp.fail(f"casts to {what}; the fold at load casts to numpy's types only")
+    _emit_cast(imp, x, to, what)
 
 
 def _onnx_constant(imp):
