@@ -365,10 +365,8 @@ def _conv_tile_typer(nchw):
 @intrinsic
 def conv_tile(typingctx, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride, ci,
               masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx, pxstride):
-    """conv_tile(xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
-    ci, masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx, pxstride): a
-    whole tile in registers. The accumulators start from bias[m0:] (tile_init), take one tap
-    loop (fma_tap's arguments) and are stored as tile_store does. For a conv whose every tap
+    """A whole tile in registers. The accumulators start from bias[m0:] (tile_init), take
+    one tap loop (fma_tap's arguments) and are stored as tile_store does. For a conv whose every tap
     fits one call (1x1 with few channels, a window inside the image of an NCHW input): no
     accumulator round trip through memory. pxstride (a literal): 0, or the distance in
     floats of consecutive pixels from offs[0] (``_tap_operands``)."""
@@ -381,14 +379,12 @@ def conv_tile(typingctx, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rs
 def conv_tile_nchw(typingctx, xf, offs, scale, wc, k, cb, cstride, wbstride, rows, rstride,
                    ci, masked, bias, m0, out, base, stride, res, has_res, n, lo, hi, nb, npx,
                    pxstride, mv):
-    """conv_tile_nchw(..., pxstride, mv): conv_tile storing to an NCHW
-    output as tile_store_nchw does (base, stride: the tile's first pixel of channel m0 and the
-    plane size; mv: channels m0 + mv on are not stored)."""
+    """conv_tile storing to an NCHW output as tile_store_nchw does (base, stride: the
+    tile's first pixel of channel m0 and the plane size; mv: channels m0 + mv on are not
+    stored)."""
     return _conv_tile_typer(True)(xf, offs, scale, wc, k, cb, cstride, wbstride, rows,
                                   rstride, ci, masked, bias, m0, out, base, stride, res,
                                   has_res, n, lo, hi, nb, npx, pxstride, mv)
-
-
 
 
 def _ptr16(builder, base, off):
@@ -447,18 +443,17 @@ def _tile_store_typer(nchw):
 
 @intrinsic
 def tile_store(typingctx, acc, out, base, stride, res, has_res, n, lo, hi, nb, npx):
-    """tile_store(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx):
-    out[base + j stride + 16p : +16] = min(max(acc[p, 16j : +16] (+ the same of res), lo), hi)
-    for p < n (n <= npx), j < nb (literals): one tile's blocks, each a run of consecutive
-    16-float pixels. res may be out itself (each line is read before it is written)."""
+    """out[base + j stride + 16p : +16] = min(max(acc[p, 16j : +16] (+ the same of res), lo),
+    hi) for p < n (n <= npx), j < nb (literals): one tile's blocks, each a run of
+    consecutive 16-float pixels. res may be out itself (each line is read before it is
+    written)."""
     return _tile_store_typer(False)(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx)
 
 
 @intrinsic
 def tile_store_nchw(typingctx, acc, out, base, stride, res, has_res, n, lo, hi, nb, npx, mv):
-    """tile_store_nchw(acc, out, base, stride, res, has_res, n, lo, hi,
-    nb, npx, mv): the tile to an NCHW output: channel m0 + 16 j + c of pixel p (p < n) at
-    out[base + (16 j + c) stride + p] (base: the tile's first pixel of channel m0, stride: the
-    plane size), for 16 j + c < mv; res likewise NCHW."""
+    """tile_store to an NCHW output: channel m0 + 16 j + c of pixel p (p < n) at
+    out[base + (16 j + c) stride + p] (base: the tile's first pixel of channel m0, stride:
+    the plane size), for 16 j + c < mv; res likewise NCHW."""
     return _tile_store_typer(True)(acc, out, base, stride, res, has_res, n, lo, hi, nb, npx,
                                    mv)
