@@ -216,17 +216,8 @@ def _emit_store_nchw(builder, vals, o, r, base_, plane_, mv_, n_, lo_, hi_, hres
                 with builder.if_then(builder.icmp_signed(">", mv_, ir.Constant(_I64, ch))):
                     off = builder.add(base_, builder.add(
                         builder.mul(plane_, ir.Constant(_I64, ch)), ir.Constant(_I64, p0)))
-                    v = cols[c]
-                    with builder.if_else(hres) as (then, other):
-                        with then:
-                            v1 = builder.fadd(v, builder.call(load, [
-                                _ptr16(builder, r, off), align, mask, undef]))
-                            blk_then = builder.block
-                        with other:
-                            blk_else = builder.block
-                    vp = builder.phi(_V16)
-                    vp.add_incoming(v1, blk_then)
-                    vp.add_incoming(v, blk_else)
+                    vp = _plus_residual(builder, cols[c], hres, lambda: builder.call(
+                        load, [_ptr16(builder, r, off), align, mask, undef]))
                     builder.call(store, [_clamp(builder, vp, lo_, hi_),
                                          _ptr16(builder, o, off), align, mask])
 
@@ -246,18 +237,26 @@ def _store_tile(context, builder, tys, args, vals, o, r, base_, stride_, n_, epi
                          NB, NP)
 
 
-def emit_epilogue(builder, v, o, r, off, lo_, hi_, hres):
-    """o[off : off + 16] = min(max(v (+ r[off : off + 16] when hres), lo), hi); NaN stays
-    NaN. r may be o itself (read before the store)."""
+def _plus_residual(builder, v, hres, load_residual):
+    """v + load_residual() when the run-time flag hres is set, else v (a branch, and a
+    phi after it)."""
     with builder.if_else(hres) as (then, other):
         with then:
-            v1 = builder.fadd(v, builder.load(_ptr16(builder, r, off), align=4))
+            v1 = builder.fadd(v, load_residual())
             blk_then = builder.block
         with other:
             blk_else = builder.block
     vp = builder.phi(_V16)
     vp.add_incoming(v1, blk_then)
     vp.add_incoming(v, blk_else)
+    return vp
+
+
+def emit_epilogue(builder, v, o, r, off, lo_, hi_, hres):
+    """o[off : off + 16] = min(max(v (+ r[off : off + 16] when hres), lo), hi); NaN stays
+    NaN. r may be o itself (read before the store)."""
+    vp = _plus_residual(builder, v, hres,
+                        lambda: builder.load(_ptr16(builder, r, off), align=4))
     builder.store(_clamp(builder, vp, lo_, hi_), _ptr16(builder, o, off), align=4)
 
 
