@@ -23,6 +23,15 @@ _OPTS = dict(cache=True, parallel=True, fastmath={"contract"}, error_model="nump
 NPD = 8      # output pixels per register tile (8 zmm accumulators)
 
 
+def _nan_max(builder, acc, x):
+    """The lane-wise max of acc and x where a NaN wins: x if x is NaN, else acc if acc is
+    NaN or not below x, else x: two compares and two blends (the llvm.maximum intrinsic,
+    which also orders -0 below +0, expanded to a much longer sequence here)."""
+    keep = builder.fcmp_unordered(">=", acc, x)         # acc NaN, x NaN, or acc >= x
+    m = builder.select(keep, acc, x)
+    return builder.select(builder.fcmp_unordered("uno", x, x), x, m)
+
+
 @intrinsic
 def window_run(typingctx, xf, x0, xrow, xpix, xtap, wf, w0, kh0, kh1, kw0, kw1, KW, bias, b0,
                of, o0, rf, has_res, lo, hi, npd, op):
@@ -65,8 +74,6 @@ def window_run(typingctx, xf, x0, xrow, xpix, xtap, wf, w0, kh0, kh1, kw0, kw1, 
         one, sixteen = ir.Constant(_I64, 1), ir.Constant(_I64, 16)
         if is_max:
             bv = ir.Constant(_V16, [float("-inf")] * 16)
-            vmax = builder.module.globals.get("llvm.maximum.v16f32") or ir.Function(
-                builder.module, ir.FunctionType(_V16, [_V16, _V16]), name="llvm.maximum.v16f32")
         else:
             bv = builder.load(_ptr16(builder, bp, b0_), align=4)
         pre = builder.block
@@ -100,7 +107,7 @@ def window_run(typingctx, xf, x0, xrow, xpix, xtap, wf, w0, kh0, kh1, kw0, kw1, 
         for p in range(NP):
             xo = builder.add(xt, builder.mul(ir.Constant(_I64, p), xpix_))
             xv = builder.load(_ptr16(builder, x, xo), align=4)
-            new.append(builder.call(vmax, [accs[p], xv]) if is_max else
+            new.append(_nan_max(builder, accs[p], xv) if is_max else
                        builder.call(fma, [xv, wv, accs[p]]))
         kw1 = builder.add(kw, one)
         kw.add_incoming(kw1, tapb)

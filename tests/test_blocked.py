@@ -427,3 +427,21 @@ def test_global_average_pool_reads_blocks(channels):
     got = sess.run(feeds)["y"]
     assert got.shape == (2, channels, 1, 1)
     assert_close(got, evaluate(graph, feeds)["y"])
+
+
+def test_blocked_max_pool_propagates_nan_and_ignores_padding():
+    """A NaN anywhere in a window wins (as MaxPool's reference, np.max); taps outside the
+    image are left out, so an all-negative border window keeps its own maximum."""
+    from jitconv.kernels.pool_blocked import max_pool_blocked
+    rng = np.random.default_rng(11)
+    x = -np.abs(rand(rng, 1, 20, 9, 10)) - 1.0       # all negative: padding must not win
+    x[0, 3, 4, 4] = np.nan
+    x[0, 17, 0, 0] = np.nan
+    want = run_op("MaxPool", [x], {"kernel_shape": [3, 3], "strides": [2, 2],
+                                   "pads": [1, 1, 1, 1]})
+    out = np.full(blocked_shape(want.shape), 7.0, np.float32)
+    max_pool_blocked(blocked(x), out, 3, 3, 2, 2, 1, 1, 1, 1)
+    got = unblocked(out, 20)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(want).sum() >= 2
+    ok = ~np.isnan(want)
+    assert np.array_equal(got[ok], want[ok])
