@@ -181,11 +181,8 @@ def fuse_conv_fake_quant(graph: Graph) -> Graph:
 
 def _scalar(graph, name, value, rtol=1e-3):
     """True when ``name`` is a one-element constant within rtol of value."""
-    c = graph.constants.get(name)
-    if c is None or int(np.prod(c.shape)) != 1:
-        return False
-    v = float(np.asarray(c.as_float32()).reshape(-1)[0])
-    return abs(v - value) <= rtol * abs(value)
+    v = _one_value(graph, name)
+    return v is not None and abs(v - value) <= rtol * abs(value)
 
 
 def _other(node, tensor):
