@@ -48,6 +48,19 @@ def tile_offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
 
 
 @njit(inline="always", **_OPTS)
+def tap(inside, acc, xf, offs, mk, wc, k, cb, cstride, wbstride, ci, nb, npx, pf):
+    """One fma_tap of a single row (rows 1): every pixel when the tap lies inside the
+    image for all of them, else scaled by the pixels' 0/1 mk (fma_tap's masked form: the
+    flag is a literal, so the two forms are two calls)."""
+    if inside:
+        fma_tap(acc, xf, offs, mk, wc, k, cb, cstride, wbstride, 1, 0, ci, False, nb, npx, pf,
+                0)
+    else:
+        fma_tap(acc, xf, offs, mk, wc, k, cb, cstride, wbstride, 1, 0, ci, True, nb, npx, pf,
+                0)
+
+
+@njit(inline="always", **_OPTS)
 def chunk_rows(wp, coff, st, r0, nrows, w16, m0, wdec):
     """(array, offset) to read rows r0 .. r0 + nrows - 1 of the chunk from: wp itself for
     fp32 weights, else wdec with those rows decoded into it."""
@@ -91,12 +104,9 @@ def band_nchw(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, bw
         for kh in range(KH):
             for kw in range(KW):
                 k = k0 + (kh * KW + kw) * w16
-                if tile_offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw, plane_in):
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            False, nb, NPX, 0, 0)
-                else:
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            True, nb, NPX, 0, 0)
+                inside = tile_offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, 1, dh, dw,
+                                      plane_in)
+                tap(inside, acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, nb, NPX, 0)
         tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
 
 
@@ -180,12 +190,10 @@ def band_passes(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, bh, 
                     # the band's first tile brings the next pass's weights (they follow
                     # this pass's) into cache while it computes
                     pf = cn * CI * w16 if u == 0 and kind == KIND_F32 else 0
-                    if tile_offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw, plane_in):
-                        fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
-                                False, nb, NPX, pf, 0)
-                    else:
-                        fma_tap(acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, 1, 0, CI,
-                                True, nb, NPX, pf, 0)
+                    inside = tile_offsets(offs, mk, bh, bw, u, c0, kh, kw, H, W, CI, dh, dw,
+                                          plane_in)
+                    tap(inside, acc, xf, offs, mk, wc, kp, cn, plane_in, CI * w16, CI, nb, NPX,
+                        pf)
                 k += cn * CI * w16
     store_band(stage, nt, of, base0, plane_out, rf, has_res, npx_last, lo, hi, nb, NPX)
 
@@ -216,12 +224,10 @@ def band_one_block(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, b
         for kh in range(KH):
             for kw in range(KW):
                 k = k0 + (kh * KW + kw) * CI * w16
-                if tile_offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, CI, dh, dw, plane_in):
-                    fma_tap(acc, xf, offs, mk, wc, k, 1, plane_in, taps * CI * w16, 1, 0, CI,
-                            False, nb, NPX, 0, 0)
-                else:
-                    fma_tap(acc, xf, offs, mk, wc, k, 1, plane_in, taps * CI * w16, 1, 0, CI,
-                            True, nb, NPX, 0, 0)
+                inside = tile_offsets(offs, mk, bh, bw, u, 0, kh, kw, H, W, CI, dh, dw,
+                                      plane_in)
+                tap(inside, acc, xf, offs, mk, wc, k, 1, plane_in, taps * CI * w16, CI, nb, NPX,
+                    0)
         tile_store(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, NPX)
 
 
@@ -314,12 +320,7 @@ def band_nchw_rows(stage, nt, xf, offs, mk, wp, coff, st, wdec, bias, m0, geo, t
                     mk[p] = np.float32(1.0) if ok else np.float32(0.0)
                     offs[p] = ihc * W + min(max(iw, 0), W - 1)
                 k = k0 + (kh * KW + kw) * w16
-                if inside:
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            False, nb, tp, 0, 0)
-                else:
-                    fma_tap(acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, 0, 1,
-                            True, nb, tp, 0, 0)
+                tap(inside, acc, xf, offs, mk, wc, k, CB, plane_in, taps * w16, 1, nb, tp, 0)
         if onchw:
             tile_store_nchw(acc, of, obase, plane_out, rf, has_res, npx, lo, hi, nb, tp, mv)
         else:
